@@ -1,0 +1,444 @@
+//! [`RangeBuilder`]: appends ranges or page frames, coalesces contiguous neighbours,
+//! splits to satisfy [`DmaConstraints`], and rejects what cannot satisfy them.
+//!
+//! This is what `blk_rq_map_sg`/`__blk_bios_map_sg` do when they turn bio segments into
+//! scatterlist entries (`biovec_phys_mergeable`, `get_max_segment_size`), without the
+//! scatterlist: the output is any [`RangeSink`], including a fixed-capacity
+//! [`RangeArray`](crate::RangeArray) for an allocation-free path.
+
+use crate::addr::{Addr, AddrSpace, PageSize};
+use crate::constraints::DmaConstraints;
+use crate::error::{BuildError, ConstraintsError};
+use crate::range::Range;
+use crate::vec::RangeSink;
+
+/// Builds a constrained range list into a sink.
+///
+/// # Invariants
+/// Every segment the builder wrote satisfies every constraint
+/// ([`DmaConstraints::segment_ok`]), at most `max_segments` were written, and coalescing
+/// is maximal: two adjacent output segments are never contiguous *and* mergeable under
+/// the constraints. A rejected push changes nothing.
+///
+/// # Examples
+/// ```
+/// use physvec::{DmaConstraints, PageSize, PhysArray, PhysRange, RangeBuilder};
+/// let c = DmaConstraints::new().with_max_segment_size(0x2000);
+/// let mut b = RangeBuilder::new(c, PhysArray::<8>::new()).unwrap();
+/// b.push(PhysRange::new(0x1000, 0x1000)).unwrap();
+/// b.push(PhysRange::new(0x2000, 0x1800)).unwrap(); // contiguous: coalesced, then split
+/// b.push_pfn(0x40, PageSize::SIZE_4K).unwrap();    // page frame 0x40
+/// let out = b.finish();
+/// assert_eq!(out.as_slice(), [
+///     PhysRange::new(0x1000, 0x2000),
+///     PhysRange::new(0x3000, 0x800),
+///     PhysRange::new(0x40000, 0x1000),
+/// ]);
+/// ```
+#[derive(Debug)]
+pub struct RangeBuilder<S: AddrSpace, K: RangeSink<S>> {
+    constraints: DmaConstraints,
+    sink: K,
+    /// Ranges in the sink before the builder started (never coalesced into).
+    base: usize,
+    inputs: usize,
+    total: u64,
+    _space: core::marker::PhantomData<S>,
+}
+
+impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
+    /// A builder writing into `sink` (after whatever it already holds).
+    ///
+    /// # Errors
+    /// The constraints' own [`ConstraintsError`] when they are self-contradictory.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysVec, RangeBuilder};
+    /// assert!(RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).is_ok());
+    /// ```
+    pub fn new(constraints: DmaConstraints, sink: K) -> Result<Self, ConstraintsError> {
+        let constraints = constraints.validate()?;
+        let base = sink.ranges().len();
+        Ok(Self {
+            constraints,
+            sink,
+            base,
+            inputs: 0,
+            total: 0,
+            _space: core::marker::PhantomData,
+        })
+    }
+
+    /// The constraints in force.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysVec, RangeBuilder};
+    /// let b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// assert_eq!(b.constraints().alignment(), 1);
+    /// ```
+    pub fn constraints(&self) -> &DmaConstraints {
+        &self.constraints
+    }
+
+    /// The segments written so far by this builder.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysRange, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// b.push(PhysRange::new(0, 8)).unwrap();
+    /// assert_eq!(b.segments(), [PhysRange::new(0, 8)]);
+    /// ```
+    pub fn segments(&self) -> &[Range<S>] {
+        &self.sink.ranges()[self.base..]
+    }
+
+    /// Bytes accepted so far.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysRange, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// b.push(PhysRange::new(0, 8)).unwrap();
+    /// assert_eq!(b.total_len(), 8);
+    /// ```
+    pub fn total_len(&self) -> u64 {
+        self.total
+    }
+
+    /// Number of inputs accepted so far (the index the next input's errors will carry).
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysVec, RangeBuilder};
+    /// let b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// assert_eq!(b.inputs(), 0);
+    /// ```
+    pub fn inputs(&self) -> usize {
+        self.inputs
+    }
+
+    /// Returns the sink.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysVec, RangeBuilder};
+    /// let v = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap().finish();
+    /// assert!(v.is_empty());
+    /// ```
+    pub fn finish(self) -> K {
+        self.sink
+    }
+
+    /// Appends `[addr, addr + len)` given as raw numbers.
+    ///
+    /// # Errors
+    /// [`BuildError::InvalidRange`] for an empty or overflowing range; otherwise as
+    /// [`RangeBuilder::push`].
+    ///
+    /// ```
+    /// use physvec::{BuildError, DmaConstraints, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// assert!(matches!(b.push_raw(0x1000, 0), Err(BuildError::InvalidRange { index: 0, .. })));
+    /// ```
+    pub fn push_raw(&mut self, addr: u64, len: u64) -> Result<(), BuildError> {
+        let range = Range::try_new(addr, len).map_err(|error| BuildError::InvalidRange {
+            index: self.inputs,
+            error,
+        })?;
+        self.push(range)
+    }
+
+    /// Appends one whole page of size `page` starting at `page_addr` (which need not be
+    /// page-aligned).
+    ///
+    /// # Errors
+    /// As [`RangeBuilder::push_raw`].
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PageSize, PhysAddr, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// b.push_page(PhysAddr::new(0x3000), PageSize::SIZE_4K).unwrap();
+    /// b.push_page(PhysAddr::new(0x4000), PageSize::SIZE_4K).unwrap();
+    /// assert_eq!(b.segments().len(), 1);
+    /// ```
+    pub fn push_page(&mut self, page_addr: Addr<S>, page: PageSize) -> Result<(), BuildError> {
+        self.push_raw(page_addr.as_u64(), page.get())
+    }
+
+    /// Appends page frame `pfn` (the page at `pfn * page`).
+    ///
+    /// # Errors
+    /// [`BuildError::InvalidRange`] when the frame lies beyond 2^64; otherwise as
+    /// [`RangeBuilder::push`].
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PageSize, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// assert!(b.push_pfn(u64::MAX, PageSize::SIZE_4K).is_err());
+    /// ```
+    pub fn push_pfn(&mut self, pfn: u64, page: PageSize) -> Result<(), BuildError> {
+        match Addr::<S>::from_pfn(pfn, page) {
+            Ok(a) => self.push_page(a, page),
+            Err(_) => Err(BuildError::InvalidRange {
+                index: self.inputs,
+                error: crate::RangeError::Overflow {
+                    addr: pfn,
+                    len: page.get(),
+                },
+            }),
+        }
+    }
+
+    /// Appends every range of an iterator, stopping at the first rejection.
+    ///
+    /// # Errors
+    /// The first [`BuildError`]; the inputs before it stay accepted.
+    ///
+    /// ```
+    /// use physvec::{DmaConstraints, PhysRange, PhysVec, RangeBuilder};
+    /// let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new()).unwrap();
+    /// b.extend_from([PhysRange::new(0, 8), PhysRange::new(8, 8)]).unwrap();
+    /// assert_eq!(b.segments(), [PhysRange::new(0, 16)]);
+    /// ```
+    pub fn extend_from<I: IntoIterator<Item = Range<S>>>(
+        &mut self,
+        ranges: I,
+    ) -> Result<(), BuildError> {
+        for r in ranges {
+            self.push(r)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a range: coalesces it into the previous segment while the constraints
+    /// allow, then splits the rest at the segment boundary and maximum segment size.
+    ///
+    /// # Errors
+    /// [`BuildError::Unaligned`], [`BuildError::AboveDmaMask`],
+    /// [`BuildError::TooManySegments`], [`BuildError::CapacityExceeded`] or
+    /// [`BuildError::TotalOverflow`]; the builder is unchanged.
+    ///
+    /// ```
+    /// use physvec::{BuildError, DmaConstraints, PhysRange, PhysVec, RangeBuilder};
+    /// let c = DmaConstraints::new().with_dma_mask_bits(32);
+    /// let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
+    /// assert!(matches!(
+    ///     b.push(PhysRange::new(0xffff_f000, 0x2000)),
+    ///     Err(BuildError::AboveDmaMask { index: 0, last: 0x1_0000_0fff, .. })
+    /// ));
+    /// ```
+    pub fn push(&mut self, range: Range<S>) -> Result<(), BuildError> {
+        let index = self.inputs;
+        let c = self.constraints;
+        let addr = range.addr().as_u64();
+        if addr & (c.alignment() - 1) != 0 {
+            return Err(BuildError::Unaligned {
+                index,
+                addr,
+                alignment: c.alignment(),
+            });
+        }
+        let last = range.last().as_u64();
+        if last > c.dma_mask() {
+            return Err(BuildError::AboveDmaMask {
+                index,
+                last,
+                mask: c.dma_mask(),
+            });
+        }
+        let new_total = self
+            .total
+            .checked_add(range.len())
+            .ok_or(BuildError::TotalOverflow { index })?;
+
+        // How much can join the previous segment of ours?
+        let tail = self.segments().last().copied();
+        let mut absorbed = 0u64;
+        if let Some(t) = tail {
+            if t.is_contiguous_with(range) {
+                let room = c.room_at(t.addr().as_u64()) - t.len();
+                absorbed = room.min(range.len());
+            }
+        }
+        let rest_len = range.len() - absorbed;
+        let needed = if rest_len == 0 {
+            0
+        } else {
+            // `addr + absorbed` is inside the range, so it cannot overflow.
+            count_pieces(&c, addr + absorbed, rest_len)
+        };
+        let produced = self.segments().len() as u64;
+        if produced.saturating_add(needed) > c.max_segments() as u64 {
+            return Err(BuildError::TooManySegments {
+                index,
+                max_segments: c.max_segments(),
+            });
+        }
+        let available = self.sink.remaining_capacity();
+        if needed > available as u64 {
+            return Err(BuildError::CapacityExceeded {
+                index,
+                needed: usize::try_from(needed).unwrap_or(usize::MAX),
+                available,
+            });
+        }
+
+        // Commit. The sink can still refuse (its own total overflowing), so remember how
+        // to roll back.
+        let before = self.sink.ranges().len();
+        if absorbed > 0 {
+            if let Some(t) = tail {
+                self.sink
+                    .replace_last(Range::new(t.addr().as_u64(), t.len() + absorbed));
+            }
+        }
+        let mut cur = addr + absorbed;
+        let mut rem = rest_len;
+        while rem > 0 {
+            let piece = c.room_at(cur).min(rem);
+            if self.sink.push_range(Range::new(cur, piece)).is_err() {
+                self.sink.truncate_ranges(before);
+                if let Some(t) = tail {
+                    if absorbed > 0 {
+                        self.sink.replace_last(t);
+                    }
+                }
+                return Err(BuildError::TotalOverflow { index });
+            }
+            rem -= piece;
+            // Wraps only after the final piece of a range ending at 2^64.
+            cur = cur.wrapping_add(piece);
+        }
+        self.total = new_total;
+        self.inputs += 1;
+        Ok(())
+    }
+}
+
+/// Number of segments `[addr, addr + len)` splits into when every piece is as long as
+/// the constraints allow (`room_at`), computed in O(1). Saturates at `u64::MAX`.
+fn count_pieces(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
+    let max = c.effective_max_segment_size();
+    let mask = c.segment_boundary_mask();
+    // Bytes to the first boundary (may be 2^64 when unbounded).
+    let to_boundary = ((mask - (addr & mask)) as u128) + 1;
+    let len = len as u128;
+    let max = max as u128;
+    let ceil = |x: u128| x.div_ceil(max);
+    if len <= to_boundary {
+        return sat(ceil(len));
+    }
+    let window = (mask as u128) + 1;
+    let first = ceil(to_boundary);
+    let rest = len - to_boundary;
+    let full = rest / window;
+    let tail = rest % window;
+    sat(first + full * ceil(window) + ceil(tail))
+}
+
+fn sat(x: u128) -> u64 {
+    u64::try_from(x).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::range::PhysRange;
+    use crate::vec::PhysArray;
+
+    fn build(c: DmaConstraints, input: &[PhysRange]) -> PhysArray<64> {
+        let mut b = RangeBuilder::new(c, PhysArray::<64>::new()).unwrap();
+        b.extend_from(input.iter().copied()).unwrap();
+        b.finish()
+    }
+
+    #[test]
+    fn coalesces_and_splits_at_boundary() {
+        let c = DmaConstraints::new().with_segment_boundary_mask(0xffff);
+        let out = build(
+            c,
+            &[PhysRange::new(0xf000, 0x800), PhysRange::new(0xf800, 0x1000)],
+        );
+        assert_eq!(
+            out.as_slice(),
+            [PhysRange::new(0xf000, 0x1000), PhysRange::new(0x10000, 0x800)]
+        );
+    }
+
+    #[test]
+    fn count_matches_writing() {
+        let cs = [
+            DmaConstraints::new(),
+            DmaConstraints::new().with_max_segment_size(0x3000),
+            DmaConstraints::new()
+                .with_max_segment_size(0x3000)
+                .with_segment_boundary_mask(0x7fff),
+            DmaConstraints::new()
+                .with_max_segment_size(0x10000)
+                .with_segment_boundary_mask(0xfff),
+        ];
+        for c in cs {
+            for (addr, len) in [(0, 1), (0x7ff0, 0x20), (0x1234, 0x23456), (0, 0x8000)] {
+                let out = build(c, &[PhysRange::new(addr, len)]);
+                assert_eq!(count_pieces(&c, addr, len), out.len() as u64, "{c:?}");
+            }
+        }
+        assert_eq!(
+            count_pieces(
+                &DmaConstraints::new().with_max_segment_size(1),
+                0,
+                u64::MAX
+            ),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn rejections_leave_builder_unchanged() {
+        let c = DmaConstraints::new()
+            .with_max_segment_size(0x1000)
+            .with_max_segments(3);
+        let mut b = RangeBuilder::new(c, PhysArray::<8>::new()).unwrap();
+        b.push(PhysRange::new(0, 0x800)).unwrap();
+        let before: std::vec::Vec<_> = b.segments().to_vec();
+        // Needs 0x800 absorbed + 3 more segments: 4 > 3.
+        assert_eq!(
+            b.push(PhysRange::new(0x800, 0x3800)),
+            Err(BuildError::TooManySegments {
+                index: 1,
+                max_segments: 3
+            })
+        );
+        assert_eq!(b.segments(), &before[..]);
+        assert_eq!(b.total_len(), 0x800);
+        // Capacity: a 2-slot array.
+        let mut b = RangeBuilder::new(DmaConstraints::new(), PhysArray::<2>::new()).unwrap();
+        b.push(PhysRange::new(0, 1)).unwrap();
+        b.push(PhysRange::new(5, 1)).unwrap();
+        assert_eq!(
+            b.push(PhysRange::new(9, 1)),
+            Err(BuildError::CapacityExceeded {
+                index: 2,
+                needed: 1,
+                available: 0
+            })
+        );
+        // Contiguous input still fits by coalescing.
+        b.push(PhysRange::new(6, 1)).unwrap();
+        assert_eq!(b.segments()[1], PhysRange::new(5, 2));
+    }
+
+    #[test]
+    fn top_of_address_space() {
+        let c = DmaConstraints::new().with_max_segment_size(0x1000);
+        let out = build(c, &[PhysRange::new(u64::MAX - 0x1fff, 0x2000)]);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].last().as_u64(), u64::MAX);
+    }
+
+    #[test]
+    fn does_not_coalesce_into_existing_sink_content() {
+        let mut sink = PhysArray::<4>::new();
+        sink.try_push(PhysRange::new(0, 0x10)).unwrap();
+        let mut b = RangeBuilder::new(DmaConstraints::new(), sink).unwrap();
+        b.push(PhysRange::new(0x10, 0x10)).unwrap();
+        assert_eq!(b.finish().len(), 2);
+    }
+}
