@@ -495,11 +495,18 @@ mod tests {
         assert!(PageSize::new(0).is_err());
         assert!(PageSize::new(6).is_err());
         assert_eq!(
-            PhysAddr::from_pfn(1 << 40, PageSize::SIZE_4K).unwrap().as_u64(),
+            PhysAddr::from_pfn(1 << 40, PageSize::SIZE_4K)
+                .unwrap()
+                .as_u64(),
             1 << 52
         );
         assert!(PhysAddr::from_pfn(u64::MAX >> 12, PageSize::SIZE_4K).is_ok());
         assert!(PhysAddr::from_pfn((u64::MAX >> 12) + 1, PageSize::SIZE_4K).is_err());
-        assert_eq!(PhysAddr::from_pfn(u64::MAX, PageSize::new(1).unwrap()).unwrap().as_u64(), u64::MAX);
+        assert_eq!(
+            PhysAddr::from_pfn(u64::MAX, PageSize::new(1).unwrap())
+                .unwrap()
+                .as_u64(),
+            u64::MAX
+        );
     }
 }

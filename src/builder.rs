@@ -253,8 +253,12 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let mut absorbed = 0u64;
         if let Some(t) = tail {
             if t.is_contiguous_with(range) {
-                let room = c.room_at(t.addr().as_u64()) - t.len();
-                absorbed = room.min(range.len());
+                let ta = t.addr().as_u64();
+                absorbed = if t.len().saturating_add(range.len()) <= c.final_room_at(ta) {
+                    range.len()
+                } else {
+                    c.room_at(ta).saturating_sub(t.len()).min(range.len())
+                };
             }
         }
         let rest_len = range.len() - absorbed;
@@ -289,10 +293,16 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                     .replace_last(Range::new(t.addr().as_u64(), t.len() + absorbed));
             }
         }
-        let mut cur = addr + absorbed;
+        // Wraps only when everything was absorbed into a range ending at 2^64, and then
+        // the loop below does not run.
+        let mut cur = addr.wrapping_add(absorbed);
         let mut rem = rest_len;
         while rem > 0 {
-            let piece = c.room_at(cur).min(rem);
+            let piece = if rem <= c.final_room_at(cur) {
+                rem
+            } else {
+                c.room_at(cur)
+            };
             if self.sink.push_range(Range::new(cur, piece)).is_err() {
                 self.sink.truncate_ranges(before);
                 if let Some(t) = tail {
@@ -312,9 +322,31 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     }
 }
 
-/// Number of segments `[addr, addr + len)` splits into when every piece is as long as
-/// the constraints allow (`room_at`), computed in O(1). Saturates at `u64::MAX`.
+/// Number of segments `[addr, addr + len)` splits into, computed in O(1) and saturating
+/// at `u64::MAX`: every piece is as long as the constraints allow (`room_at`, which keeps
+/// the next start aligned), except that the final piece may use the whole
+/// `final_room_at` — which can save exactly one piece when the last two greedy pieces
+/// share a boundary window and fit in `max_segment_size` together.
 fn count_pieces(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
+    let greedy = count_greedy(c, addr, len);
+    if greedy < 2 || greedy == u64::MAX {
+        return greedy;
+    }
+    let max = c.effective_max_segment_size() as u128;
+    let mask = c.segment_boundary_mask() as u128;
+    let end = addr as u128 + len as u128; // exclusive, <= 2^64
+    let window = (end - 1) & !mask;
+    let s0 = core::cmp::max(addr as u128, window);
+    let last_start = s0 + ((end - 1 - s0) / max) * max;
+    if last_start > s0 && end - (last_start - max) <= c.max_segment_size() as u128 {
+        greedy - 1
+    } else {
+        greedy
+    }
+}
+
+/// [`count_pieces`] without the final-piece rule.
+fn count_greedy(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
     let max = c.effective_max_segment_size();
     let mask = c.segment_boundary_mask();
     // Bytes to the first boundary (may be 2^64 when unbounded).
@@ -354,11 +386,17 @@ mod tests {
         let c = DmaConstraints::new().with_segment_boundary_mask(0xffff);
         let out = build(
             c,
-            &[PhysRange::new(0xf000, 0x800), PhysRange::new(0xf800, 0x1000)],
+            &[
+                PhysRange::new(0xf000, 0x800),
+                PhysRange::new(0xf800, 0x1000),
+            ],
         );
         assert_eq!(
             out.as_slice(),
-            [PhysRange::new(0xf000, 0x1000), PhysRange::new(0x10000, 0x800)]
+            [
+                PhysRange::new(0xf000, 0x1000),
+                PhysRange::new(0x10000, 0x800)
+            ]
         );
     }
 
@@ -373,19 +411,30 @@ mod tests {
             DmaConstraints::new()
                 .with_max_segment_size(0x10000)
                 .with_segment_boundary_mask(0xfff),
+            DmaConstraints::new()
+                .with_max_segment_size(0x2800)
+                .with_alignment(0x1000)
+                .unwrap()
+                .with_segment_boundary_mask(0x7fff),
         ];
         for c in cs {
-            for (addr, len) in [(0, 1), (0x7ff0, 0x20), (0x1234, 0x23456), (0, 0x8000)] {
+            for (addr, len) in [
+                (0, 1),
+                (0x7ff0, 0x20),
+                (0x1234, 0x23456),
+                (0, 0x8000),
+                (0x1000, 0x5000),
+                (0x6000, 0x3800),
+            ] {
+                if addr % c.alignment() != 0 {
+                    continue;
+                }
                 let out = build(c, &[PhysRange::new(addr, len)]);
                 assert_eq!(count_pieces(&c, addr, len), out.len() as u64, "{c:?}");
             }
         }
         assert_eq!(
-            count_pieces(
-                &DmaConstraints::new().with_max_segment_size(1),
-                0,
-                u64::MAX
-            ),
+            count_pieces(&DmaConstraints::new().with_max_segment_size(1), 0, u64::MAX),
             u64::MAX
         );
     }
@@ -423,6 +472,22 @@ mod tests {
         // Contiguous input still fits by coalescing.
         b.push(PhysRange::new(6, 1)).unwrap();
         assert_eq!(b.segments()[1], PhysRange::new(5, 2));
+    }
+
+    #[test]
+    fn final_piece_uses_full_max_segment_size() {
+        let c = DmaConstraints::new()
+            .with_max_segment_size(1000)
+            .with_alignment(512)
+            .unwrap();
+        let out = build(c, &[PhysRange::new(0, 1500)]);
+        assert_eq!(
+            out.as_slice(),
+            [PhysRange::new(0, 512), PhysRange::new(512, 988)]
+        );
+        assert_eq!(count_pieces(&c, 0, 1500), 2);
+        let out = build(c, &[PhysRange::new(0, 512), PhysRange::new(512, 476)]);
+        assert_eq!(out.as_slice(), [PhysRange::new(0, 988)]);
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl Default for DmaConstraints {
 impl fmt::Debug for DmaConstraints {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DmaConstraints")
-            .field("max_segment_size", &format_args!("{:#x}", self.max_segment_size))
+            .field(
+                "max_segment_size",
+                &format_args!("{:#x}", self.max_segment_size),
+            )
             .field(
                 "segment_boundary_mask",
                 &format_args!("{:#x}", self.segment_boundary_mask),
@@ -283,13 +286,31 @@ impl DmaConstraints {
     pub const fn room_at(&self, addr: u64) -> u64 {
         // Bytes from addr up to the next boundary: mask - (addr & mask) + 1, which can
         // be 2^64 only when mask == u64::MAX and addr == 0.
-        let to_boundary = (self.segment_boundary_mask - (addr & self.segment_boundary_mask))
-            .saturating_add(1);
+        let to_boundary =
+            (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1);
         let max = self.effective_max_segment_size();
         if to_boundary < max {
             to_boundary
         } else {
             max
+        }
+    }
+
+    /// How many bytes the *last* segment of a run starting at `addr` may hold: up to the
+    /// segment boundary and `max_segment_size` itself (no segment follows it, so its end
+    /// need not be aligned). Always at least [`DmaConstraints::room_at`].
+    ///
+    /// ```
+    /// let c = physvec::DmaConstraints::new().with_max_segment_size(1000).with_alignment(512).unwrap();
+    /// assert_eq!((c.room_at(0), c.final_room_at(0)), (512, 1000));
+    /// ```
+    pub const fn final_room_at(&self, addr: u64) -> u64 {
+        let to_boundary =
+            (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1);
+        if to_boundary < self.max_segment_size {
+            to_boundary
+        } else {
+            self.max_segment_size
         }
     }
 

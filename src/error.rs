@@ -46,7 +46,10 @@ impl fmt::Display for AddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             AddrError::Overflow { addr, delta } => {
-                write!(f, "address overflow: {addr:#x} + {delta:#x} exceeds 2^64 - 1")
+                write!(
+                    f,
+                    "address overflow: {addr:#x} + {delta:#x} exceeds 2^64 - 1"
+                )
             }
             AddrError::Underflow { addr, delta } => {
                 write!(f, "address underflow: {addr:#x} - {delta:#x} is below zero")

@@ -79,11 +79,10 @@ pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
-    AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow,
-    ViewError,
+    AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
 pub use range::{DmaRange, Pages, PhysRange, Range};
+pub use vec::{DmaArray, PhysArray, RangeArray, RangeSink};
 #[cfg(feature = "alloc")]
 pub use vec::{DmaVec, PhysVec, RangeVec};
-pub use vec::{DmaArray, PhysArray, RangeArray, RangeSink};
 pub use view::{RangeView, ViewIter};

@@ -26,7 +26,11 @@ pub struct MemoryError {
 
 impl fmt::Display for MemoryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "memory at {:#x}+{:#x} is not readable", self.addr, self.len)
+        write!(
+            f,
+            "memory at {:#x}+{:#x} is not readable",
+            self.addr, self.len
+        )
     }
 }
 

@@ -93,13 +93,7 @@ impl<S: AddrSpace> core::hash::Hash for Range<S> {
 
 impl<S: AddrSpace> fmt::Debug for Range<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:[{:#x}+{:#x}]",
-            S::NAME,
-            self.addr.as_u64(),
-            self.len
-        )
+        write!(f, "{}:[{:#x}+{:#x}]", S::NAME, self.addr.as_u64(), self.len)
     }
 }
 

@@ -54,7 +54,12 @@ impl<S: AddrSpace> Eq for RangeView<'_, S> {}
 
 impl<S: AddrSpace> fmt::Debug for RangeView<'_, S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "view[{} segs, {:#x} bytes] ", self.segment_count(), self.len)?;
+        write!(
+            f,
+            "view[{} segs, {:#x} bytes] ",
+            self.segment_count(),
+            self.len
+        )?;
         f.debug_list().entries(self.iter()).finish()
     }
 }

@@ -4,7 +4,7 @@
 //! errors) back into JSON; no layout logic lives here.
 
 use physvec::mem::SparseMemory;
-use physvec::{Range, AddrSpace};
+use physvec::{AddrSpace, Range};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -97,7 +97,10 @@ pub fn hex(bytes: &[u8]) -> String {
 /// Decodes a hex blob (exit 2 on bad hex: the request is malformed).
 pub fn unhex(s: &str) -> Result<Vec<u8>, CliError> {
     if s.len() % 2 != 0 {
-        return Err(CliError::Malformed(format!("hex string of odd length {}", s.len())));
+        return Err(CliError::Malformed(format!(
+            "hex string of odd length {}",
+            s.len()
+        )));
     }
     (0..s.len())
         .step_by(2)

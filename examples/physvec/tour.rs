@@ -16,11 +16,7 @@ pub fn run() {
 fn core_section() {
     println!("== 1. ranges, constraints and the builder ==");
     let pages = [0x1000u64, 0x1001, 0x1002, 0x1003, 0x2000, 0x2001, 0x8000];
-    println!(
-        "input: {} page frames of 4 KiB: {:x?}",
-        pages.len(),
-        pages
-    );
+    println!("input: {} page frames of 4 KiB: {:x?}", pages.len(), pages);
     let c = DmaConstraints::new()
         .with_max_segment_size(0x3000)
         .with_segment_boundary_mask(0xffff_ffff);
