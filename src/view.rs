@@ -492,7 +492,7 @@ mod tests {
             segs,
             [PhysRange::new(0x10f0, 0x10), PhysRange::new(0x5000, 0x10)]
         );
-        assert_eq!(w.iter().rev().next(), Some(PhysRange::new(0x9000, 0x180)));
+        assert_eq!(w.iter().next_back(), Some(PhysRange::new(0x9000, 0x180)));
     }
 
     #[test]
