@@ -42,6 +42,23 @@ pub enum AddrError {
     },
 }
 
+impl AddrError {
+    /// A stable snake_case name for the variant (what the tool prints as `error.kind`).
+    ///
+    /// ```
+    /// # use physvec::*;
+    /// assert_eq!(PhysAddr::new(u64::MAX).checked_add(1).unwrap_err().kind(), "address_overflow");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AddrError::Overflow { .. } => "address_overflow",
+            AddrError::Underflow { .. } => "address_underflow",
+            AddrError::PfnOverflow { .. } => "address_overflow",
+            AddrError::NotPowerOfTwo { .. } => "not_power_of_two",
+        }
+    }
+}
+
 impl fmt::Display for AddrError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -94,6 +111,22 @@ pub enum RangeError {
         /// The range length in bytes.
         len: u64,
     },
+}
+
+impl RangeError {
+    /// A stable snake_case name for the variant (what the tool prints as `error.kind`).
+    ///
+    /// ```
+    /// # use physvec::*;
+    /// assert_eq!(PhysRange::try_new(0x1000, 0).unwrap_err().kind(), "empty_segment");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RangeError::Empty { .. } => "empty_segment",
+            RangeError::Overflow { .. } => "address_overflow",
+            RangeError::OffsetOutOfRange { .. } => "offset_out_of_range",
+        }
+    }
 }
 
 impl fmt::Display for RangeError {
@@ -210,6 +243,23 @@ pub enum ViewError {
     },
 }
 
+impl ViewError {
+    /// A stable snake_case name for the variant (what the tool prints as `error.kind`).
+    ///
+    /// ```
+    /// # use physvec::*;
+    /// let r = [PhysRange::new(0, 8)];
+    /// assert_eq!(RangeView::new(&r, 4, 8).unwrap_err().kind(), "out_of_bounds");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ViewError::OutOfBounds { .. } => "out_of_bounds",
+            ViewError::TotalOverflow { .. } => "length_overflow",
+            ViewError::EmptySegment { .. } => "empty_segment",
+        }
+    }
+}
+
 impl fmt::Display for ViewError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -265,6 +315,25 @@ pub enum ConstraintsError {
         /// The required alignment in bytes.
         alignment: u64,
     },
+}
+
+impl ConstraintsError {
+    /// A stable snake_case name for the variant (what the tool prints as `error.kind`).
+    ///
+    /// ```
+    /// # use physvec::*;
+    /// assert_eq!(DmaConstraints::new().with_max_segments(0).validate().unwrap_err().kind(), "zero_max_segments");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConstraintsError::ZeroMaxSegmentSize => "zero_max_segment_size",
+            ConstraintsError::ZeroMaxSegments => "zero_max_segments",
+            ConstraintsError::BoundaryMaskNotContiguous { .. } => "invalid_boundary_mask",
+            ConstraintsError::AlignmentNotPowerOfTwo { .. } => "not_power_of_two",
+            ConstraintsError::MaxSegmentBelowAlignment { .. } => "max_segment_below_alignment",
+            ConstraintsError::BoundaryBelowAlignment { .. } => "boundary_below_alignment",
+        }
+    }
 }
 
 impl fmt::Display for ConstraintsError {
@@ -374,6 +443,26 @@ impl BuildError {
             | BuildError::CapacityExceeded { index, .. }
             | BuildError::TotalOverflow { index }
             | BuildError::InvalidRange { index, .. } => index,
+        }
+    }
+}
+
+impl BuildError {
+    /// A stable snake_case name for the variant (what the tool prints as `error.kind`).
+    ///
+    /// ```
+    /// # use physvec::*;
+    /// let mut b = RangeBuilder::new(DmaConstraints::new().with_dma_mask_bits(32), PhysVec::new()).unwrap();
+    /// assert_eq!(b.push_raw(1 << 40, 1).unwrap_err().kind(), "above_dma_mask");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BuildError::Unaligned { .. } => "unaligned",
+            BuildError::AboveDmaMask { .. } => "above_dma_mask",
+            BuildError::TooManySegments { .. } => "too_many_segments",
+            BuildError::CapacityExceeded { .. } => "capacity_exceeded",
+            BuildError::TotalOverflow { .. } => "length_overflow",
+            BuildError::InvalidRange { error, .. } => error.kind(),
         }
     }
 }

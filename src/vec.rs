@@ -340,16 +340,18 @@ mod heap {
         total: u64,
     }
 
-    /// Physical ranges with inline storage for 8 entries.
-    pub type PhysVec<const N: usize = 8> = RangeVec<Phys, N>;
-    /// DMA ranges with inline storage for 8 entries.
-    pub type DmaVec<const N: usize = 8> = RangeVec<Dma, N>;
+    /// Physical ranges with inline storage for 8 entries (use `RangeVec<Phys, N>` for
+    /// another inline capacity).
+    pub type PhysVec = RangeVec<Phys, 8>;
+    /// DMA ranges with inline storage for 8 entries (use `RangeVec<Dma, N>` for another
+    /// inline capacity).
+    pub type DmaVec = RangeVec<Dma, 8>;
 
     impl<S: AddrSpace, const N: usize> RangeVec<S, N> {
         /// An empty list; does not allocate.
         ///
         /// ```
-        /// let v = physvec::PhysVec::<8>::new();
+        /// let v = physvec::PhysVec::new();
         /// assert!(v.is_empty() && !v.spilled());
         /// ```
         pub const fn new() -> Self {
@@ -362,7 +364,7 @@ mod heap {
         /// An empty list with room for `cap` ranges (allocates when `cap > N`).
         ///
         /// ```
-        /// let v = physvec::PhysVec::<2>::with_capacity(100);
+        /// let v = physvec::RangeVec::<physvec::Phys, 2>::with_capacity(100);
         /// assert!(v.capacity() >= 100);
         /// ```
         pub fn with_capacity(cap: usize) -> Self {
@@ -379,7 +381,7 @@ mod heap {
         ///
         /// ```
         /// use physvec::{PhysRange, PhysVec};
-        /// let v = PhysVec::<4>::try_from_slice(&[PhysRange::new(0, 4)]).unwrap();
+        /// let v = physvec::RangeVec::<physvec::Phys, 4>::try_from_slice(&[PhysRange::new(0, 4)]).unwrap();
         /// assert_eq!(v.total_len(), 4);
         /// ```
         pub fn try_from_slice(ranges: &[Range<S>]) -> Result<Self, TotalLenOverflow> {
@@ -397,7 +399,7 @@ mod heap {
         ///
         /// ```
         /// use physvec::{PhysRange, PhysVec};
-        /// let mut v = PhysVec::<4>::new();
+        /// let mut v = physvec::RangeVec::<physvec::Phys, 4>::new();
         /// v.push(PhysRange::new(0x1000, 0x10));
         /// assert_eq!(v.len(), 1);
         /// ```
@@ -415,7 +417,7 @@ mod heap {
         ///
         /// ```
         /// use physvec::{PhysRange, PhysVec};
-        /// let mut v = PhysVec::<4>::new();
+        /// let mut v = physvec::RangeVec::<physvec::Phys, 4>::new();
         /// v.try_push(PhysRange::new(0, u64::MAX)).unwrap();
         /// assert!(v.try_push(PhysRange::new(0, 1)).is_err());
         /// ```
@@ -463,7 +465,7 @@ mod heap {
         /// Removes every range, keeping the storage.
         ///
         /// ```
-        /// let mut v = physvec::PhysVec::<4>::new();
+        /// let mut v = physvec::RangeVec::<physvec::Phys, 4>::new();
         /// v.clear();
         /// assert_eq!(v.total_len(), 0);
         /// ```
@@ -475,7 +477,7 @@ mod heap {
         /// Total length of all ranges, in bytes (cached, O(1)).
         ///
         /// ```
-        /// assert_eq!(physvec::PhysVec::<4>::new().total_len(), 0);
+        /// assert_eq!(physvec::RangeVec::<physvec::Phys, 4>::new().total_len(), 0);
         /// ```
         pub const fn total_len(&self) -> u64 {
             self.total
@@ -484,7 +486,7 @@ mod heap {
         /// Current capacity, in ranges.
         ///
         /// ```
-        /// assert_eq!(physvec::PhysVec::<4>::new().capacity(), 4);
+        /// assert_eq!(physvec::RangeVec::<physvec::Phys, 4>::new().capacity(), 4);
         /// ```
         pub fn capacity(&self) -> usize {
             self.ranges.capacity()
@@ -494,7 +496,7 @@ mod heap {
         ///
         /// ```
         /// use physvec::{PhysRange, PhysVec};
-        /// let mut v = PhysVec::<1>::new();
+        /// let mut v = physvec::RangeVec::<physvec::Phys, 1>::new();
         /// v.push(PhysRange::new(0, 1));
         /// assert!(!v.spilled());
         /// v.push(PhysRange::new(9, 1));
@@ -507,7 +509,7 @@ mod heap {
         /// The ranges as a slice.
         ///
         /// ```
-        /// assert!(physvec::PhysVec::<4>::new().as_slice().is_empty());
+        /// assert!(physvec::RangeVec::<physvec::Phys, 4>::new().as_slice().is_empty());
         /// ```
         pub fn as_slice(&self) -> &[Range<S>] {
             &self.ranges
@@ -692,14 +694,14 @@ mod tests {
     #[cfg(feature = "alloc")]
     #[test]
     fn vec_spills_and_keeps_total() {
-        let mut v = PhysVec::<2>::new();
+        let mut v = RangeVec::<crate::Phys, 2>::new();
         for i in 0..10u64 {
             v.push(PhysRange::new(i * 0x2000, 0x1000));
         }
         assert!(v.spilled());
         assert_eq!(v.total_len(), 10 * 0x1000);
         assert_eq!(v.len(), 10);
-        let w: PhysVec<2> = v.clone().into_iter().collect();
+        let w: RangeVec<crate::Phys, 2> = v.clone().into_iter().collect();
         assert_eq!(w, v);
         v.truncate(3);
         assert_eq!(v.total_len(), 3 * 0x1000);

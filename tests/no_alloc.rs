@@ -64,7 +64,7 @@ fn allocation_free_paths_do_not_allocate() {
 
     // Builder into an inline PhysVec that does not spill.
     let (v, n) = allocations(|| {
-        let mut b = RangeBuilder::new(c, PhysVec::<16>::new()).unwrap();
+        let mut b = RangeBuilder::new(c, physvec::RangeVec::<physvec::Phys, 16>::new()).unwrap();
         for &p in &pfns {
             b.push_pfn(p, PageSize::SIZE_4K).unwrap();
         }
@@ -94,7 +94,7 @@ fn allocation_free_paths_do_not_allocate() {
 
     // Spilling is the one path that allocates, and the counter sees it.
     let (_, n) = allocations(|| {
-        let mut v = PhysVec::<2>::new();
+        let mut v = physvec::RangeVec::<physvec::Phys, 2>::new();
         for i in 0..3 {
             v.push(PhysRange::new(i * 0x10000, 0x1000));
         }
