@@ -4,7 +4,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use physvec::{DmaConstraints, PageSize, PhysArray, PhysRange, PhysVec, RangeBuilder, RangeView};
+use physvec::{DmaConstraints, PageSize, PhysArray, PhysRange, RangeBuilder, RangeView};
 
 struct Counting;
 
