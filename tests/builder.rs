@@ -108,7 +108,7 @@ proptest! {
 
     #[test]
     fn builder_matches_model(c in constraints(), input in inputs()) {
-        let mut b = RangeBuilder::new(c, physvec::RangeVec::<physvec::Phys, 4>::new()).unwrap();
+        let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
         let mut model: Vec<(u64, u64)> = Vec::new();
         for (i, &(a, l)) in input.iter().enumerate() {
             let before: Vec<PhysRange> = b.segments().to_vec();
@@ -142,7 +142,7 @@ proptest! {
     /// and rejects the input that does not fit as a whole.
     #[test]
     fn fixed_capacity_agrees_with_growable(c in constraints(), input in inputs()) {
-        let mut grow = RangeBuilder::new(c, physvec::RangeVec::<physvec::Phys, 4>::new()).unwrap();
+        let mut grow = RangeBuilder::new(c, PhysVec::new()).unwrap();
         let mut fixed = RangeBuilder::new(c, PhysArray::<6>::new()).unwrap();
         for &(a, l) in &input {
             let g = grow.push_raw(a, l);

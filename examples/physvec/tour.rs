@@ -25,8 +25,7 @@ fn core_section() {
         Bytes(c.max_segment_size()),
         c.segment_boundary_mask() as u128 + 1
     );
-    let mut b = RangeBuilder::new(c, physvec::RangeVec::<physvec::Phys, 8>::new())
-        .expect("valid constraints");
+    let mut b = RangeBuilder::new(c, PhysVec::new()).expect("valid constraints");
     for pfn in pages {
         b.push_pfn(pfn, PageSize::SIZE_4K).expect("frames fit");
     }

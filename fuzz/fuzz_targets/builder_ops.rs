@@ -58,7 +58,7 @@ fuzz_target!(|input: Input| {
         return;
     };
     // Invalid constraints must be rejected, never panic.
-    let Ok(mut grow) = RangeBuilder::new(c, physvec::RangeVec::<physvec::Phys, 4>::new()) else {
+    let Ok(mut grow) = RangeBuilder::new(c, PhysVec::new()) else {
         return;
     };
     let mut fixed = RangeBuilder::new(c, PhysArray::<16>::new()).unwrap();
