@@ -75,6 +75,11 @@ pub mod sg;
 pub mod vec;
 pub mod view;
 
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
