@@ -112,6 +112,32 @@ impl<S: AddrSpace, const N: usize> RangeArray<S, N> {
         Ok(())
     }
 
+    /// Appends every range of `ranges`, all or nothing.
+    ///
+    /// # Errors
+    /// [`CapacityError`] holding the first range that did not fit; the array is unchanged.
+    ///
+    /// ```
+    /// use physvec::{DmaArray, DmaRange};
+    /// let mut a = DmaArray::<2>::new();
+    /// a.try_extend_from_slice(&[DmaRange::new(0, 1), DmaRange::new(8, 1)]).unwrap();
+    /// assert!(a.try_extend_from_slice(&[DmaRange::new(16, 1)]).is_err());
+    /// assert_eq!(a.len(), 2);
+    /// ```
+    pub fn try_extend_from_slice(
+        &mut self,
+        ranges: &[Range<S>],
+    ) -> Result<(), CapacityError<Range<S>>> {
+        let before = self.len();
+        for &r in ranges {
+            if let Err(e) = self.try_push(r) {
+                self.truncate(before);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes and returns the last range.
     ///
     /// ```
@@ -274,6 +300,45 @@ impl<S: AddrSpace, const N: usize> IntoIterator for RangeArray<S, N> {
     type IntoIter = arrayvec::IntoIter<Range<S>, N>;
     fn into_iter(self) -> Self::IntoIter {
         self.ranges.into_iter()
+    }
+}
+
+/// # Panics
+/// When the array overflows its capacity or its total length; use
+/// [`RangeArray::try_push`] to handle that.
+impl<S: AddrSpace, const N: usize> Extend<Range<S>> for RangeArray<S, N> {
+    #[track_caller]
+    fn extend<I: IntoIterator<Item = Range<S>>>(&mut self, iter: I) {
+        for r in iter {
+            if self.try_push(r).is_err() {
+                panic!("RangeArray capacity {N} exceeded");
+            }
+        }
+    }
+}
+
+/// # Panics
+/// As the `Extend` impl.
+impl<S: AddrSpace, const N: usize> FromIterator<Range<S>> for RangeArray<S, N> {
+    #[track_caller]
+    fn from_iter<I: IntoIterator<Item = Range<S>>>(iter: I) -> Self {
+        let mut a = Self::new();
+        a.extend(iter);
+        a
+    }
+}
+
+impl<S: AddrSpace, const N: usize> TryFrom<&[Range<S>]> for RangeArray<S, N> {
+    type Error = CapacityError<Range<S>>;
+    /// ```
+    /// use physvec::{PhysArray, PhysRange};
+    /// let a = PhysArray::<2>::try_from(&[PhysRange::new(0, 1)][..]).unwrap();
+    /// assert_eq!(a.len(), 1);
+    /// ```
+    fn try_from(ranges: &[Range<S>]) -> Result<Self, Self::Error> {
+        let mut a = Self::new();
+        a.try_extend_from_slice(ranges)?;
+        Ok(a)
     }
 }
 
