@@ -1,0 +1,442 @@
+//! Direct mapping (`kernel/dma/direct.c`): `dma = phys + dma_offset`, DMA-mask checks,
+//! and a swiotlb-like [`BouncePool`] (`kernel/dma/swiotlb.c`) for ranges above the mask.
+//! No IOVA space: the generic [`map`](super::map) falls back to one range per segment.
+//!
+//! The bounce copies are explicit: after `map_phys` of a to-device range call
+//! [`DirectMapper::sync_for_device`], before `unmap_phys` of a from-device range call
+//! [`DirectMapper::sync_for_cpu`] (the kernel's `dma_sync_single_for_*`), both through the
+//! [`MemoryReader`] / [`MemoryWriter`] traits over physical memory. Never allocates.
+
+use core::cell::RefCell;
+use core::fmt;
+
+use arrayvec::ArrayVec;
+
+use super::{Attrs, DataDirection, DmaMapper, MapError};
+use crate::addr::{PageSize, PhysAddr};
+use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
+use crate::range::{DmaRange, PhysRange};
+
+/// Most slots a pool can have.
+const MAX_SLOTS: usize = 1024;
+/// Most live bounced mappings.
+const MAX_BOUNCES: usize = 64;
+
+#[derive(Clone, Copy, Debug)]
+struct Bounce {
+    orig: PhysRange,
+    slot: usize,
+    nslots: usize,
+    dir: DataDirection,
+}
+
+struct PoolState {
+    used: [u64; MAX_SLOTS / 64],
+    live: ArrayVec<Bounce, MAX_BOUNCES>,
+    total_bounced: u64,
+}
+
+/// A bounce-buffer pool: `nslots` slots of `slot_size` bytes at physical `base`, memory
+/// the device can reach (the kernel's swiotlb `io_tlb_mem`). At most 1024 slots and 64
+/// live bounced mappings; a mapping takes contiguous slots.
+///
+/// # Invariants
+/// The pool never hands out a slot twice; each live bounce records the original range.
+pub struct BouncePool {
+    base: PhysAddr,
+    slot_size: PageSize,
+    nslots: usize,
+    state: RefCell<PoolState>,
+}
+
+impl fmt::Debug for BouncePool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.borrow();
+        f.debug_struct("BouncePool")
+            .field("base", &self.base)
+            .field("slot_size", &self.slot_size)
+            .field("nslots", &self.nslots)
+            .field("live", &s.live.len())
+            .finish()
+    }
+}
+
+impl BouncePool {
+    /// A pool of `nslots` slots of `slot_size` bytes starting at physical `base`.
+    ///
+    /// # Errors
+    /// [`MapError::InvalidConfig`] for 0 or more than 1024 slots, or a pool passing 2^64.
+    ///
+    /// ```
+    /// use physvec::map::BouncePool;
+    /// use physvec::{PageSize, PhysAddr};
+    /// let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::new(2048)?, 256)?;
+    /// assert_eq!(pool.range().len(), 512 << 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(base: PhysAddr, slot_size: PageSize, nslots: usize) -> Result<Self, MapError> {
+        if nslots == 0 || nslots > MAX_SLOTS {
+            return Err(MapError::InvalidConfig {
+                what: "bounce pool needs 1..=1024 slots",
+            });
+        }
+        let len = slot_size
+            .get()
+            .checked_mul(nslots as u64)
+            .filter(|&l| PhysRange::try_new(base.as_u64(), l).is_ok())
+            .ok_or(MapError::InvalidConfig {
+                what: "bounce pool passes the end of the address space",
+            })?;
+        let _ = len;
+        Ok(Self {
+            base,
+            slot_size,
+            nslots,
+            state: RefCell::new(PoolState {
+                used: [0; MAX_SLOTS / 64],
+                live: ArrayVec::new(),
+                total_bounced: 0,
+            }),
+        })
+    }
+
+    /// The pool's physical memory.
+    pub fn range(&self) -> PhysRange {
+        PhysRange::new(
+            self.base.as_u64(),
+            self.slot_size.get() * self.nslots as u64,
+        )
+    }
+
+    /// Live bounced mappings.
+    pub fn live(&self) -> usize {
+        self.state.borrow().live.len()
+    }
+
+    /// Mappings bounced since creation.
+    pub fn total_bounced(&self) -> u64 {
+        self.state.borrow().total_bounced
+    }
+
+    /// Slots in use.
+    pub fn used_slots(&self) -> usize {
+        self.state
+            .borrow()
+            .used
+            .iter()
+            .map(|w| w.count_ones() as usize)
+            .sum()
+    }
+
+    fn is_used(s: &PoolState, i: usize) -> bool {
+        s.used[i / 64] & (1 << (i % 64)) != 0
+    }
+
+    fn set(s: &mut PoolState, slot: usize, n: usize, on: bool) {
+        for i in slot..slot + n {
+            if on {
+                s.used[i / 64] |= 1 << (i % 64);
+            } else {
+                s.used[i / 64] &= !(1 << (i % 64));
+            }
+        }
+    }
+
+    fn take(&self, orig: PhysRange, dir: DataDirection) -> Result<PhysAddr, MapError> {
+        let full = MapError::BounceExhausted { len: orig.len() };
+        let nslots =
+            usize::try_from(orig.len().div_ceil(self.slot_size.get())).map_err(|_| full)?;
+        let mut s = self.state.borrow_mut();
+        if nslots > self.nslots || s.live.is_full() {
+            return Err(full);
+        }
+        let slot = (0..=self.nslots - nslots)
+            .find(|&start| (start..start + nslots).all(|i| !Self::is_used(&s, i)))
+            .ok_or(full)?;
+        Self::set(&mut s, slot, nslots, true);
+        s.live.push(Bounce {
+            orig,
+            slot,
+            nslots,
+            dir,
+        });
+        s.total_bounced += 1;
+        Ok(PhysAddr::new(
+            self.base.as_u64() + slot as u64 * self.slot_size.get(),
+        ))
+    }
+
+    fn find(&self, bounce: PhysRange) -> Option<(usize, Bounce)> {
+        let s = self.state.borrow();
+        s.live.iter().enumerate().find_map(|(i, b)| {
+            let addr = self.base.as_u64() + b.slot as u64 * self.slot_size.get();
+            (addr == bounce.addr().as_u64() && b.orig.len() == bounce.len()).then_some((i, *b))
+        })
+    }
+
+    fn release(&self, index: usize) {
+        let mut s = self.state.borrow_mut();
+        let b = s.live.swap_remove(index);
+        Self::set(&mut s, b.slot, b.nslots, false);
+    }
+}
+
+/// Direct mapping: `dma = phys + dma_offset`, checked against the DMA mask, bouncing
+/// unreachable ranges through an optional [`BouncePool`].
+///
+/// # Examples
+/// ```
+/// use physvec::map::{Attrs, BouncePool, DataDirection, DirectMapper, DmaMapper, MapError};
+/// use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
+/// use physvec::{PageSize, PhysAddr, PhysRange};
+///
+/// // A 32-bit device; a 4 KiB-slot bounce pool at 16 MiB.
+/// let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 16)?;
+/// let d = DirectMapper::new(0, u32::MAX as u64).with_bounce_pool(pool);
+/// let high = PhysRange::new(0x1_0000_0000, 8); // above 4 GiB
+/// let dma = d.map_phys(high, DataDirection::ToDevice, Attrs::empty())?;
+/// assert_eq!(dma.addr().as_u64(), 0x100_0000); // bounced
+///
+/// let mut ram = SparseMemory::new();
+/// ram.add(0x1_0000_0000, b"payload!".to_vec());
+/// ram.add_zeroed(0x100_0000, 0x1000);
+/// d.sync_for_device(dma, &mut ram)?; // copy-in
+/// let mut buf = [0u8; 8];
+/// ram.read(0x100_0000, &mut buf)?;
+/// assert_eq!(&buf, b"payload!");
+/// d.unmap_phys(dma, DataDirection::ToDevice, Attrs::empty())?;
+///
+/// // MMIO is never bounced.
+/// assert!(matches!(d.map_phys(high, DataDirection::ToDevice, Attrs::MMIO), Err(MapError::AboveDmaMask { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct DirectMapper {
+    dma_offset: u64,
+    dma_mask: u64,
+    granule: PageSize,
+    bounce: Option<BouncePool>,
+}
+
+impl DirectMapper {
+    /// A direct mapper with `dma = phys + dma_offset` for a device with `dma_mask`.
+    pub const fn new(dma_offset: u64, dma_mask: u64) -> Self {
+        Self {
+            dma_offset,
+            dma_mask,
+            granule: PageSize::SIZE_4K,
+            bounce: None,
+        }
+    }
+
+    /// Adds a bounce pool for ranges above the mask.
+    pub fn with_bounce_pool(mut self, pool: BouncePool) -> Self {
+        self.bounce = Some(pool);
+        self
+    }
+
+    /// The bounce pool, if any.
+    pub fn bounce_pool(&self) -> Option<&BouncePool> {
+        self.bounce.as_ref()
+    }
+
+    /// The DMA offset.
+    pub fn dma_offset(&self) -> u64 {
+        self.dma_offset
+    }
+
+    fn to_dma(&self, phys: PhysRange) -> Result<DmaRange, MapError> {
+        DmaRange::try_new(
+            phys.addr()
+                .as_u64()
+                .checked_add(self.dma_offset)
+                .ok_or(MapError::AddressOverflow {
+                    addr: phys.addr().as_u64(),
+                    len: phys.len(),
+                })?,
+            phys.len(),
+        )
+        .map_err(|_| MapError::AddressOverflow {
+            addr: phys.addr().as_u64(),
+            len: phys.len(),
+        })
+    }
+
+    fn reachable(&self, dma: DmaRange) -> bool {
+        dma.last().as_u64() <= self.dma_mask
+    }
+
+    fn bounced(&self, dma: DmaRange) -> Option<(&BouncePool, usize, Bounce)> {
+        let pool = self.bounce.as_ref()?;
+        let phys = PhysRange::try_new(dma.addr().as_u64().checked_sub(self.dma_offset)?, dma.len())
+            .ok()?;
+        pool.find(phys).map(|(i, b)| (pool, i, b))
+    }
+
+    fn copy<R: MemoryReader + MemoryWriter + ?Sized>(
+        mem: &mut R,
+        from: u64,
+        to: u64,
+        len: u64,
+    ) -> Result<(), MemoryError> {
+        let mut buf = [0u8; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(buf.len() as u64) as usize;
+            mem.read(from + done, &mut buf[..n])?;
+            mem.write(to + done, &buf[..n])?;
+            done += n as u64;
+        }
+        Ok(())
+    }
+
+    /// Before the device reads: copies the original bytes into the bounce buffer if `dma`
+    /// was bounced for a to-device or bidirectional transfer. Returns whether it copied.
+    ///
+    /// # Errors
+    /// [`MemoryError`] from the memory.
+    pub fn sync_for_device<R: MemoryReader + MemoryWriter + ?Sized>(
+        &self,
+        dma: DmaRange,
+        mem: &mut R,
+    ) -> Result<bool, MemoryError> {
+        match self.bounced(dma) {
+            Some((_, _, b)) if b.dir.device_reads() => {
+                let to = dma.addr().as_u64() - self.dma_offset;
+                Self::copy(mem, b.orig.addr().as_u64(), to, b.orig.len())?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// After the device wrote: copies the bounce buffer back to the original bytes if
+    /// `dma` was bounced for a from-device or bidirectional transfer. Returns whether it
+    /// copied.
+    ///
+    /// # Errors
+    /// [`MemoryError`] from the memory.
+    pub fn sync_for_cpu<R: MemoryReader + MemoryWriter + ?Sized>(
+        &self,
+        dma: DmaRange,
+        mem: &mut R,
+    ) -> Result<bool, MemoryError> {
+        match self.bounced(dma) {
+            Some((_, _, b)) if b.dir.device_writes() => {
+                let from = dma.addr().as_u64() - self.dma_offset;
+                Self::copy(mem, from, b.orig.addr().as_u64(), b.orig.len())?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+impl DmaMapper for DirectMapper {
+    fn granule(&self) -> PageSize {
+        self.granule
+    }
+
+    fn dma_mask(&self) -> u64 {
+        self.dma_mask
+    }
+
+    fn map_phys(
+        &self,
+        phys: PhysRange,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> Result<DmaRange, MapError> {
+        let dma = self.to_dma(phys)?;
+        if self.reachable(dma) {
+            return Ok(dma);
+        }
+        let above = MapError::AboveDmaMask {
+            dma: dma.addr().as_u64(),
+            len: dma.len(),
+            mask: self.dma_mask,
+        };
+        let pool = match &self.bounce {
+            Some(p) if !attrs.contains(Attrs::MMIO) => p,
+            _ => return Err(above),
+        };
+        let bounce = pool.take(phys, dir)?;
+        let out = PhysRange::try_new(bounce.as_u64(), phys.len())
+            .map_err(|_| above)
+            .and_then(|b| self.to_dma(b))
+            .and_then(|d| if self.reachable(d) { Ok(d) } else { Err(above) });
+        if out.is_err() {
+            if let Some((i, _)) = pool.find(PhysRange::new(bounce.as_u64(), phys.len())) {
+                pool.release(i);
+            }
+        }
+        out
+    }
+
+    fn unmap_phys(
+        &self,
+        dma: DmaRange,
+        _dir: DataDirection,
+        _attrs: Attrs,
+    ) -> Result<(), MapError> {
+        if let Some((pool, i, _)) = self.bounced(dma) {
+            pool.release(i);
+            return Ok(());
+        }
+        let not_mapped = MapError::NotMapped {
+            dma: dma.addr().as_u64(),
+            len: dma.len(),
+        };
+        if dma.addr().as_u64() < self.dma_offset || !self.reachable(dma) {
+            return Err(not_mapped);
+        }
+        if let Some(pool) = &self.bounce {
+            // An address inside the pool that is not a live bounce: a stale unmap.
+            let phys = dma.cast::<crate::addr::Phys>();
+            let phys = PhysRange::new(phys.addr().as_u64() - self.dma_offset, phys.len());
+            if pool.range().overlaps(phys) {
+                return Err(not_mapped);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_mask_and_bounce() {
+        let pool = BouncePool::new(PhysAddr::new(0x10_0000), PageSize::SIZE_4K, 4).unwrap();
+        let d = DirectMapper::new(0x1000, 0xffff_ffff).with_bounce_pool(pool);
+        let dir = DataDirection::FromDevice;
+        let a = Attrs::empty();
+        assert_eq!(
+            d.map_phys(PhysRange::new(0x2000, 0x10), dir, a).unwrap(),
+            DmaRange::new(0x3000, 0x10)
+        );
+        let hi = PhysRange::new(0x2_0000_0000, 0x3000);
+        let b1 = d.map_phys(hi, dir, a).unwrap();
+        assert_eq!(b1, DmaRange::new(0x10_1000, 0x3000));
+        // Only one slot left.
+        assert_eq!(
+            d.map_phys(hi, dir, a),
+            Err(MapError::BounceExhausted { len: 0x3000 })
+        );
+        let mut ram = crate::mem::SparseMemory::new();
+        ram.add_zeroed(0x2_0000_0000, 0x3000);
+        ram.add(0x10_0000, [7u8; 0x4000].to_vec());
+        assert!(d.sync_for_cpu(b1, &mut ram).unwrap());
+        let mut buf = [0u8; 4];
+        ram.read(0x2_0000_2ffc, &mut buf).unwrap();
+        assert_eq!(buf, [7; 4]);
+        d.unmap_phys(b1, dir, a).unwrap();
+        assert!(d.unmap_phys(b1, dir, a).is_err());
+        assert_eq!(d.bounce_pool().unwrap().used_slots(), 0);
+        assert!(matches!(
+            d.map_phys(PhysRange::new(u64::MAX - 0x10, 0x10), dir, a),
+            Err(MapError::AddressOverflow { .. })
+        ));
+    }
+}

@@ -1,0 +1,345 @@
+//! [`IovaSpace`]: one contiguous IOVA reservation, the kernel's `struct dma_iova_state`,
+//! with its state (linking or synced) in the type.
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use super::MapError;
+use crate::addr::{DmaAddr, PageSize};
+use crate::range::{DmaRange, PhysRange};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// The state of an [`IovaSpace`]: [`Linking`] or [`Synced`]. Sealed.
+pub trait SpaceState: sealed::Sealed {}
+
+/// Ranges are being linked; no IOTLB sync yet. Only this state accepts `link`.
+#[derive(Debug)]
+pub enum Linking {}
+/// `sync` ran: the mapping is visible to the device. No more links are possible.
+#[derive(Debug)]
+pub enum Synced {}
+
+impl sealed::Sealed for Linking {}
+impl sealed::Sealed for Synced {}
+impl SpaceState for Linking {}
+impl SpaceState for Synced {}
+
+/// Identifies the mapper instance that made a reservation, so that a reservation handed
+/// to another mapper is refused ([`MapError::ForeignSpace`]).
+///
+/// ```
+/// use physvec::map::MapperId;
+/// assert_ne!(MapperId::fresh(), MapperId::fresh());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MapperId(usize);
+
+impl MapperId {
+    /// A process-unique id (a global counter).
+    pub fn fresh() -> Self {
+        use core::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(1);
+        MapperId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// A contiguous IOVA reservation for one transfer: the kernel's `dma_iova_state`.
+///
+/// Made by [`DmaMapper::reserve`](super::DmaMapper::reserve) in state [`Linking`];
+/// [`DmaMapper::link`](super::DmaMapper::link) fills it, one
+/// [`DmaMapper::sync`](super::DmaMapper::sync) turns it into [`Synced`], and
+/// [`DmaMapper::destroy`](super::DmaMapper::destroy) or
+/// [`DmaMapper::free`](super::DmaMapper::free) consume it.
+///
+/// The type makes the kernel's misuse cases impossible or detected:
+/// - link after sync: `link` only takes `IovaSpace<Linking>` (compile error);
+/// - use after free: `free`/`destroy` take the space by value and it is not `Clone`;
+/// - sync before link: [`MapError::SyncBeforeLink`];
+/// - a link breaking the merge-boundary rule: [`MapError::MergeBoundary`];
+/// - a space passed to another mapper: [`MapError::ForeignSpace`].
+///
+/// # Invariants
+/// `iova_base` is granule-aligned, `pad < granule`, `size > 0`, and
+/// `iova_base + pad + size` rounded up to the granule fits in 64 bits. `linked` counts
+/// the bytes currently linked (never more than `size`).
+///
+/// # For mapper implementors
+/// Construct with [`IovaSpace::new`]; in `link` call [`IovaSpace::link_with`], in
+/// `unlink` call [`IovaSpace::unlink_with`], in `sync` check with
+/// [`IovaSpace::check_sync`] and finish with [`IovaSpace::mark_synced`]. These keep the
+/// bookkeeping and the merge-boundary rule in one place.
+#[must_use = "an IOVA reservation must be destroyed or freed"]
+pub struct IovaSpace<St: SpaceState = Linking> {
+    owner: MapperId,
+    iova_base: DmaAddr,
+    pad: u64,
+    size: u64,
+    granule: PageSize,
+    linked: u64,
+    links: u32,
+    /// End offset of a link that ended off-granule; no link may follow it.
+    sealed_end: Option<u64>,
+    _state: PhantomData<St>,
+}
+
+impl<St: SpaceState> fmt::Debug for IovaSpace<St> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("IovaSpace")
+            .field("addr", &self.addr())
+            .field("size", &self.size)
+            .field("granule", &self.granule)
+            .field("linked", &self.linked)
+            .field("links", &self.links)
+            .finish()
+    }
+}
+
+impl IovaSpace<Linking> {
+    /// A fresh reservation of `size` bytes whose first byte is at `iova_base + pad`.
+    ///
+    /// # Errors
+    /// [`MapError::Empty`] for `size == 0`; [`MapError::InvalidConfig`] when `iova_base`
+    /// is not granule-aligned or `pad >= granule`; [`MapError::AddressOverflow`] when the
+    /// reservation passes 2^64.
+    ///
+    /// ```
+    /// use physvec::map::{IovaSpace, MapperId};
+    /// use physvec::{DmaAddr, PageSize};
+    /// let s = IovaSpace::new(MapperId::fresh(), DmaAddr::new(0x10000), 0x200, 0x3000, PageSize::SIZE_4K)?;
+    /// assert_eq!(s.addr(), DmaAddr::new(0x10200));
+    /// assert_eq!(s.reserved_len(), 0x4000);
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn new(
+        owner: MapperId,
+        iova_base: DmaAddr,
+        pad: u64,
+        size: u64,
+        granule: PageSize,
+    ) -> Result<Self, MapError> {
+        if size == 0 {
+            return Err(MapError::Empty);
+        }
+        if !iova_base.is_aligned(granule) || pad >= granule.get() {
+            return Err(MapError::InvalidConfig {
+                what: "IOVA reservation base must be granule-aligned with pad < granule",
+            });
+        }
+        let end = iova_base.as_u64() as u128 + pad as u128 + size as u128;
+        if end > 1u128 << 64 {
+            return Err(MapError::AddressOverflow {
+                addr: iova_base.as_u64(),
+                len: size,
+            });
+        }
+        Ok(Self {
+            owner,
+            iova_base,
+            pad,
+            size,
+            granule,
+            linked: 0,
+            links: 0,
+            sealed_end: None,
+            _state: PhantomData,
+        })
+    }
+
+    /// Checks a link of `phys` at `offset` against the bounds and the merge-boundary rule,
+    /// runs `map(iova, phys)` (the mapper's page-table work, with `iova` the DMA address
+    /// of `phys`'s first byte) and, if it succeeds, records the link.
+    ///
+    /// # Errors
+    /// [`MapError::OutOfReservation`], [`MapError::MergeBoundary`],
+    /// [`MapError::SubGranuleMismatch`], or whatever `map` returns (nothing is recorded
+    /// then).
+    pub fn link_with<F>(&mut self, phys: PhysRange, offset: u64, map: F) -> Result<(), MapError>
+    where
+        F: FnOnce(DmaAddr, PhysRange) -> Result<(), MapError>,
+    {
+        let len = phys.len();
+        let end = offset.checked_add(len).filter(|&e| e <= self.size).ok_or(
+            MapError::OutOfReservation {
+                offset,
+                len,
+                size: self.size,
+            },
+        )?;
+        let g = self.granule;
+        let boundary = MapError::MergeBoundary {
+            offset,
+            phys: phys.addr().as_u64(),
+            granule: g.get(),
+        };
+        // A link ended off-granule earlier: it had to be the last.
+        if let Some(sealed) = self.sealed_end {
+            if sealed <= offset {
+                return Err(boundary);
+            }
+        }
+        let dma = DmaAddr::new(self.iova_base.as_u64() + self.pad + offset);
+        if offset > 0 {
+            // Every link but the first starts on a granule boundary (phys and IOVA).
+            if !dma.is_aligned(g) || !phys.addr().is_aligned(g) {
+                return Err(boundary);
+            }
+        } else if phys.addr().page_offset(g) != self.pad {
+            return Err(MapError::SubGranuleMismatch {
+                phys: phys.addr().as_u64(),
+                dma: dma.as_u64(),
+            });
+        }
+        // Every link but the last ends on a granule boundary: an off-granule end that is
+        // not the end of the reservation seals it.
+        let ends_aligned = phys.end_u64().map_or(true, |e| e & g.mask() == 0);
+        map(dma, phys)?;
+        self.linked += len;
+        self.links = self.links.saturating_add(1);
+        if !ends_aligned && end < self.size {
+            self.sealed_end = Some(end);
+        }
+        Ok(())
+    }
+
+    /// Checks that `[offset, offset + len)` may be synced: at least one link exists and
+    /// the range lies in the reservation.
+    ///
+    /// # Errors
+    /// [`MapError::SyncBeforeLink`], [`MapError::SyncOutOfRange`].
+    pub fn check_sync(&self, offset: u64, len: u64) -> Result<(), MapError> {
+        if self.links == 0 || self.linked == 0 {
+            return Err(MapError::SyncBeforeLink);
+        }
+        match offset.checked_add(len) {
+            Some(e) if len > 0 && e <= self.size => Ok(()),
+            _ => Err(MapError::SyncOutOfRange { offset, len }),
+        }
+    }
+
+    /// The state change a mapper performs at the end of a successful `sync`.
+    pub fn mark_synced(self) -> IovaSpace<Synced> {
+        self.change_state()
+    }
+}
+
+impl<St: SpaceState> IovaSpace<St> {
+    fn change_state<T: SpaceState>(self) -> IovaSpace<T> {
+        IovaSpace {
+            owner: self.owner,
+            iova_base: self.iova_base,
+            pad: self.pad,
+            size: self.size,
+            granule: self.granule,
+            linked: self.linked,
+            links: self.links,
+            sealed_end: self.sealed_end,
+            _state: PhantomData,
+        }
+    }
+
+    /// The mapper instance that made the reservation.
+    pub fn owner(&self) -> MapperId {
+        self.owner
+    }
+
+    /// DMA address of byte 0 of the transfer (`iova_base + pad`).
+    pub fn addr(&self) -> DmaAddr {
+        DmaAddr::new(self.iova_base.as_u64() + self.pad)
+    }
+
+    /// Granule-aligned start of the reserved IOVA extent.
+    pub fn iova_base(&self) -> DmaAddr {
+        self.iova_base
+    }
+
+    /// Sub-granule offset of byte 0 (from the `phys_hint` of `reserve`).
+    pub fn pad(&self) -> u64 {
+        self.pad
+    }
+
+    /// Transfer size in bytes.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Reserved IOVA bytes: `pad + size` rounded up to the granule.
+    pub fn reserved_len(&self) -> u64 {
+        let raw = self.pad as u128 + self.size as u128;
+        let g = self.granule.get() as u128;
+        (raw.div_ceil(g) * g) as u64
+    }
+
+    /// The mapper's granule (merge boundary + 1).
+    pub fn granule(&self) -> PageSize {
+        self.granule
+    }
+
+    /// Bytes currently linked.
+    pub fn linked_bytes(&self) -> u64 {
+        self.linked
+    }
+
+    /// Successful links so far.
+    pub fn link_count(&self) -> u32 {
+        self.links
+    }
+
+    /// The whole transfer as one DMA range `[addr, addr + size)`.
+    pub fn dma_range(&self) -> DmaRange {
+        // The invariants guarantee the range fits.
+        match DmaRange::from_addr(self.addr(), self.size) {
+            Ok(r) => r,
+            Err(_) => DmaRange::new(self.addr().as_u64(), 1),
+        }
+    }
+
+    /// Checks an unlink of `[offset, offset + len)`, runs `unmap(dma_range)` (the
+    /// mapper's page-table work; the mapper must verify every byte is linked) and, if it
+    /// succeeds, records it.
+    ///
+    /// The unlinked bytes must start at offset 0 or on a granule boundary and end at the
+    /// reservation end, at the end of an off-granule last link, or on a granule boundary,
+    /// so that the granules they cover hold no other link's bytes.
+    ///
+    /// # Errors
+    /// [`MapError::OutOfReservation`], [`MapError::NotLinked`] (also for sub-granule
+    /// bounds), or whatever `unmap` returns.
+    pub fn unlink_with<F>(&mut self, offset: u64, len: u64, unmap: F) -> Result<(), MapError>
+    where
+        F: FnOnce(DmaRange) -> Result<(), MapError>,
+    {
+        let end = offset
+            .checked_add(len)
+            .filter(|&e| len > 0 && e <= self.size)
+            .ok_or(MapError::OutOfReservation {
+                offset,
+                len,
+                size: self.size,
+            })?;
+        let mask = self.granule.mask();
+        let start_ok = offset == 0 || (self.pad + offset) & mask == 0;
+        let end_ok = end == self.size
+            || Some(end) == self.sealed_end
+            || (self.pad as u128 + end as u128) & mask as u128 == 0;
+        if !start_ok || !end_ok || len > self.linked {
+            return Err(MapError::NotLinked { offset, len });
+        }
+        let dma = DmaRange::from_addr(DmaAddr::new(self.addr().as_u64() + offset), len)
+            .map_err(|_| MapError::NotLinked { offset, len })?;
+        unmap(dma)?;
+        self.linked -= len;
+        if self.sealed_end.is_some_and(|s| s > offset && s <= end) {
+            self.sealed_end = None;
+        }
+        Ok(())
+    }
+
+    /// Records that the mapper tore down every link (for `destroy`/`free`).
+    pub fn clear_links(&mut self) {
+        self.linked = 0;
+        self.sealed_end = None;
+    }
+}
