@@ -24,8 +24,8 @@
 //! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
-//! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
-//! | `pagemap.rs` | [`pagemap`] (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
+//! | `checked.rs` | `Checked` (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
+//! | `pagemap.rs` | `pagemap` (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
 //!
 //! # Example: the two steps by hand, then through [`map`]
 //! ```
