@@ -4,8 +4,13 @@
 // Each test binary that includes this module uses a different subset of the helpers.
 #![allow(dead_code)]
 
+pub mod layout;
 pub mod nvme_host;
 pub mod qtest;
+
+use std::cell::RefCell;
+
+use physvec::mem::{MemoryError, MemoryReader};
 
 /// SplitMix64: small, seedable, good enough to generate layouts.
 #[derive(Clone, Debug)]
@@ -72,4 +77,37 @@ pub fn seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     Rng::new(t ^ u64::from(std::process::id())).next_u64()
+}
+
+/// Guest RAM as the crate's decoders see it: every read goes to QEMU (`b64read`), so a
+/// decoder reads exactly the bytes the controller read. Addresses outside `[0, ram)` are
+/// unbacked.
+pub struct GuestMemory<'a> {
+    qt: RefCell<&'a mut qtest::Qtest>,
+    ram: u64,
+    /// Reads performed.
+    pub reads: std::cell::Cell<u64>,
+}
+
+impl<'a> GuestMemory<'a> {
+    /// Guest RAM `[0, ram)` of this QEMU.
+    pub fn new(qt: &'a mut qtest::Qtest, ram: u64) -> Self {
+        GuestMemory {
+            qt: RefCell::new(qt),
+            ram,
+            reads: std::cell::Cell::new(0),
+        }
+    }
+}
+
+impl MemoryReader for GuestMemory<'_> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let len = buf.len() as u64;
+        if addr.checked_add(len).map_or(true, |e| e > self.ram) {
+            return Err(MemoryError { addr, len });
+        }
+        self.reads.set(self.reads.get() + 1);
+        self.qt.borrow_mut().read(addr, buf);
+        Ok(())
+    }
 }

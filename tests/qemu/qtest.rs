@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// Name of the emulator binary.
 pub const QEMU: &str = "qemu-system-x86_64";
 
+/// Guest RAM size in bytes (`-m`): guest-physical `[0, GUEST_RAM)` is RAM.
+pub const GUEST_RAM: u64 = 256 << 20;
+
 /// Env var that turns a missing QEMU into a test failure (CI sets it to `1`).
 pub const REQUIRE_ENV: &str = "PHYSVEC_REQUIRE_QEMU";
 
@@ -64,7 +67,7 @@ pub struct Qtest {
 static INSTANCE: AtomicU32 = AtomicU32::new(0);
 
 impl Qtest {
-    /// Writes `image` to a fresh temporary directory and starts QEMU with 128 MiB of guest
+    /// Writes `image` to a fresh temporary directory and starts QEMU with [`GUEST_RAM`] of guest
     /// RAM and an NVMe controller (`-device nvme`) on that raw image.
     ///
     /// # Panics
@@ -90,7 +93,13 @@ impl Qtest {
                 "-qtest-log",
                 "/dev/null",
             ])
-            .args(["-display", "none", "-nodefaults", "-m", "128M"])
+            .args([
+                "-display",
+                "none",
+                "-nodefaults",
+                "-m",
+                &format!("{}M", GUEST_RAM >> 20),
+            ])
             .args(["-drive", &drive, "-device", "nvme,serial=physvec,drive=d0"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -243,36 +252,63 @@ const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 
 /// Standard base64 with padding (what glib's `g_base64_encode` produces).
 pub fn b64encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
+    let mut out = Vec::with_capacity(data.len().div_ceil(3) * 4);
+    let mut chunks = data.chunks_exact(3);
+    for c in &mut chunks {
+        let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
+        out.extend_from_slice(&[
+            B64[(n >> 18) as usize],
+            B64[(n >> 12) as usize & 63],
+            B64[(n >> 6) as usize & 63],
+            B64[n as usize & 63],
+        ]);
     }
-    out
+    let rest = chunks.remainder();
+    if !rest.is_empty() {
+        let n = (u32::from(rest[0]) << 16) | (u32::from(*rest.get(1).unwrap_or(&0)) << 8);
+        out.push(B64[(n >> 18) as usize]);
+        out.push(B64[(n >> 12) as usize & 63]);
+        out.push(if rest.len() == 2 {
+            B64[(n >> 6) as usize & 63]
+        } else {
+            b'='
+        });
+        out.push(b'=');
+    }
+    String::from_utf8(out).expect("base64 is ASCII")
 }
 
 /// Decodes standard base64 (padding optional); `None` on a bad character.
 pub fn b64decode(s: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 4 * 3);
+    const BAD: u8 = 0xff;
+    let mut table = [BAD; 256];
+    for (i, &c) in B64.iter().enumerate() {
+        table[c as usize] = i as u8;
+    }
+    let s = s.trim_end_matches('=').as_bytes();
+    // Eight characters -> six bytes per step (this runs unoptimized in `cargo test` and
+    // decodes every byte the tests read back, so keep the per-byte work small).
+    let groups = s.len() / 8;
+    let mut out = vec![0u8; groups * 6];
+    for (o, c) in out.chunks_exact_mut(6).zip(s.chunks_exact(8)) {
+        let mut n = 0u64;
+        let mut bad = 0u8;
+        for &ch in c {
+            let v = table[ch as usize];
+            bad |= v;
+            n = (n << 6) | u64::from(v);
+        }
+        if bad & 0xc0 != 0 {
+            return None;
+        }
+        o.copy_from_slice(&n.to_be_bytes()[2..]);
+    }
     let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in s.as_bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
+    for &c in &s[groups * 8..] {
+        let v = table[c as usize];
+        if v == BAD {
+            return None;
+        }
         acc = (acc << 6) | u32::from(v);
         bits += 6;
         if bits >= 8 {
@@ -282,4 +318,13 @@ pub fn b64decode(s: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
+}
+
+#[test]
+fn base64_round_trip() {
+    for n in 0..10usize {
+        let data: Vec<u8> = (0..n as u8).map(|i| i.wrapping_mul(97) ^ 0xa5).collect();
+        assert_eq!(b64decode(&b64encode(&data)).as_deref(), Some(&data[..]));
+    }
+    assert_eq!(b64encode(b"\xde\xad\xbe\xef"), "3q2+7w==");
 }
