@@ -1,12 +1,185 @@
 //! `sg`, `decode-sg` and the scatterlist part of the tour.
-use crate::cli::CliError;
-use serde_json::Value;
+use crate::cli::{memory, memory_json, parse, segments, segments_json, CliError, MemoryEntry};
+use physvec::fmt::Bytes;
+use physvec::mem::MemoryReader;
+use physvec::sg::{
+    chunk_split, entries_needed, export, import, Scatterlist, SgChunk, SgExportError,
+    SgImportError, Vmemmap, SG_CHUNK_SIZE, SG_DEFAULT_MAX_SEGMENT,
+};
+use physvec::{Phys, PhysRange, RangeView};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
-pub fn sg(_input: &str) -> Result<Value, CliError> {
-    Err(CliError::NotImplemented)
-}
-pub fn decode_sg(_input: &str) -> Result<Value, CliError> {
-    Err(CliError::NotImplemented)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SgRequest {
+    segments: Vec<[u64; 2]>,
+    table_pages: Vec<u64>,
+    #[serde(default = "default_chunk")]
+    chunk_entries: u32,
+    vmemmap_base: u64,
+    #[serde(default = "default_max")]
+    max_segment_size: u32,
 }
 
-pub fn tour() {}
+fn default_chunk() -> u32 {
+    SG_CHUNK_SIZE as u32
+}
+fn default_max() -> u32 {
+    SG_DEFAULT_MAX_SEGMENT
+}
+
+fn export_error(e: SgExportError) -> CliError {
+    let err = CliError::rejected(e.kind(), e);
+    match e {
+        SgExportError::NoStructPage { index, .. } => err.with("at", index),
+        SgExportError::ChunkTooSmall { chunk } | SgExportError::MisalignedChunk { chunk, .. } => {
+            err.with("at", chunk)
+        }
+        _ => err,
+    }
+}
+
+pub fn import_error(e: SgImportError) -> CliError {
+    let err = CliError::rejected(e.kind(), e);
+    match e.at() {
+        Some(at) => err.with("at", at),
+        None => err,
+    }
+}
+
+pub fn sg(input: &str) -> Result<Value, CliError> {
+    let req: SgRequest = parse(input)?;
+    let ranges = segments::<Phys>(&req.segments)?;
+    let view = RangeView::full(&ranges).map_err(|e| CliError::rejected("address_overflow", e))?;
+    let n = entries_needed(&view, req.max_segment_size).map_err(export_error)?;
+    // Allocate only the slots the kernel's layout uses (a chained chunk is full).
+    let cap = req.chunk_entries as usize;
+    let mut store: Vec<Vec<Scatterlist>> = Vec::new();
+    let mut rem = n;
+    for _ in &req.table_pages {
+        if rem == 0 {
+            break;
+        }
+        match chunk_split(rem, cap) {
+            Some((data, chained)) => {
+                store.push(vec![Scatterlist::default(); data + usize::from(chained)]);
+                rem -= data as u32;
+            }
+            None => {
+                store.push(vec![Scatterlist::default(); cap.min(rem as usize)]);
+                break;
+            }
+        }
+    }
+    let mut chunks: Vec<SgChunk<'_>> = store
+        .iter_mut()
+        .zip(&req.table_pages)
+        .map(|(e, &addr)| SgChunk { addr, entries: e })
+        .collect();
+    let vm = Vmemmap::new(req.vmemmap_base);
+    let x = export(&view, &vm, req.max_segment_size, &mut chunks).map_err(|e| match e {
+        // The tool allocated no more chunks than pages: report the caller's count.
+        SgExportError::TooFewChunks { entries, .. } => export_error(SgExportError::TooFewChunks {
+            entries,
+            chunks: req.table_pages.len(),
+        }),
+        e => export_error(e),
+    })?;
+    let mem: Vec<(u64, Vec<u8>)> = chunks[..x.chunks]
+        .iter()
+        .map(|c| {
+            (
+                c.addr,
+                c.entries.iter().flat_map(|e| e.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    Ok(json!({
+        "sgl": x.table.sgl,
+        "nents": x.table.nents,
+        "memory": memory_json(mem.iter().map(|(a, b)| (*a, b.as_slice()))),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecodeSgRequest {
+    sgl: u64,
+    vmemmap_base: u64,
+    memory: Vec<MemoryEntry>,
+}
+
+pub fn decode_sg(input: &str) -> Result<Value, CliError> {
+    let req: DecodeSgRequest = parse(input)?;
+    let mem = memory(&req.memory)?;
+    // A walk without a loop reads distinct entries only; Brent's detector needs at most
+    // about three times as many steps for a loop. So this bound never cuts a real table.
+    let bytes: u64 = mem.regions().map(|(_, b)| b.len() as u64).sum();
+    let limit = u32::try_from((bytes / 32).saturating_mul(3).saturating_add(3)).unwrap_or(u32::MAX);
+    let vm = Vmemmap::new(req.vmemmap_base);
+    let mut out: Vec<PhysRange> = Vec::new();
+    import(&mem, req.sgl, None, &vm, limit, &mut out).map_err(import_error)?;
+    Ok(json!({ "segments": segments_json(&out) }))
+}
+
+pub fn tour() {
+    println!("== 4. legacy struct scatterlist (x86_64, 32-byte entries) ==");
+    let vm = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE);
+    let ranges = [
+        PhysRange::new(0x1_0000_0800, 0x1800),
+        PhysRange::new(0x1_0000_2000, 0x3000),
+        PhysRange::new(0x2_0000_0000, 0x1000),
+        PhysRange::new(0x3_0000_0000, 0x200),
+    ];
+    let view = RangeView::full(&ranges).expect("valid ranges");
+    let max = 0x4000;
+    println!(
+        "input: {} physical ranges, {}; max_segment_size {}, chunks of 3 entries",
+        ranges.len(),
+        Bytes(view.len()),
+        Bytes(max)
+    );
+    let mut a = [Scatterlist::default(); 3];
+    let mut b = [Scatterlist::default(); 3];
+    let mut chunks = [
+        SgChunk {
+            addr: 0xffff_8881_0000_0000,
+            entries: &mut a,
+        },
+        SgChunk {
+            addr: 0xffff_8881_0000_1000,
+            entries: &mut b,
+        },
+    ];
+    let x = export(&view, &vm, max as u32, &mut chunks).expect("fits");
+    println!(
+        "sg_table: sgl {:#x}, orig_nents {}, {} chunks (a full chunk's last slot is the chain link)",
+        x.table.sgl, x.table.orig_nents, x.chunks
+    );
+    for c in &chunks[..x.chunks] {
+        for (i, e) in c.entries.iter().enumerate() {
+            let at = c.addr + 32 * i as u64;
+            if e.is_chain() {
+                println!("  {at:#x}: CHAIN -> {:#x}", e.chain_ptr());
+            } else if e.page_link != 0 {
+                println!(
+                    "  {at:#x}: page {:#x} (pfn {:#x}) offset {:#x} length {}{}",
+                    e.page(),
+                    physvec::sg::PageModel::pfn_of(&vm, e.page()).unwrap_or(0),
+                    e.offset,
+                    Bytes(u64::from(e.length)),
+                    if e.is_last() { "  END" } else { "" }
+                );
+            }
+        }
+    }
+    let mut back: Vec<PhysRange> = Vec::new();
+    import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back).expect("walks");
+    println!("walked back (sg_next, bounded, loop-checked):");
+    for r in &back {
+        println!("  {r}");
+    }
+    let first = chunks[..].read_u64_le(x.table.sgl).unwrap_or(0);
+    println!("first page_link word in memory: {first:#018x}\n");
+}

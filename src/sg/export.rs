@@ -1,0 +1,538 @@
+//! Export: a physical range list → a chained Linux `struct scatterlist` table in
+//! caller-supplied chunks, as `sg_alloc_table_from_pages_segment` fills and
+//! `__sg_alloc_table` chains them (lib/scatterlist.c).
+//!
+//! # Entries
+//! Each entry names the `struct page` of its first byte ([`PageModel`]) and an
+//! `offset < 4096`. Contiguous bytes are merged greedily into one entry while the
+//! entry's page span `offset + length` stays within `max_segment_size`, which is first
+//! rounded down to 4 KiB as the kernel does (`ALIGN_DOWN(max_segment, PAGE_SIZE)`, at
+//! least one page). For page-granular input this is exactly the kernel's chunking: a
+//! run of consecutive frames is cut every `max_segment / PAGE_SIZE` pages, so an entry
+//! starting at offset `o` holds at most `max_segment - o` bytes and ends on a page
+//! boundary. Longer ranges are split the same way.
+//!
+//! # Chunks
+//! Chunk `i` of capacity `c`: if more than `c` entries remain, it holds `c - 1` entries
+//! and its last slot is the chain entry (`page_link = next chunk | SG_CHAIN`); otherwise
+//! it holds all remaining entries and the last one carries `SG_END`. Slots after the
+//! last entry are not touched (the kernel allocates only what it uses). Nothing is
+//! written unless the whole table fits.
+
+use core::fmt;
+
+use crate::addr::Phys;
+use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
+use crate::view::RangeView;
+
+use super::layout::{Scatterlist, SgTable, SG_PAGE_SIZE};
+use super::page::PageModel;
+
+/// One caller-supplied array of entries and the address it lives at (the address the
+/// previous chunk's chain entry points to).
+///
+/// A slice of chunks is also a [`MemoryReader`] / [`MemoryWriter`] over the bytes of the
+/// entries at those addresses, so an exported table can be walked or DMA-mapped in place.
+#[derive(Debug)]
+pub struct SgChunk<'a> {
+    /// Address of `entries[0]`; 8-byte aligned.
+    pub addr: u64,
+    /// The slots; capacity = `entries.len()`.
+    pub entries: &'a mut [Scatterlist],
+}
+
+/// How an export used the chunks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SgExported {
+    /// The table: `sgl` = first chunk address, `nents == orig_nents` = data entries.
+    pub table: SgTable,
+    /// Chunks used (all but the last end in a chain entry).
+    pub chunks: usize,
+    /// Slots used in the last chunk.
+    pub last_chunk_entries: usize,
+}
+
+/// Why a range list cannot be exported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SgExportError {
+    /// No ranges.
+    Empty,
+    /// `max_segment_size` rounded down to 4 KiB is zero.
+    InvalidMaxSegmentSize {
+        /// The requested maximum in bytes.
+        max_segment_size: u32,
+    },
+    /// The page model has no `struct page` (or an unaligned one) for a frame.
+    NoStructPage {
+        /// Index of the entry.
+        index: u64,
+        /// The frame number.
+        pfn: u64,
+    },
+    /// More than `u32::MAX` entries.
+    TooManyEntries,
+    /// The chunks cannot hold the table.
+    TooFewChunks {
+        /// Entries the table needs (chain entries not counted).
+        entries: u32,
+        /// Chunks supplied.
+        chunks: usize,
+    },
+    /// A chunk that must hold a chain entry has fewer than two slots, or a chunk is empty.
+    ChunkTooSmall {
+        /// Index of the chunk.
+        chunk: usize,
+    },
+    /// A chunk address that is not 8-byte aligned or whose end passes 2^64.
+    MisalignedChunk {
+        /// Index of the chunk.
+        chunk: usize,
+        /// Its address.
+        addr: u64,
+    },
+}
+
+impl SgExportError {
+    /// Stable snake_case name of the variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SgExportError::Empty => "empty",
+            SgExportError::InvalidMaxSegmentSize { .. } => "invalid_max_segment_size",
+            SgExportError::NoStructPage { .. } => "no_struct_page",
+            SgExportError::TooManyEntries => "too_many_entries",
+            SgExportError::TooFewChunks { .. } => "too_few_chunks",
+            SgExportError::ChunkTooSmall { .. } => "chunk_too_small",
+            SgExportError::MisalignedChunk { .. } => "misaligned_chunk",
+        }
+    }
+}
+
+impl fmt::Display for SgExportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SgExportError::Empty => f.write_str("no ranges to export"),
+            SgExportError::InvalidMaxSegmentSize { max_segment_size } => write!(
+                f,
+                "max_segment_size {max_segment_size:#x} is below one 4 KiB page"
+            ),
+            SgExportError::NoStructPage { index, pfn } => write!(
+                f,
+                "entry {index}: the page model has no aligned struct page for pfn {pfn:#x}"
+            ),
+            SgExportError::TooManyEntries => f.write_str("more than u32::MAX entries"),
+            SgExportError::TooFewChunks { entries, chunks } => write!(
+                f,
+                "{entries} entries do not fit in {chunks} chunks (with chain entries)"
+            ),
+            SgExportError::ChunkTooSmall { chunk } => {
+                write!(
+                    f,
+                    "chunk {chunk} is too small to hold an entry and a chain link"
+                )
+            }
+            SgExportError::MisalignedChunk { chunk, addr } => {
+                write!(f, "chunk {chunk} at {addr:#x} is not 8-byte aligned")
+            }
+        }
+    }
+}
+
+impl core::error::Error for SgExportError {}
+
+/// How a chunk of `capacity` slots is used when `remaining` entries are still to be
+/// placed: `(data entries, chained)` as `__sg_alloc_table` decides (`left > max_ents` →
+/// `max_ents - 1` entries and a chain slot). `None` when the chunk cannot make progress
+/// (empty, or a chain is needed and `capacity < 2`).
+///
+/// ```
+/// use physvec::sg::chunk_split;
+/// assert_eq!(chunk_split(300, 128), Some((127, true)));
+/// assert_eq!(chunk_split(128, 128), Some((128, false)));
+/// assert_eq!(chunk_split(3, 1), None);
+/// ```
+pub const fn chunk_split(remaining: u32, capacity: usize) -> Option<(usize, bool)> {
+    let rem = remaining as usize;
+    if capacity == 0 {
+        None
+    } else if rem > capacity {
+        if capacity < 2 {
+            None
+        } else {
+            Some((capacity - 1, true))
+        }
+    } else {
+        Some((rem, false))
+    }
+}
+
+/// Calls `f(start, len)` for every entry the export would write, in order.
+fn for_each_entry<E>(
+    view: &RangeView<'_, Phys>,
+    max: u64,
+    mut f: impl FnMut(u64, u32) -> Result<(), E>,
+) -> Result<(), E> {
+    let page_mask = SG_PAGE_SIZE.get() - 1;
+    let mut cur: Option<(u64, u64)> = None;
+    for r in view.iter() {
+        let mut a = r.addr().as_u64();
+        let mut rem = r.len();
+        while rem > 0 {
+            match cur {
+                Some((s, l)) if s.checked_add(l) == Some(a) => {
+                    let room = max - (s & page_mask) - l;
+                    if room == 0 {
+                        f(s, l as u32)?;
+                        cur = None;
+                        continue;
+                    }
+                    let take = room.min(rem);
+                    cur = Some((s, l + take));
+                    a = a.wrapping_add(take);
+                    rem -= take;
+                }
+                Some((s, l)) => {
+                    f(s, l as u32)?;
+                    cur = None;
+                }
+                None => cur = Some((a, 0)),
+            }
+        }
+    }
+    if let Some((s, l)) = cur {
+        f(s, l as u32)?;
+    }
+    Ok(())
+}
+
+fn effective_max(max_segment_size: u32) -> Result<u64, SgExportError> {
+    let max = u64::from(max_segment_size) & !(SG_PAGE_SIZE.get() - 1);
+    if max == 0 {
+        return Err(SgExportError::InvalidMaxSegmentSize { max_segment_size });
+    }
+    Ok(max)
+}
+
+/// The number of entries (chain entries not counted) exporting `view` produces.
+///
+/// # Errors
+/// [`SgExportError::Empty`], [`SgExportError::InvalidMaxSegmentSize`],
+/// [`SgExportError::TooManyEntries`].
+///
+/// ```
+/// use physvec::{PhysRange, RangeView};
+/// let r = [PhysRange::new(0x10800, 0x3000)];
+/// // max 0x2000: 0x1800 (offset 0x800 counts), then 0x1800.
+/// assert_eq!(physvec::sg::entries_needed(&RangeView::full(&r).unwrap(), 0x2000), Ok(2));
+/// ```
+pub fn entries_needed(
+    view: &RangeView<'_, Phys>,
+    max_segment_size: u32,
+) -> Result<u32, SgExportError> {
+    let max = effective_max(max_segment_size)?;
+    if view.is_empty() {
+        return Err(SgExportError::Empty);
+    }
+    let mut n: u32 = 0;
+    for_each_entry(view, max, |_, _| {
+        n = n.checked_add(1).ok_or(SgExportError::TooManyEntries)?;
+        Ok(())
+    })?;
+    Ok(n)
+}
+
+/// Writes `view` as a chained scatterlist table into `chunks` (see the module docs for
+/// the exact layout) and returns the table.
+///
+/// # Errors
+/// Everything is checked before the first write: no ranges, a `max_segment_size`
+/// below 4 KiB, a frame without `struct page`, too few or too small chunks, a misaligned
+/// chunk. On error the chunks are unchanged.
+///
+/// # Examples
+/// ```
+/// use physvec::sg::{export, Scatterlist, SgChunk, Vmemmap, SG_DEFAULT_MAX_SEGMENT};
+/// use physvec::{PhysRange, RangeView};
+/// let r = [PhysRange::new(0x10000, 0x2000), PhysRange::new(0x40200, 0x200)];
+/// let mut a = [Scatterlist::default(); 2];
+/// let mut b = [Scatterlist::default(); 2];
+/// let mut chunks = [SgChunk { addr: 0x8000, entries: &mut a }, SgChunk { addr: 0x9000, entries: &mut b }];
+/// let vm = Vmemmap::new(0xffffea0000000000);
+/// let t = export(&RangeView::full(&r)?, &vm, SG_DEFAULT_MAX_SEGMENT, &mut chunks)?.table;
+/// assert_eq!((t.sgl, t.nents, t.orig_nents), (0x8000, 2, 2));
+/// assert_eq!(a[0].page(), 0xffffea0000000000 + 0x10 * 64);
+/// assert!(a[1].is_last() && a[1].offset == 0x200);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn export<P: PageModel + ?Sized>(
+    view: &RangeView<'_, Phys>,
+    model: &P,
+    max_segment_size: u32,
+    chunks: &mut [SgChunk<'_>],
+) -> Result<SgExported, SgExportError> {
+    let max = effective_max(max_segment_size)?;
+    let n = entries_needed(view, max_segment_size)?;
+    // Validate pages.
+    let mut index = 0u64;
+    for_each_entry(view, max, |s, _| {
+        let pfn = s >> SG_PAGE_SIZE.shift();
+        match model.page_of(pfn) {
+            Some(p) if p & 3 == 0 => {
+                index += 1;
+                Ok(())
+            }
+            _ => Err(SgExportError::NoStructPage { index, pfn }),
+        }
+    })?;
+    // Validate chunk layout.
+    let mut rem = n;
+    let mut used = 0usize;
+    let mut last_used = 0usize;
+    while rem > 0 {
+        let Some(chunk) = chunks.get(used) else {
+            return Err(SgExportError::TooFewChunks {
+                entries: n,
+                chunks: chunks.len(),
+            });
+        };
+        let bytes = (chunk.entries.len() as u64).saturating_mul(Scatterlist::SIZE as u64);
+        if chunk.addr % 8 != 0 || chunk.addr.checked_add(bytes).is_none() {
+            return Err(SgExportError::MisalignedChunk {
+                chunk: used,
+                addr: chunk.addr,
+            });
+        }
+        let (data, chained) = chunk_split(rem, chunk.entries.len())
+            .ok_or(SgExportError::ChunkTooSmall { chunk: used })?;
+        rem -= data as u32;
+        last_used = data + usize::from(chained);
+        used += 1;
+    }
+    // Write.
+    let (mut c, mut slot, mut left) = (0usize, 0usize, n);
+    let mut chunk_room = chunk_split(n, chunks[0].entries.len()).map_or(0, |(d, _)| d);
+    let _ = for_each_entry(view, max, |s, len| -> Result<(), ()> {
+        if chunk_room == 0 {
+            let next = chunks[c + 1].addr;
+            chunks[c].entries[slot] = Scatterlist::chain_entry(next);
+            c += 1;
+            slot = 0;
+            chunk_room = chunk_split(left, chunks[c].entries.len()).map_or(0, |(d, _)| d);
+        }
+        let page = model.page_of(s >> SG_PAGE_SIZE.shift()).unwrap_or(0);
+        let offset = (s & (SG_PAGE_SIZE.get() - 1)) as u32;
+        chunks[c].entries[slot] = Scatterlist::page_entry(page, offset, len, left == 1);
+        slot += 1;
+        chunk_room -= 1;
+        left -= 1;
+        Ok(())
+    });
+    Ok(SgExported {
+        table: SgTable {
+            sgl: chunks[0].addr,
+            nents: n,
+            orig_nents: n,
+        },
+        chunks: used,
+        last_chunk_entries: last_used,
+    })
+}
+
+fn locate_chunk(chunks: &[SgChunk<'_>], addr: u64, len: usize) -> Option<(usize, usize)> {
+    chunks.iter().enumerate().find_map(|(i, c)| {
+        let off = addr.checked_sub(c.addr)?;
+        let size = c.entries.len() as u64 * Scatterlist::SIZE as u64;
+        let end = off.checked_add(len as u64)?;
+        (end <= size).then_some((i, off as usize))
+    })
+}
+
+impl MemoryReader for [SgChunk<'_>] {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let err = MemoryError {
+            addr,
+            len: buf.len() as u64,
+        };
+        let (ci, mut off) = locate_chunk(self, addr, buf.len()).ok_or(err)?;
+        let entries = &self[ci].entries;
+        let mut done = 0;
+        while done < buf.len() {
+            let bytes = entries[off / 32].to_le_bytes();
+            let within = off % 32;
+            let take = (32 - within).min(buf.len() - done);
+            buf[done..done + take].copy_from_slice(&bytes[within..within + take]);
+            done += take;
+            off += take;
+        }
+        Ok(())
+    }
+}
+
+impl MemoryWriter for [SgChunk<'_>] {
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryError> {
+        let err = MemoryError {
+            addr,
+            len: buf.len() as u64,
+        };
+        let (ci, mut off) = locate_chunk(self, addr, buf.len()).ok_or(err)?;
+        let entries = &mut self[ci].entries;
+        let mut done = 0;
+        while done < buf.len() {
+            let e = &mut entries[off / 32];
+            let mut bytes = e.to_le_bytes();
+            let within = off % 32;
+            let take = (32 - within).min(buf.len() - done);
+            bytes[within..within + take].copy_from_slice(&buf[done..done + take]);
+            *e = Scatterlist::from_le_bytes(&bytes);
+            done += take;
+            off += take;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::layout::{SG_CHAIN, SG_END};
+    use super::super::page::Vmemmap;
+    use super::*;
+    use crate::PhysRange;
+
+    const VM: Vmemmap = Vmemmap::new(0xffff_ea00_0000_0000);
+
+    #[test]
+    fn chains_full_chunks_like_sg_alloc_table() {
+        // 6 single-page entries in chunks of 3: [e0 e1 chain] [e2 e3 chain] [e4 e5]
+        let r: [PhysRange; 6] =
+            core::array::from_fn(|i| PhysRange::new(0x10000 * (i as u64 + 1), 0x1000));
+        let mut a = [Scatterlist::default(); 3];
+        let mut b = [Scatterlist::default(); 3];
+        let mut c = [Scatterlist::default(); 3];
+        let mut chunks = [
+            SgChunk {
+                addr: 0x1000,
+                entries: &mut a,
+            },
+            SgChunk {
+                addr: 0x2000,
+                entries: &mut b,
+            },
+            SgChunk {
+                addr: 0x3000,
+                entries: &mut c,
+            },
+        ];
+        let x = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap();
+        assert_eq!(
+            x.table,
+            SgTable {
+                sgl: 0x1000,
+                nents: 6,
+                orig_nents: 6
+            }
+        );
+        assert_eq!((x.chunks, x.last_chunk_entries), (3, 2));
+        assert_eq!(a[2].page_link, 0x2000 | SG_CHAIN);
+        assert_eq!(b[2].page_link, 0x3000 | SG_CHAIN);
+        assert_eq!(c[0].page_link & SG_END, 0);
+        assert_eq!(c[1].page_link & SG_END, SG_END);
+        assert_eq!(c[2], Scatterlist::default());
+    }
+
+    #[test]
+    fn exact_fit_needs_no_chain() {
+        let r: [PhysRange; 3] =
+            core::array::from_fn(|i| PhysRange::new(0x10000 * (i as u64 + 1), 0x1000));
+        let mut a = [Scatterlist::default(); 3];
+        let mut chunks = [SgChunk {
+            addr: 0x1000,
+            entries: &mut a,
+        }];
+        let x = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap();
+        assert_eq!(x.table.nents, 3);
+        assert!(a[2].is_last() && !a[2].is_chain());
+    }
+
+    #[test]
+    fn splits_like_the_kernel_and_merges() {
+        // Unaligned start: the first entry ends on a page boundary.
+        let r = [
+            PhysRange::new(0x10800, 0x1800),
+            PhysRange::new(0x12000, 0x2000),
+        ];
+        let mut a = [Scatterlist::default(); 8];
+        let mut chunks = [SgChunk {
+            addr: 0x1000,
+            entries: &mut a,
+        }];
+        let x = export(&RangeView::full(&r).unwrap(), &VM, 0x2fff, &mut chunks).unwrap();
+        // max rounds down to 0x2000: [0x10800, 0x1800] [0x12000, 0x2000]
+        assert_eq!(x.table.nents, 2);
+        assert_eq!((a[0].offset, a[0].length), (0x800, 0x1800));
+        assert_eq!((a[1].offset, a[1].length), (0, 0x2000));
+        assert_eq!(a[1].page(), VM.page_of(0x12).unwrap());
+    }
+
+    #[test]
+    fn errors_leave_chunks_untouched() {
+        let r: [PhysRange; 4] =
+            core::array::from_fn(|i| PhysRange::new(0x10000 * (i as u64 + 1), 0x1000));
+        let mut a = [Scatterlist::default(); 3];
+        let mut chunks = [SgChunk {
+            addr: 0x1000,
+            entries: &mut a,
+        }];
+        let e = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap_err();
+        assert_eq!(e.kind(), "too_few_chunks");
+        assert!(a.iter().all(|e| *e == Scatterlist::default()));
+        let mut a = [Scatterlist::default(); 3];
+        let mut b = [Scatterlist::default(); 1];
+        let mut chunks = [
+            SgChunk {
+                addr: 0x1000,
+                entries: &mut a,
+            },
+            SgChunk {
+                addr: 0x2000,
+                entries: &mut b,
+            },
+        ];
+        let e = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap_err();
+        assert_eq!(e, SgExportError::ChunkTooSmall { chunk: 1 });
+        let mut a = [Scatterlist::default(); 2];
+        let mut b = [Scatterlist::default(); 2];
+        let mut chunks = [
+            SgChunk {
+                addr: 0x1000,
+                entries: &mut a,
+            },
+            SgChunk {
+                addr: 0x2000,
+                entries: &mut b,
+            },
+        ];
+        let e = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap_err();
+        assert_eq!(
+            e,
+            SgExportError::TooFewChunks {
+                entries: 4,
+                chunks: 2
+            }
+        );
+        let e = export(&RangeView::full(&r).unwrap(), &VM, 0xfff, &mut chunks).unwrap_err();
+        assert_eq!(e.kind(), "invalid_max_segment_size");
+    }
+
+    #[test]
+    fn chunks_are_memory() {
+        let mut a = [Scatterlist::page_entry(0x40, 1, 2, true)];
+        let mut chunks = [SgChunk {
+            addr: 0x1000,
+            entries: &mut a,
+        }];
+        assert_eq!(chunks.read_u64_le(0x1000).unwrap(), 0x42);
+        chunks.write(0x1010, &7u64.to_le_bytes()).unwrap();
+        assert!(chunks.read_u64_le(0x1020).is_err());
+        assert_eq!(a[0].dma_address, 7);
+    }
+}

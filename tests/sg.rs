@@ -1,0 +1,202 @@
+//! Property tests of the scatterlist adapter: export → import round trips for every chunk
+//! size, the DMA view's limits, and bounded walks over arbitrary bytes.
+
+use physvec::mem::SliceMemory;
+use physvec::sg::{
+    entries_needed, export, import, import_dma, iommu_iova_len, iommu_map_sg, IommuSgParams,
+    Scatterlist, SgChunk, SgWalk, Vmemmap,
+};
+use physvec::{DmaAddr, DmaRange, PageSize, PhysRange, RangeView};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+const VM: Vmemmap = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE);
+
+/// Ranges that are often contiguous with their predecessor (so merging is exercised).
+fn ranges() -> impl Strategy<Value = Vec<PhysRange>> {
+    prop::collection::vec(
+        (any::<bool>(), 0u64..0x40, 0u64..0x1000, 1u64..0x6000),
+        1..24,
+    )
+    .prop_map(|v| {
+        let mut out: Vec<PhysRange> = Vec::new();
+        let mut next = 0x10_0000u64;
+        for (contig, gap_pages, off, len) in v {
+            let addr = if contig {
+                next
+            } else {
+                next + (gap_pages + 1) * 0x1000 + off
+            };
+            out.push(PhysRange::new(addr, len));
+            next = addr + len;
+        }
+        out
+    })
+}
+
+fn coalesce<S: physvec::AddrSpace>(v: &[physvec::Range<S>]) -> Vec<physvec::Range<S>> {
+    let mut out: Vec<physvec::Range<S>> = Vec::new();
+    for &r in v {
+        match out.last_mut().and_then(|l| l.merge(r).map(|m| (l, m))) {
+            Some((l, m)) => *l = m,
+            None => out.push(r),
+        }
+    }
+    out
+}
+
+fn alloc_chunks(n: usize, cap: usize) -> Vec<Vec<Scatterlist>> {
+    vec![vec![Scatterlist::default(); cap]; n]
+}
+
+fn chunk_refs(store: &mut [Vec<Scatterlist>]) -> Vec<SgChunk<'_>> {
+    store
+        .iter_mut()
+        .enumerate()
+        .map(|(i, e)| SgChunk {
+            addr: 0x4000_0000 + (i as u64) * 0x10_0000,
+            entries: e,
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/sg.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn export_import_round_trips(r in ranges(), cap in 2usize..12, max_pages in 1u32..8) {
+        let max = max_pages * 0x1000 + 0x123; // rounded down to pages by the exporter
+        let view = RangeView::full(&r).unwrap();
+        let n = entries_needed(&view, max).unwrap() as usize;
+        let mut store = alloc_chunks(n, cap);
+        let mut chunks = chunk_refs(&mut store);
+        let x = export(&view, &VM, max, &mut chunks).unwrap();
+        prop_assert_eq!(x.table.orig_nents as usize, n);
+        prop_assert_eq!(x.table.nents as usize, n);
+        // Every entry respects the kernel's page rules.
+        let mut seen = 0;
+        for e in SgWalk::new(&chunks[..], x.table.sgl, Some(x.table.orig_nents), 1 << 16) {
+            let e = e.unwrap().entry;
+            prop_assert!(e.offset < 4096);
+            prop_assert!(e.length > 0);
+            prop_assert!(u64::from(e.offset) + u64::from(e.length) <= u64::from(max & !0xfff));
+            seen += 1;
+        }
+        prop_assert_eq!(seen, n);
+        // Round trip, with and without the entry count.
+        let mut back: Vec<PhysRange> = Vec::new();
+        import(&chunks[..], x.table.sgl, None, &VM, 1 << 16, &mut back).unwrap();
+        prop_assert_eq!(&back, &coalesce(&r));
+        let mut back2: Vec<PhysRange> = Vec::new();
+        import(&chunks[..], x.table.sgl, Some(x.table.orig_nents), &VM, 1 << 16, &mut back2).unwrap();
+        prop_assert_eq!(back2, back);
+        // Full chunks hold cap - 1 entries and a chain to the next chunk.
+        for c in 0..x.chunks.saturating_sub(1) {
+            prop_assert!(chunks[c].entries[cap - 1].is_chain());
+            prop_assert_eq!(chunks[c].entries[cap - 1].chain_ptr(), chunks[c + 1].addr);
+        }
+    }
+
+    #[test]
+    fn dma_view_respects_limits(
+        r in ranges(),
+        boundary_shift in 13u32..22,
+        max_pages in 1u32..6,
+        extra in 0u32..0x1000,
+    ) {
+        let mask = (1u64 << boundary_shift) - 1;
+        let max_seg = max_pages * 0x1000 + extra;
+        // Entries may not exceed the max segment size: export with that limit.
+        let export_max = max_seg.max(0x1000);
+        let view = RangeView::full(&r).unwrap();
+        let n = entries_needed(&view, export_max).unwrap() as usize;
+        let mut store = alloc_chunks(1, n);
+        let mut chunks = chunk_refs(&mut store);
+        let mut t = export(&view, &VM, export_max, &mut chunks).unwrap().table;
+        let p = IommuSgParams { granule: PageSize::SIZE_4K, seg_boundary_mask: mask, max_seg_size: max_seg };
+        let len = match iommu_iova_len(&chunks[..], &t, &VM, p, 1 << 16) {
+            Ok(len) => len,
+            Err(e) => { prop_assert!(matches!(e.kind(), "segment_too_long" | "crosses_boundary")); return Ok(()); }
+        };
+        let base = 1u64 << 40; // aligned to every boundary
+        let mut spans: Vec<(DmaAddr, PhysRange)> = Vec::new();
+        let nents = iommu_map_sg(&mut chunks[..], &mut t, &VM, p, DmaAddr::new(base), 1 << 16, |d, s| {
+            spans.push((d, s));
+            true
+        }).unwrap();
+        prop_assert!(nents <= t.orig_nents);
+        prop_assert_eq!(spans.len(), t.orig_nents as usize);
+        // IOVA spans are granule-aligned, ordered, disjoint, inside the allocation.
+        let mut end = base;
+        for (d, s) in &spans {
+            prop_assert_eq!(d.as_u64() % 0x1000, 0);
+            prop_assert!(d.as_u64() >= end);
+            end = d.as_u64() + s.len();
+        }
+        prop_assert!(end <= base + len);
+        // The DMA segments: within max_seg, never across a boundary.
+        let mut segs: Vec<DmaRange> = Vec::new();
+        import_dma(&chunks[..], &t, 1 << 16, &mut segs).unwrap();
+        prop_assert_eq!(segs.len(), nents as usize);
+        for s in &segs {
+            prop_assert!(s.len() <= u64::from(max_seg));
+            prop_assert_eq!(s.addr().as_u64() & !mask, s.last().as_u64() & !mask);
+        }
+        // Byte for byte, the DMA segments are the entries' IOVA ranges.
+        let mut per_entry: Vec<DmaRange> = Vec::new();
+        for (e, (d, s)) in SgWalk::new(&chunks[..], t.sgl, Some(t.orig_nents), 1 << 16).zip(&spans) {
+            let e = e.unwrap().entry;
+            let phys = physvec::sg::entry_phys(&VM, 0, &e).unwrap();
+            let off = phys.addr().as_u64() - s.addr().as_u64();
+            per_entry.push(DmaRange::new(d.as_u64() + off, phys.len()));
+        }
+        prop_assert_eq!(coalesce(&segs), coalesce(&per_entry));
+    }
+
+    #[test]
+    fn walks_of_arbitrary_bytes_are_bounded(bytes in prop::collection::vec(any::<u8>(), 0..512), start in 0u64..16, mutate in prop::collection::vec((0usize..16, 0u64..0x300), 0..8)) {
+        let mut bytes = bytes;
+        // Sprinkle plausible chain links into the garbage.
+        for (slot, target) in mutate {
+            let at = slot * 32;
+            if at + 8 <= bytes.len() {
+                bytes[at..at + 8].copy_from_slice(&((0x1000 + target * 8) | 1).to_le_bytes());
+            }
+        }
+        let mem = SliceMemory::new(0x1000, &bytes);
+        let mut out: Vec<PhysRange> = Vec::new();
+        let limit = 64;
+        let r = import(&mem, 0x1000 + start * 8, None, &Vmemmap::new(0), limit, &mut out);
+        if let Ok(n) = r {
+            prop_assert!(n <= limit);
+        }
+        let steps = SgWalk::new(&mem, 0x1000, None, limit).count();
+        prop_assert!(steps <= limit as usize + 1);
+    }
+}
+
+#[test]
+fn every_small_chunk_size_round_trips_a_long_list() {
+    let r: Vec<PhysRange> = (0..300)
+        .map(|i| PhysRange::new(0x100_0000 + i * 0x3000, 0x1000))
+        .collect();
+    let view = RangeView::full(&r).unwrap();
+    for cap in 2..=130 {
+        let mut store = alloc_chunks(300, cap);
+        let mut chunks = chunk_refs(&mut store);
+        let x = export(&view, &VM, u32::MAX, &mut chunks).unwrap();
+        let mut back: Vec<PhysRange> = Vec::new();
+        import(&chunks[..], x.table.sgl, Some(300), &VM, 1 << 12, &mut back).unwrap();
+        assert_eq!(back, r, "chunk size {cap}");
+        let expected_chunks = if cap >= 300 {
+            1
+        } else {
+            (300 - 1 + cap - 2) / (cap - 1)
+        };
+        assert_eq!(x.chunks, expected_chunks, "chunk size {cap}");
+    }
+}
