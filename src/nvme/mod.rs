@@ -16,8 +16,8 @@
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
 //! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
-//! | `decode.rs` | [`DecodeOptions`], [`DecodeError`], output sinks, [`decode_command`] |
-//! | `decode_prp.rs` / `decode_sgl.rs` | [`decode_prp`], [`decode_sgl`] |
+//! | `decode.rs` | `DecodeOptions`, `DecodeError`, output sinks, `decode_command` (next) |
+//! | `decode_prp.rs` / `decode_sgl.rs` | `decode_prp`, `decode_sgl` (next) |
 //! | `status.rs` | [`NvmeStatus`] |
 //!
 //! ## Driver side
@@ -38,13 +38,13 @@
 //!
 //! ## Device side
 //! Decoders treat DPTR and everything they read as hostile: each step is checked
-//! arithmetic, work is bounded by [`DecodeOptions::max_descriptors`], SGL segment
+//! arithmetic, work is bounded by `DecodeOptions::max_descriptors`, SGL segment
 //! chains are checked for cycles, and every rejection carries the status a controller
 //! returns ([`NvmeStatus`]).
 //!
 //! ## Strictness and QEMU
 //! The decoders are at least as strict as the specification; where QEMU's controller
-//! is looser, [`DecodeOptions::qemu_compat`] accepts what QEMU accepts:
+//! is looser, `DecodeOptions::qemu_compat` accepts what QEMU accepts:
 //!
 //! | input | strict | `qemu_compat` |
 //! |---|---|---|
