@@ -155,16 +155,184 @@ pub fn sgl(input: &str) -> Result<Value, CliError> {
     }))
 }
 
-#[allow(dead_code)]
-fn memory_of(entries: &[MemoryEntry]) -> Result<physvec::mem::SparseMemory, CliError> {
-    cli::memory(entries)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecodePrpRequest {
+    page_size: u64,
+    length: u64,
+    dptr: String,
+    memory: Vec<MemoryEntry>,
 }
 
-pub fn decode_prp(_input: &str) -> Result<Value, CliError> {
-    Err(CliError::NotImplemented)
-}
-pub fn decode_sgl(_input: &str) -> Result<Value, CliError> {
-    Err(CliError::NotImplemented)
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecodeSglRequest {
+    length: u64,
+    dptr: String,
+    memory: Vec<MemoryEntry>,
+    sgls: Option<u32>,
 }
 
-pub fn tour() {}
+fn dptr_bytes(hex: &str) -> Result<[u8; 16], CliError> {
+    let b = cli::unhex(hex)?;
+    b.try_into().map_err(|b: Vec<u8>| {
+        CliError::Malformed(format!("dptr must be 16 bytes, got {}", b.len()))
+    })
+}
+
+fn decode_error(e: nvme::DecodeError) -> CliError {
+    let err = CliError::rejected(e.kind(), e).with("nvme_status", e.nvme_status().raw());
+    match e.at() {
+        Some(at) => err.with("at", at),
+        None => err,
+    }
+}
+
+pub fn decode_prp(input: &str) -> Result<Value, CliError> {
+    let req: DecodePrpRequest = cli::parse(input)?;
+    let mps = page_size(req.page_size)?;
+    let dptr = dptr_bytes(&req.dptr)?;
+    let mem = cli::memory(&req.memory)?;
+    let nvme::DataPointer::Prp { prp1, prp2 } = nvme::DataPointer::from_bytes(false, dptr) else {
+        unreachable!("from_bytes(false, ..) is PRP")
+    };
+    let mut out: Vec<DmaRange> = Vec::new();
+    nvme::decode_prp(
+        prp1,
+        prp2,
+        req.length,
+        mps,
+        &mem,
+        &mut out,
+        &nvme::DecodeOptions::default(),
+    )
+    .map_err(decode_error)?;
+    Ok(json!({ "segments": cli::segments_json(&out) }))
+}
+
+pub fn decode_sgl(input: &str) -> Result<Value, CliError> {
+    let req: DecodeSglRequest = cli::parse(input)?;
+    let dptr = dptr_bytes(&req.dptr)?;
+    let mem = cli::memory(&req.memory)?;
+    let mut opts = nvme::DecodeOptions::default();
+    if let Some(sgls) = req.sgls {
+        opts = opts.with_sgls(nvme::SglCapabilities::from_raw(sgls));
+    }
+    let mut out: Vec<SglItem> = Vec::new();
+    nvme::decode_sgl(
+        SglDescriptor::from_bytes(dptr),
+        req.length,
+        &mem,
+        &mut out,
+        &opts,
+    )
+    .map_err(decode_error)?;
+    let segments: Vec<Value> = out
+        .iter()
+        .map(|item| match item {
+            SglItem::Data(r) => json!([r.addr().as_u64(), r.len()]),
+            SglItem::BitBucket(l) => json!([null, l]),
+        })
+        .collect();
+    Ok(json!({ "segments": segments }))
+}
+
+pub fn tour() {
+    use physvec::fmt::Bytes;
+    println!("== NVMe: PRP and SGL data pointers ==");
+    let mps = MemoryPageSize::SIZE_4K;
+    let ranges = [
+        DmaRange::new(0x10_0800, 0x800),
+        DmaRange::new(0x20_0000, 0x3000),
+        DmaRange::new(0x40_0000, 0x1000),
+    ];
+    println!(
+        "a {} transfer in {} DMA ranges:",
+        Bytes(0x4800),
+        ranges.len()
+    );
+    for (i, r) in ranges.iter().enumerate() {
+        println!("  [{i}] {r}");
+    }
+    let mut list = [0u64; 512];
+    let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
+    match nvme::encode_prp(ranges.iter().copied(), mps, pool) {
+        Ok(prp) => {
+            println!(
+                "PRP ({} pages): PRP1 {:#x} (offset {:#x} into its page), PRP2 {:#x} -> PRP list page, {} entries:",
+                mps,
+                prp.prp1,
+                prp.prp1 & mps.mask(),
+                prp.prp2,
+                prp.list_page_entries(0)
+            );
+            for e in &list[..prp.list_page_entries(0) as usize] {
+                println!("    {:#x}", u64::from_le(*e));
+            }
+        }
+        Err(e) => println!("PRP: {e}"),
+    }
+    let odd = [
+        DmaRange::new(0x10_0000, 0x200),
+        DmaRange::new(0x20_0010, 0x300),
+    ];
+    if let Err(e) = nvme::encode_prp(odd.iter().copied(), mps, core::iter::empty()) {
+        println!("[{}, {}] as PRP: rejected: {e}", odd[0], odd[1]);
+    }
+    // An SGL with small segment pages (4 descriptors each) to show the chaining.
+    let many: Vec<DmaRange> = (0..6u64)
+        .map(|i| DmaRange::new(0x100_0000 + i * 0x1_0010, 0x200))
+        .collect();
+    let mut pages = [[SglDescriptor::default(); 4]; 2];
+    let [p0, p1] = &mut pages;
+    let pool = [
+        SglSegmentPage::new(DmaAddr::new(0x9_0000), p0),
+        SglSegmentPage::new(DmaAddr::new(0x9_1000), p1),
+    ];
+    let items = many.iter().copied().map(SglItem::Data);
+    match nvme::encode_sgl(items, SglOptions::default(), pool) {
+        Ok(sgl) => {
+            println!(
+                "SGL for {} unaligned ranges, 4-descriptor segment pages: DPTR {:?}",
+                many.len(),
+                sgl.dptr
+            );
+            let mut pointer = sgl.dptr;
+            for (i, page) in pages.iter().enumerate().take(sgl.segments_used()) {
+                let used = &page[..(pointer.length() as usize / 16).min(page.len())];
+                println!("  segment page {i} ({} descriptors):", used.len());
+                for d in used {
+                    println!("    {d:?}");
+                }
+                if let Some(d) = used.last() {
+                    pointer = *d;
+                }
+            }
+            // The device side: decode it back from "memory".
+            let mut mem = physvec::mem::SparseMemory::new();
+            mem.add(0x9_0000, bytemuck::cast_slice(&pages[0]).to_vec());
+            mem.add(0x9_1000, bytemuck::cast_slice(&pages[1]).to_vec());
+            let mut out: Vec<SglItem> = Vec::new();
+            match nvme::decode_sgl(sgl.dptr, 6 * 0x200, &mem, &mut out, &Default::default()) {
+                Ok(s) => println!(
+                    "decoded by the controller side: {} ranges after reading {} descriptors in {} segments",
+                    out.len(),
+                    s.descriptors_read,
+                    s.segments
+                ),
+                Err(e) => println!("decode: {e}"),
+            }
+            // And a malformed one: the same chain with DPTR typed Last Segment.
+            let bad =
+                SglDescriptor::last_segment(DmaAddr::new(sgl.dptr.address()), sgl.dptr.length());
+            if let Err(e) = nvme::decode_sgl(bad, 6 * 0x200, &mem, &mut out, &Default::default()) {
+                println!(
+                    "DPTR retyped as Last Segment: {e} (nvme_status {:#x})",
+                    e.nvme_status().raw()
+                );
+            }
+        }
+        Err(e) => println!("SGL: {e}"),
+    }
+    println!();
+}

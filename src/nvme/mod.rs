@@ -16,8 +16,8 @@
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
 //! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
-//! | `decode.rs` | `DecodeOptions`, `DecodeError`, output sinks, `decode_command` (next) |
-//! | `decode_prp.rs` / `decode_sgl.rs` | `decode_prp`, `decode_sgl` (next) |
+//! | `decode.rs` | [`DecodeOptions`], [`DecodeError`], output sinks, [`decode_command`] |
+//! | `decode_prp.rs` / `decode_sgl.rs` | [`decode_prp`], [`decode_sgl`] |
 //! | `status.rs` | [`NvmeStatus`] |
 //!
 //! ## Driver side
@@ -38,13 +38,13 @@
 //!
 //! ## Device side
 //! Decoders treat DPTR and everything they read as hostile: each step is checked
-//! arithmetic, work is bounded by `DecodeOptions::max_descriptors`, SGL segment
+//! arithmetic, work is bounded by [`DecodeOptions::max_descriptors`], SGL segment
 //! chains are checked for cycles, and every rejection carries the status a controller
 //! returns ([`NvmeStatus`]).
 //!
 //! ## Strictness and QEMU
 //! The decoders are at least as strict as the specification; where QEMU's controller
-//! is looser, `DecodeOptions::qemu_compat` accepts what QEMU accepts:
+//! is looser, [`DecodeOptions::qemu_compat`] accepts what QEMU accepts:
 //!
 //! | input | strict | `qemu_compat` |
 //! |---|---|---|
@@ -63,6 +63,9 @@
 //! the pattern when driving such a controller.
 
 mod cmd;
+mod decode;
+mod decode_prp;
+mod decode_sgl;
 mod descriptor;
 mod page;
 mod policy;
@@ -72,6 +75,11 @@ mod sgl;
 mod status;
 
 pub use cmd::{DataPointer, Psdt, SubmissionQueueEntry};
+pub use decode::{
+    decode_command, DataOnly, DecodeError, DecodeOptions, DecodeSummary, SglItemSink,
+};
+pub use decode_prp::decode_prp;
+pub use decode_sgl::decode_sgl;
 pub use descriptor::{
     SglCapabilities, SglDescriptor, SglDescriptorType, SglItem, SGL_SUBTYPE_ADDRESS,
     SGL_SUBTYPE_INVALIDATE_KEY, SGL_SUBTYPE_OFFSET,
