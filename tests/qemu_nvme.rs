@@ -7,6 +7,12 @@ mod qemu;
 
 use std::time::Instant;
 
+use physvec::nvme::{
+    encode_prp, encode_sgl, prp_entries as crate_prp_entries, prp_list_pages_needed, DataPointer,
+    MemoryPageSize, PrpListPage, SglCapabilities, SglDescriptor, SglItem, SglOptions,
+    SglSegmentPage,
+};
+use physvec::{DmaAddr, DmaRange};
 use qemu::layout::{
     prp_entries, qemu72_sgl_defect, Desc, PrpLayout, SglLayout, BIT_BUCKET, KEYED_DATA_BLOCK,
     LAST_SEGMENT, SEGMENT, VENDOR,
@@ -38,6 +44,10 @@ fn pattern_image(salt: u32) -> Vec<u8> {
     v
 }
 
+fn prp(prp1: u64, prp2: u64) -> DataPointer {
+    DataPointer::Prp { prp1, prp2 }
+}
+
 /// Identify, then reads with hand-computed PRPs: a page-offset PRP1 + PRP2 data pointer,
 /// and a three-entry PRP list.
 #[test]
@@ -55,7 +65,7 @@ fn smoke_identify_and_read() {
 
     // 4 KiB from LBA 8 to 0x1000800 (2 KiB in PRP1's page) and 0x1005000 (PRP2).
     h.qt.memset(0x100_0000, 0x1_0000, 0xa5);
-    let c = h.rw(OPC_READ, 8, 8, 0, prp_dptr(0x100_0800, 0x100_5000));
+    let c = h.rw(OPC_READ, 8, 8, prp(0x100_0800, 0x100_5000));
     assert!(c.ok(), "{c}");
     assert_eq!(h.qt.read_vec(0x100_0800, 0x800), image[0x1000..0x1800]);
     assert_eq!(h.qt.read_vec(0x100_5000, 0x800), image[0x1800..0x2000]);
@@ -68,7 +78,7 @@ fn smoke_identify_and_read() {
         .flat_map(|e| e.to_le_bytes())
         .collect();
     h.qt.write(0x20_0000, &list);
-    let c = h.rw(OPC_READ, 0, 32, 0, prp_dptr(0x100_7000, 0x20_0000));
+    let c = h.rw(OPC_READ, 0, 32, prp(0x100_7000, 0x20_0000));
     assert!(c.ok(), "{c}");
     for (i, page) in [0x100_7000u64, 0x100_2000, 0x100_9000, 0x100_4000]
         .iter()
@@ -82,12 +92,12 @@ fn smoke_identify_and_read() {
     }
 
     // A PRP2 data pointer with an offset is PRP Offset Invalid (13h) with DNR.
-    let c = h.rw(OPC_READ, 0, 16, 0, prp_dptr(0x100_0800, 0x100_5200));
+    let c = h.rw(OPC_READ, 0, 16, prp(0x100_0800, 0x100_5200));
     assert_eq!((c.status, c.dnr), (0x13, true), "{c}");
 
     // Page size 64 KiB via CC.MPS: 8 KiB at offset 0xf000 of a 64 KiB page, then PRP2.
     h.enable(64 << 10);
-    let c = h.rw(OPC_READ, 16, 16, 0, prp_dptr(0x102_f000, 0x105_0000));
+    let c = h.rw(OPC_READ, 16, 16, prp(0x102_f000, 0x105_0000));
     assert!(c.ok(), "{c}");
     assert_eq!(h.qt.read_vec(0x102_f000, 0x1000), image[0x2000..0x3000]);
     assert_eq!(h.qt.read_vec(0x105_0000, 0x1000), image[0x3000..0x4000]);
@@ -174,36 +184,41 @@ fn gen_sgl_segs(rng: &mut Rng, p: &mut Placer, len: u64, max_n: u64) -> Segs {
         .collect()
 }
 
-/// The shape of an SGL encoding.
-#[derive(Clone, Copy, Debug)]
-enum SglShape {
-    /// One Data Block in DPTR.
-    Single,
-    /// DPTR = Last Segment → all Data Blocks.
-    LastSegment,
-    /// DPTR = Segment → … → Last Segment, this many segments.
-    Chained(usize),
-}
-
 /// An encoded transfer ready to submit.
 struct Encoded {
-    psdt: u8,
-    dptr: [u8; 16],
+    dp: DataPointer,
+    /// List pages / segments to store in guest memory first.
     writes: Vec<(u64, Vec<u8>)>,
+    /// The layout as sent (for failure messages).
     text: String,
     /// Whether QEMU 7.2's §7 defect makes it reject this valid layout.
     qemu_defect: bool,
 }
 
-fn encode_prp(rng: &mut Rng, p: &mut Placer, segs: &Segs, page: u64) -> Encoded {
-    let entries = prp_entries(segs, page);
-    let first_off = if rng.chance(1, 4) {
-        rng.range(0, page / 16 - 1) * 8
-    } else {
-        0
+fn dma_ranges(segs: &Segs) -> Vec<DmaRange> {
+    segs.iter().map(|&(a, l)| DmaRange::new(a, l)).collect()
+}
+
+/// The crate's PRP encoder, with list pages scattered over guest RAM (the first at a
+/// random qword offset a quarter of the time, often close to its page end so that lists
+/// chain).
+fn encode_prp_crate(
+    rng: &mut Rng,
+    p: &mut Placer,
+    segs: &Segs,
+    page: u64,
+) -> Result<Encoded, String> {
+    let mps = MemoryPageSize::new(page).map_err(|e| e.to_string())?;
+    let ranges = dma_ranges(segs);
+    let n =
+        crate_prp_entries(ranges.iter().copied(), mps).map_err(|e| format!("prp_entries: {e}"))?;
+    let first_off = match rng.range(0, 7) {
+        0 => rng.range(0, page / 8 - 1) * 8,
+        1 => page - 8 * rng.range(2, 8),
+        _ => 0,
     };
-    let n = PrpLayout::lists_needed(entries.len(), page, first_off);
-    let lists: Vec<u64> = (0..n)
+    let pages = prp_list_pages_needed(n, mps, first_off);
+    let addrs: Vec<u64> = (0..pages)
         .map(|i| {
             p.place(
                 rng,
@@ -215,44 +230,144 @@ fn encode_prp(rng: &mut Rng, p: &mut Placer, segs: &Segs, page: u64) -> Encoded 
             )
         })
         .collect();
-    let l = PrpLayout::build(&entries, page, &lists);
-    Encoded {
-        psdt: 0,
-        dptr: prp_dptr(l.prp1, l.prp2),
+    let mut bufs: Vec<Vec<u64>> = addrs
+        .iter()
+        .map(|a| vec![0u64; ((page - a % page) / 8) as usize])
+        .collect();
+    let pool = addrs
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(a, b)| PrpListPage::new(DmaAddr::new(*a), b));
+    let enc =
+        encode_prp(ranges.iter().copied(), mps, pool).map_err(|e| format!("encode_prp: {e}"))?;
+    let lists: Vec<(u64, Vec<u64>)> = (0..enc.list_pages_used())
+        .map(|i| {
+            (
+                addrs[i],
+                bufs[i][..enc.list_page_entries(i) as usize]
+                    .iter()
+                    .map(|e| u64::from_le(*e))
+                    .collect(),
+            )
+        })
+        .collect();
+    let l = PrpLayout {
+        prp1: enc.prp1,
+        prp2: enc.prp2,
+        lists,
+    };
+    // An independent check of the encoding: the same PRPs as the reference builder.
+    let reference = PrpLayout::build(&prp_entries(segs, page), page, &addrs);
+    if l != reference {
+        return Err(format!(
+            "encode_prp gave {l}, the reference builder {reference}"
+        ));
+    }
+    Ok(Encoded {
+        dp: enc.data_pointer(),
         writes: l.writes(),
         text: l.to_string(),
         qemu_defect: false,
-    }
+    })
 }
 
-fn encode_sgl(rng: &mut Rng, p: &mut Placer, segs: &Segs, shape: SglShape) -> Encoded {
-    let data: Vec<(u64, u32)> = segs.iter().map(|&(a, l)| (a, l as u32)).collect();
-    let groups: Vec<usize> = match shape {
-        SglShape::Single => vec![],
-        SglShape::LastSegment => vec![data.len()],
-        SglShape::Chained(k) => {
-            let mut cuts: Vec<usize> = (1..k)
-                .map(|_| rng.range(1, data.len() as u64 - 1) as usize)
-                .collect();
-            cuts.push(0);
-            cuts.push(data.len());
-            cuts.sort_unstable();
-            cuts.dedup();
-            cuts.windows(2).map(|w| w[1] - w[0]).collect()
-        }
+/// The shape asked of the SGL encoder (through the size of the segment pages offered).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SglShape {
+    /// One Data Block in DPTR.
+    Single,
+    /// DPTR = Last Segment → all Data Blocks.
+    LastSegment,
+    /// DPTR = Segment → … → Last Segment.
+    Chained,
+}
+
+/// Follows an SGL from DPTR through segment pages held in `pages` (bus address, slots).
+fn walk_sgl(dptr: SglDescriptor, pages: &[(u64, Vec<SglDescriptor>)]) -> Result<SglLayout, String> {
+    let conv = |d: &SglDescriptor| Desc::from_bytes(&d.to_bytes());
+    let mut l = SglLayout {
+        dptr: Some(conv(&dptr)),
+        segments: vec![],
     };
-    let seg_addrs: Vec<u64> = groups
-        .iter()
-        .map(|&g| p.place(rng, DESC_LO, DESC_HI, 16 * (g as u64 + 1), 16, 0))
+    let mut link = conv(&dptr);
+    while link.ty == SEGMENT || link.ty == LAST_SEGMENT {
+        let (_, slots) = pages
+            .iter()
+            .find(|(a, _)| *a == link.addr)
+            .ok_or_else(|| format!("segment descriptor {link} points outside the pages offered"))?;
+        let n = link.len as usize / 16;
+        if n == 0 || n > slots.len() || l.segments.len() > pages.len() {
+            return Err(format!("bad segment descriptor {link}"));
+        }
+        let seg: Vec<Desc> = slots[..n].iter().map(conv).collect();
+        let last = seg[n - 1];
+        l.segments.push((link.addr, seg));
+        link = last;
+    }
+    Ok(l)
+}
+
+/// The crate's SGL encoder. The page capacity steers the shape: room for everything gives
+/// DPTR = Last Segment, small pages (2..=8 slots) give chains; `workaround` turns on
+/// [`SglOptions::qemu_chain_workaround`].
+fn encode_sgl_crate(
+    rng: &mut Rng,
+    p: &mut Placer,
+    segs: &Segs,
+    caps: u32,
+    chained: bool,
+    workaround: bool,
+) -> Result<(Encoded, SglShape), String> {
+    let opts =
+        SglOptions::new(SglCapabilities::from_raw(caps)).with_qemu_chain_workaround(workaround);
+    let items: Vec<SglItem> = dma_ranges(segs).into_iter().map(SglItem::Data).collect();
+    let n = segs.len() as u64;
+    let slots = if chained {
+        rng.range(2, 8)
+    } else {
+        n.max(2) + rng.range(0, 4)
+    };
+    // Enough pages for any layout (each holds at least one data descriptor).
+    let count = if chained { n + 1 } else { 1 };
+    let mut pages: Vec<(u64, Vec<SglDescriptor>)> = (0..count)
+        .map(|_| {
+            (
+                p.place(rng, DESC_LO, DESC_HI, 16 * slots, 16, 0),
+                vec![SglDescriptor::default(); slots as usize],
+            )
+        })
         .collect();
-    let l = SglLayout::build(&data, &groups, &seg_addrs);
-    Encoded {
-        psdt: 1,
-        dptr: l.dptr_bytes(),
+    let pool = pages
+        .iter_mut()
+        .map(|(a, d)| SglSegmentPage::new(DmaAddr::new(*a), d));
+    let enc =
+        encode_sgl(items.iter().copied(), opts, pool).map_err(|e| format!("encode_sgl: {e}"))?;
+    let l = walk_sgl(enc.dptr, &pages)?;
+    if l.segments.len() != enc.segments_used() {
+        return Err(format!(
+            "encode_sgl reports {} segments, the chain has {}: {l}",
+            enc.segments_used(),
+            l.segments.len()
+        ));
+    }
+    let shape = match l.segments.len() {
+        0 => SglShape::Single,
+        1 => SglShape::LastSegment,
+        _ => SglShape::Chained,
+    };
+    let defect = qemu72_sgl_defect(&l);
+    if workaround && defect.is_some() {
+        return Err(format!(
+            "qemu_chain_workaround on, yet the chain triggers QEMU's defect: {l}"
+        ));
+    }
+    let enc = Encoded {
+        dp: enc.data_pointer(),
         writes: l.writes(),
         text: l.to_string(),
-        qemu_defect: qemu72_sgl_defect(&l) == Some(true),
-    }
+        qemu_defect: defect == Some(true),
+    };
+    Ok((enc, shape))
 }
 
 #[derive(Default)]
@@ -263,6 +378,7 @@ struct Stats {
     bytes: u64,
     compared: u64,
     classes: std::collections::BTreeMap<&'static str, u64>,
+    shapes: std::collections::BTreeMap<SglShape, u64>,
     defect: u64,
     failures: Vec<String>,
 }
@@ -330,7 +446,7 @@ fn transfer(
         h.qt.write(*a, b);
     }
     let op = if write { OPC_WRITE } else { OPC_READ };
-    let c = h.rw(op, slba, (len / lba) as u32, enc.psdt, enc.dptr);
+    let c = h.rw(op, slba, (len / lba) as u32, enc.dp);
     if enc.qemu_defect {
         return if c.status == 0x0d {
             Ok(())
@@ -404,34 +520,41 @@ fn gen_io(rng: &mut Rng, h: &NvmeHost) -> (u64, u64) {
     (slba, blocks * lba)
 }
 
-/// Data-landing cases: PRP (every page size) and SGL (every shape), Reads and Writes.
+/// Data-landing cases: PRP (every page size) and SGL (every shape, with and without the
+/// QEMU chain workaround), Reads and Writes; every layout encoded by the crate.
 fn data_lands(h: &mut NvmeHost, rng: &mut Rng, model: &mut [u8], per_page: u64, st: &mut Stats) {
     for &page in &PAGE_SIZES {
         h.enable(page);
         for i in 0..per_page {
             let write = i % 5 == 4;
-            let (slba, len) = gen_io(rng, h);
             // PRP
+            let (slba, len) = gen_io(rng, h);
             let mut p = Placer::default();
             let segs = gen_prp_segs(rng, &mut p, page, len);
-            let enc = encode_prp(rng, &mut p, &segs, page);
-            if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
-                st.fail(e);
+            match encode_prp_crate(rng, &mut p, &segs, page) {
+                Ok(enc) => {
+                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
+                        st.fail(e);
+                    }
+                }
+                Err(e) => st.fail(format!("PRP page {page:#x} segs {segs:x?}: {e}")),
             }
             st.prp += 1;
             // SGL
             let (slba, len) = gen_io(rng, h);
             let mut p = Placer::default();
             let segs = gen_sgl_segs(rng, &mut p, len, 64);
-            let shape = match (segs.len(), rng.range(0, 2)) {
-                (1, 0) => SglShape::Single,
-                (1, _) | (_, 0) => SglShape::LastSegment,
-                (n, _) => SglShape::Chained(rng.range(2, (n as u64).min(5)) as usize),
-            };
-            let enc = encode_sgl(rng, &mut p, &segs, shape);
-            st.defect += u64::from(enc.qemu_defect);
-            if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
-                st.fail(e);
+            let chained = segs.len() > 2 && rng.chance(1, 2);
+            let workaround = rng.chance(1, 2);
+            match encode_sgl_crate(rng, &mut p, &segs, h.sgls, chained, workaround) {
+                Ok((enc, shape)) => {
+                    *st.shapes.entry(shape).or_default() += 1;
+                    st.defect += u64::from(enc.qemu_defect);
+                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
+                        st.fail(e);
+                    }
+                }
+                Err(e) => st.fail(format!("SGL segs {segs:x?} workaround {workaround}: {e}")),
             }
             st.sgl += 1;
             st.writes += u64::from(write) * 2;
@@ -966,7 +1089,7 @@ fn compare_statuses(h: &mut NvmeHost, cases: &[Case], st: &mut Stats) {
         for (a, b) in c.layout.writes() {
             h.qt.write(a, &b);
         }
-        let q = h.rw(
+        let q = h.rw_raw(
             OPC_READ,
             0,
             (c.len / h.lba_size) as u32,
@@ -1036,11 +1159,12 @@ fn conformance() {
     }
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "qemu conformance: seed {seed:#x}: {} layouts landed (PRP {}, SGL {}; {} writes, {} MiB), \
+        "qemu conformance: seed {seed:#x}: {} layouts landed (PRP {}, SGL {} {:?}; {} writes, {} MiB), \
          {} commands, {} statuses compared, QEMU §7 defect hit {}x, {} failures, {secs:.2} s",
         st.prp + st.sgl,
         st.prp,
         st.sgl,
+        st.shapes,
         st.writes,
         st.bytes >> 20,
         h.commands,

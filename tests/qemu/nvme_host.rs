@@ -9,6 +9,8 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use physvec::nvme::{DataPointer, Psdt, SubmissionQueueEntry};
+
 use super::qtest::Qtest;
 
 /// Guest-physical address BAR0 is assigned to (inside q35's 32-bit PCI hole).
@@ -98,20 +100,16 @@ impl Queue {
     }
 }
 
-/// A 64-byte submission queue entry built by hand (used before/alongside the crate's SQE).
-///
-/// CDW0: opcode 7:0, PSDT 15:14, CID 31:16 (filled in by the host); NSID at byte 4, MPTR at
-/// 16, DPTR at 24 (PRP1/PRP2 or SGL1), CDW10..15 at 40.
-pub fn sqe(opcode: u8, psdt: u8, nsid: u32, dptr: [u8; 16], cdw10_15: [u32; 6]) -> [u8; 64] {
-    let mut b = [0u8; 64];
-    b[0] = opcode;
-    b[1] = (psdt & 3) << 6;
-    b[4..8].copy_from_slice(&nsid.to_le_bytes());
-    b[24..40].copy_from_slice(&dptr);
+/// A submission queue entry (the crate's type): `opcode`, namespace `nsid`, PRP1 = `prp1`
+/// (PSDT 00b, PRP2 0) and CDW10..15.
+pub fn sqe(opcode: u8, nsid: u32, prp1: u64, cdw10_15: [u32; 6]) -> SubmissionQueueEntry {
+    let mut e = SubmissionQueueEntry::new(opcode);
+    e.set_nsid(nsid);
+    e.set_data_pointer(DataPointer::Prp { prp1, prp2: 0 });
     for (i, d) in cdw10_15.iter().enumerate() {
-        b[40 + 4 * i..44 + 4 * i].copy_from_slice(&d.to_le_bytes());
+        e.set_dword(10 + i, *d);
     }
-    b
+    e
 }
 
 /// DPTR bytes for PRP1/PRP2.
@@ -220,13 +218,7 @@ impl NvmeHost {
 
         // Identify Controller (CNS 1).
         self.qt.memset(IDENTIFY_BUF, 4096, 0);
-        let c = self.admin(sqe(
-            OPC_IDENTIFY,
-            0,
-            0,
-            prp_dptr(IDENTIFY_BUF, 0),
-            [1, 0, 0, 0, 0, 0],
-        ));
+        let c = self.admin(sqe(OPC_IDENTIFY, 0, IDENTIFY_BUF, [1, 0, 0, 0, 0, 0]));
         assert!(c.ok(), "Identify Controller failed: {c}");
         let id = self.qt.read_vec(IDENTIFY_BUF, 4096);
         let mdts = id[77];
@@ -238,7 +230,7 @@ impl NvmeHost {
 
         // Identify Namespace 1 (CNS 0).
         self.qt.memset(IDENTIFY_BUF, 4096, 0);
-        let c = self.admin(sqe(OPC_IDENTIFY, 0, 1, prp_dptr(IDENTIFY_BUF, 0), [0; 6]));
+        let c = self.admin(sqe(OPC_IDENTIFY, 1, IDENTIFY_BUF, [0; 6]));
         assert!(c.ok(), "Identify Namespace failed: {c}");
         let ns = self.qt.read_vec(IDENTIFY_BUF, 4096);
         self.nsze = u64::from_le_bytes(ns[0..8].try_into().unwrap());
@@ -248,19 +240,12 @@ impl NvmeHost {
 
         // I/O CQ 1 (physically contiguous, no interrupts), then I/O SQ 1 bound to it.
         let size = u32::from(QDEPTH - 1) << 16;
-        let c = self.admin(sqe(
-            OPC_CREATE_IO_CQ,
-            0,
-            0,
-            prp_dptr(IOCQ, 0),
-            [size | 1, 1, 0, 0, 0, 0],
-        ));
+        let c = self.admin(sqe(OPC_CREATE_IO_CQ, 0, IOCQ, [size | 1, 1, 0, 0, 0, 0]));
         assert!(c.ok(), "Create I/O CQ failed: {c}");
         let c = self.admin(sqe(
             OPC_CREATE_IO_SQ,
             0,
-            0,
-            prp_dptr(IOSQ, 0),
+            IOSQ,
             [size | 1, (1 << 16) | 1, 0, 0, 0, 0],
         ));
         assert!(c.ok(), "Create I/O SQ failed: {c}");
@@ -280,7 +265,7 @@ impl NvmeHost {
     }
 
     /// Submits an admin command and waits for its completion.
-    pub fn admin(&mut self, sqe: [u8; 64]) -> Completion {
+    pub fn admin(&mut self, sqe: SubmissionQueueEntry) -> Completion {
         let mut q = self.admin;
         let c = self.submit(&mut q, sqe);
         self.admin = q;
@@ -288,30 +273,45 @@ impl NvmeHost {
     }
 
     /// Submits a command on I/O queue 1 and waits for its completion.
-    pub fn io(&mut self, sqe: [u8; 64]) -> Completion {
+    pub fn io(&mut self, sqe: SubmissionQueueEntry) -> Completion {
         let mut q = self.io;
         let c = self.submit(&mut q, sqe);
         self.io = q;
         c
     }
 
-    /// A Read (`OPC_READ`) or Write (`OPC_WRITE`) of namespace 1 with the given PSDT and
-    /// DPTR (PRP1/PRP2 or SGL1), `nlb` blocks starting at `slba`.
-    pub fn rw(&mut self, opcode: u8, slba: u64, nlb: u32, psdt: u8, dptr: [u8; 16]) -> Completion {
-        assert!((1..=0x1_0000).contains(&nlb));
-        let cdw = [slba as u32, (slba >> 32) as u32, nlb - 1, 0, 0, 0];
-        self.io(sqe(opcode, psdt, 1, dptr, cdw))
+    /// A Read (`OPC_READ`) or Write (`OPC_WRITE`) of namespace 1, `nlb` blocks starting at
+    /// `slba`, with data pointer `dp` (which also sets PSDT: 00b PRP, 01b SGL).
+    pub fn rw(&mut self, opcode: u8, slba: u64, nlb: u32, dp: DataPointer) -> Completion {
+        let mut e = rw_sqe(opcode, slba, nlb);
+        e.set_data_pointer(dp);
+        self.io(e)
+    }
+
+    /// As [`NvmeHost::rw`] with raw PSDT bits and DPTR bytes (for malformed commands).
+    pub fn rw_raw(
+        &mut self,
+        opcode: u8,
+        slba: u64,
+        nlb: u32,
+        psdt: u8,
+        dptr: [u8; 16],
+    ) -> Completion {
+        let mut e = rw_sqe(opcode, slba, nlb);
+        e.set_psdt(Psdt::from_bits(psdt));
+        e.set_dptr(dptr);
+        self.io(e)
     }
 
     fn doorbell(&self, qid: u16, completion: bool) -> u64 {
         BAR0 + 0x1000 + (2 * u64::from(qid) + u64::from(completion)) * (4 << self.dstrd)
     }
 
-    fn submit(&mut self, q: &mut Queue, mut sqe: [u8; 64]) -> Completion {
+    fn submit(&mut self, q: &mut Queue, mut sqe: SubmissionQueueEntry) -> Completion {
         let cid = self.cid;
         self.cid = self.cid.wrapping_add(1);
-        sqe[2..4].copy_from_slice(&cid.to_le_bytes());
-        self.qt.write(q.sq + u64::from(q.tail) * 64, &sqe);
+        sqe.set_cid(cid);
+        self.qt.write(q.sq + u64::from(q.tail) * 64, sqe.as_bytes());
         q.tail = (q.tail + 1) % QDEPTH;
         self.qt
             .writel(self.doorbell(q.qid, false), u32::from(q.tail));
@@ -347,6 +347,17 @@ impl NvmeHost {
             dnr: (sf >> 14) & 1 != 0,
         }
     }
+}
+
+/// A Read or Write SQE for namespace 1 without its data pointer.
+fn rw_sqe(opcode: u8, slba: u64, nlb: u32) -> SubmissionQueueEntry {
+    assert!((1..=0x1_0000).contains(&nlb));
+    sqe(
+        opcode,
+        1,
+        0,
+        [slba as u32, (slba >> 32) as u32, nlb - 1, 0, 0, 0],
+    )
 }
 
 /// PCI configuration read through the legacy 0xcf8/0xcfc mechanism (bus 0).
