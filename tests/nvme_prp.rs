@@ -1,0 +1,229 @@
+//! Property tests of the PRP encoder and decoder (`physvec::nvme`).
+
+use physvec::mem::SparseMemory;
+use physvec::nvme::{
+    decode_prp, encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, DecodeOptions,
+    MemoryPageSize, PrpError, PrpListPage,
+};
+use physvec::{DmaAddr, DmaRange};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// Coalesces adjacent contiguous ranges (the model the decoder output is compared with).
+fn coalesce(rs: &[DmaRange]) -> Vec<DmaRange> {
+    let mut out: Vec<DmaRange> = Vec::new();
+    for &r in rs {
+        match out.last().and_then(|l| l.merge(r)) {
+            Some(m) => *out.last_mut().unwrap() = m,
+            None => out.push(r),
+        }
+    }
+    out
+}
+
+/// Independent model of "PRPs can express this": the first byte dword aligned, and at
+/// every discontinuity the bytes before end on a page boundary and the bytes after start
+/// on one.
+fn expressible(rs: &[DmaRange], ps: u64) -> bool {
+    if rs.is_empty() || rs[0].addr().as_u64() % 4 != 0 {
+        return false;
+    }
+    rs.windows(2).all(|w| {
+        let end = w[0].addr().as_u64() as u128 + w[0].len() as u128;
+        end == w[1].addr().as_u64() as u128
+            || (end % ps as u128 == 0 && w[1].addr().as_u64() % ps == 0)
+    })
+}
+
+struct Encoded {
+    prp1: u64,
+    prp2: u64,
+    used: usize,
+    memory: SparseMemory,
+}
+
+/// Encodes with `pages` list pages at 0xF000_0000_0000 + i * 2 * ps (far from data).
+fn encode(rs: &[DmaRange], mps: MemoryPageSize, pages: usize) -> Result<Encoded, PrpError> {
+    let ps = mps.get();
+    let n = prp_entries(rs.iter().copied(), mps).unwrap_or(0);
+    let slots = (ps / 8).min(n + 1) as usize;
+    let addrs: Vec<u64> = (0..pages as u64)
+        .map(|i| 0xF000_0000_0000 + i * 2 * ps)
+        .collect();
+    let mut bufs: Vec<Vec<u64>> = (0..pages).map(|_| vec![0; slots]).collect();
+    let pool = addrs
+        .iter()
+        .zip(bufs.iter_mut())
+        .map(|(&a, b)| PrpListPage::new(DmaAddr::new(a), b));
+    let prp = encode_prp(rs.iter().copied(), mps, pool)?;
+    let mut memory = SparseMemory::new();
+    for i in 0..prp.list_pages_used() {
+        let k = prp.list_page_entries(i) as usize;
+        memory.add(
+            addrs[i],
+            bufs[i][..k]
+                .iter()
+                .flat_map(|e| u64::from_le(*e).to_le_bytes())
+                .collect(),
+        );
+    }
+    Ok(Encoded {
+        prp1: prp.prp1,
+        prp2: prp.prp2,
+        used: prp.list_pages_used(),
+        memory,
+    })
+}
+
+fn page_shift() -> impl Strategy<Value = u32> {
+    prop_oneof![
+        Just(12u32),
+        Just(13),
+        Just(14),
+        Just(16),
+        Just(21),
+        Just(27)
+    ]
+}
+
+/// A PRP-compatible layout: (page shift, ranges). Up to ~1100 pages at 4 KiB so lists
+/// chain, fewer pages for big page sizes.
+fn compatible_layout() -> impl Strategy<Value = (u32, Vec<DmaRange>)> {
+    (page_shift(), 1usize..6).prop_flat_map(|(shift, n)| {
+        let ps = 1u64 << shift;
+        let max_pages: u64 = if shift == 12 { 400 } else { 6 };
+        (
+            Just(shift),
+            prop::collection::vec(
+                (0u64..1 << 20, 1u64..=max_pages, 0u64..ps / 4, 1u64..=ps),
+                n,
+            ),
+        )
+            .prop_map(move |(shift, parts)| {
+                let ps = 1u64 << shift;
+                let last = parts.len() - 1;
+                let mut out = Vec::new();
+                for (i, &(page, pages, off4, tail)) in parts.iter().enumerate() {
+                    // Spread the ranges apart: page numbers of range i lie in their own window.
+                    let base = ((i as u64) << 30 | page) * ps;
+                    let start = if i == 0 { base + off4 * 4 } else { base };
+                    let end = if i == last {
+                        base + (pages - 1) * ps + tail
+                    } else {
+                        base + pages * ps
+                    };
+                    if end > start {
+                        out.push(DmaRange::new(start, end - start));
+                    }
+                }
+                (shift, out)
+            })
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/nvme_prp.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// encode → decode gives back the input (coalesced), with the minimum number of list
+    /// pages, for every page size.
+    #[test]
+    fn roundtrip_and_minimal_pages((shift, rs) in compatible_layout()) {
+        prop_assume!(!rs.is_empty());
+        let mps = MemoryPageSize::new(1 << shift).unwrap();
+        prop_assert!(is_prp_compatible(rs.iter().copied(), mps));
+        let n = prp_entries(rs.iter().copied(), mps).unwrap();
+        let needed = prp_list_pages_needed(n, mps, 0) as usize;
+        let enc = encode(&rs, mps, needed + 2).unwrap();
+        prop_assert_eq!(enc.used, needed);
+        // One page fewer is not enough.
+        if needed > 0 {
+            let short = encode(&rs, mps, needed - 1);
+            let too_few = matches!(short, Err(PrpError::TooFewListPages { .. }));
+            prop_assert!(too_few);
+        }
+        let total: u64 = rs.iter().map(|r| r.len()).sum();
+        let mut out: Vec<DmaRange> = Vec::new();
+        decode_prp(enc.prp1, enc.prp2, total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
+        prop_assert_eq!(out, coalesce(&rs));
+    }
+
+    /// Arbitrary layouts: the encoder accepts exactly what the model calls expressible,
+    /// and a rejection names a range the model agrees is at fault.
+    #[test]
+    fn rejections_are_inexpressible(
+        shift in prop_oneof![Just(12u32), Just(13)],
+        raw in prop::collection::vec((0u64..64, 0u64..0x2000, 1u64..0x3000), 1..5),
+    ) {
+        let ps = 1u64 << shift;
+        let mps = MemoryPageSize::new(ps).unwrap();
+        let rs: Vec<DmaRange> = raw.iter().map(|&(p, off, len)| DmaRange::new(p * 0x1000 + off, len)).collect();
+        let model = expressible(&rs, ps);
+        match encode(&rs, mps, 4) {
+            Ok(enc) => {
+                prop_assert!(model);
+                let total: u64 = rs.iter().map(|r| r.len()).sum();
+                let mut out: Vec<DmaRange> = Vec::new();
+                decode_prp(enc.prp1, enc.prp2, total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
+                prop_assert_eq!(out, coalesce(&rs));
+            }
+            Err(PrpError::NotPrpCompatible { index, .. }) => {
+                prop_assert!(!model);
+                // The named range touches a bad boundary: its start (first, or after a
+                // discontinuity) or its end (before a discontinuity).
+                let r = rs[index];
+                let a = r.addr().as_u64();
+                let end = a + r.len();
+                let bad_start = (index == 0 && a % 4 != 0)
+                    || (index > 0 && rs[index - 1].addr().as_u64() + rs[index - 1].len() != a && a % ps != 0);
+                let bad_end = index + 1 < rs.len() && rs[index + 1].addr().as_u64() != end && end % ps != 0;
+                // A coalesced run may also be rejected for its *other* end: the start of the
+                // run containing `index` may be what is misaligned.
+                let run_start_bad = {
+                    let mut i = index;
+                    while i > 0 && rs[i - 1].addr().as_u64() + rs[i - 1].len() == rs[i].addr().as_u64() { i -= 1; }
+                    let s = rs[i].addr().as_u64();
+                    (i == 0 && s % 4 != 0) || (i > 0 && s % ps != 0)
+                };
+                prop_assert!(bad_start || bad_end || run_start_bad, "index {} not at fault in {:?}", index, rs);
+            }
+            Err(PrpError::TooFewListPages { .. }) => prop_assert!(model),
+            Err(e) => prop_assert!(false, "unexpected {e:?}"),
+        }
+    }
+
+    /// Malformed PRPs get the status a controller returns.
+    #[test]
+    fn malformed_statuses(page in 1u64..1 << 20, off in 1u64..0x1000, n in 3u64..40, bad in 0usize..40) {
+        let mps = MemoryPageSize::SIZE_4K;
+        let none = SparseMemory::new();
+        let o = DecodeOptions::default();
+        let mut out: Vec<DmaRange> = Vec::new();
+        let base = page << 12;
+        // PRP2 used as data with an offset → 13h.
+        let e = decode_prp(base, base + 0x1000 + off, 0x2000, mps, &none, &mut out, &o).unwrap_err();
+        prop_assert_eq!(e.nvme_status().raw(), 0x13);
+        // PRP1 not dword aligned → 13h strict, accepted by the QEMU-compatible decoder.
+        if off % 4 != 0 {
+            let e = decode_prp(base + off, 0, 0x10, mps, &none, &mut out, &o).unwrap_err();
+            prop_assert_eq!(e.nvme_status().raw(), 0x13);
+            prop_assert!(decode_prp(base + off, 0, 0x10, mps, &none, &mut out, &o.with_qemu_compat(true)).is_ok());
+        }
+        // A list entry with an offset → 13h at that entry's address.
+        let list = 0xF000_0000u64;
+        let bad = bad % (n as usize - 1);
+        let entries: Vec<u64> = (0..n - 1).map(|i| base + (i + 1) * 0x1000 + if i as usize == bad { off & !3 | 4 } else { 0 }).collect();
+        let mut m = SparseMemory::new();
+        m.add(list, entries.iter().flat_map(|e| e.to_le_bytes()).collect());
+        let e = decode_prp(base, list, n * 0x1000, mps, &m, &mut out, &o).unwrap_err();
+        prop_assert_eq!((e.nvme_status().raw(), e.at()), (0x13, Some(list + 8 * bad as u64)));
+        // The list is missing → Data Transfer Error; the sink is left as it was.
+        out.clear();
+        let e = decode_prp(base, list, n * 0x1000, mps, &none, &mut out, &o).unwrap_err();
+        prop_assert_eq!((e.kind(), e.nvme_status().raw()), ("memory_unreadable", 0x04));
+        prop_assert!(out.is_empty());
+    }
+}
