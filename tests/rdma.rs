@@ -1,0 +1,311 @@
+//! Property and golden tests of the RDMA adapters: `ib_sg_to_pages` against a direct
+//! model, the best page size against a brute-force check, byte-exact mlx5 entries.
+
+use physvec::nvme::{SglDescriptorType, SGL_SUBTYPE_INVALIDATE_KEY};
+use physvec::rdma::{
+    best_page_size, build_sges, encode_klm, encode_ksm, encode_mtt, keyed_sgl, sg_to_pages, IbSge,
+    RegisteredRegion, MLX5_EN_RD, MLX5_EN_WR,
+};
+use physvec::{DmaRange, PageSize, RangeView};
+use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
+
+/// Segments mixing page-aligned, contiguous-unaligned and gapped neighbours.
+fn segments(ps: u64) -> impl Strategy<Value = Vec<DmaRange>> {
+    prop::collection::vec((0u8..3, 0u64..4, 0u64..ps, 1u64..4 * ps), 1..10).prop_map(move |v| {
+        let mut out: Vec<DmaRange> = Vec::new();
+        let mut next = 0x100_0000u64;
+        for (kind, pages, off, len) in v {
+            let addr = match kind {
+                0 => next,                                // contiguous
+                1 => next.div_ceil(ps) * ps + pages * ps, // aligned
+                _ => next + pages * ps + off + 1,         // anywhere
+            };
+            let len = if kind == 1 && off % 2 == 0 {
+                len.div_ceil(ps) * ps
+            } else {
+                len
+            };
+            out.push(DmaRange::new(addr, len));
+            next = addr + len;
+        }
+        out
+    })
+}
+
+type ModelOut = Option<(u64, u64, Vec<u64>, u32, u64)>;
+
+/// `ib_sg_to_pages` restated: classify the prefix, list every element's pages, cut the
+/// list at `max_pages`.
+fn model(segs: &[DmaRange], off: u64, ps: u64, max_pages: usize) -> ModelOut {
+    let raw: Vec<(u64, u64)> = segs.iter().map(|s| (s.addr().as_u64(), s.len())).collect();
+    let el: Vec<(u64, u64)> = raw
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, l))| if i == 0 { (a + off, l - off) } else { (a, l) })
+        .collect();
+    let iova = el[0].0;
+    let mut all: Vec<(u64, usize)> = Vec::new(); // (page, owner)
+    let mut prefix = 0;
+    for (i, &(a, l)) in el.iter().enumerate() {
+        let end = a + l;
+        let first = if i == 0 {
+            a / ps * ps
+        } else {
+            let prev_end = el[i - 1].0 + el[i - 1].1;
+            if prev_end % ps == 0 && a % ps == 0 {
+                a
+            } else if prev_end == a {
+                a / ps * ps + ps
+            } else {
+                break;
+            }
+        };
+        let mut p = first;
+        if i == 0 {
+            all.push((p, i));
+            p += ps;
+        }
+        while p < end {
+            all.push((p, i));
+            p += ps;
+        }
+        prefix = i + 1;
+    }
+    if all.len() <= max_pages {
+        let length = el[..prefix].iter().map(|e| e.1).sum();
+        return Some((
+            iova,
+            length,
+            all.iter().map(|p| p.0).collect(),
+            prefix as u32,
+            0,
+        ));
+    }
+    let k = max_pages;
+    let i = all[k].1;
+    let dma_addr = el[i].0;
+    let prev = if k > 0 && all[k - 1].1 == i {
+        all[k - 1].0
+    } else {
+        dma_addr
+    };
+    if prev < dma_addr {
+        return None;
+    }
+    let resume = prev - raw[i].0;
+    if i == 0 && resume == 0 {
+        return None;
+    }
+    let length = el[..i].iter().map(|e| e.1).sum::<u64>() + (prev - dma_addr);
+    Some((
+        iova,
+        length,
+        all[..k].iter().map(|p| p.0).collect(),
+        i as u32,
+        resume,
+    ))
+}
+
+fn bits_per(n: u64) -> u32 {
+    if n < 2 {
+        1
+    } else {
+        64 - n.leading_zeros()
+    }
+}
+
+fn expressible(segs: &[DmaRange], va: u64, p: u64) -> bool {
+    let mut v = va;
+    let mut prev_end: Option<u64> = None;
+    for (i, s) in segs.iter().enumerate() {
+        let a = s.addr().as_u64();
+        if prev_end != Some(a) && ((a ^ v) % p != 0 || (i != 0 && v % p != 0)) {
+            return false;
+        }
+        v += s.len();
+        prev_end = Some(a + s.len());
+    }
+    true
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct("proptest-regressions/rdma.txt"))),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn page_list_matches_model(
+        (shift, segs) in (9u32..17).prop_flat_map(|s| (Just(s), segments(1 << s))),
+        off_frac in 0u64..=100,
+        max_pages in 0usize..24,
+    ) {
+        let ps = 1u64 << shift;
+        let off = segs[0].len() * off_frac / 100;
+        let mut pages = vec![0u64; max_pages];
+        let got = sg_to_pages(&segs, off, PageSize::from_shift(shift).unwrap(), &mut pages);
+        let want = model(&segs, off, ps, max_pages);
+        match (got, want) {
+            (Ok(m), Some((iova, length, list, mapped, sg_offset))) => {
+                prop_assert_eq!(m.iova, iova);
+                prop_assert_eq!(m.length, length);
+                prop_assert_eq!(&pages[..m.npages], &list[..]);
+                prop_assert_eq!(m.mapped, mapped);
+                prop_assert_eq!(m.sg_offset, sg_offset);
+                // Listed pages are aligned and the length never exceeds their span.
+                prop_assert!(list.iter().all(|p| p % ps == 0));
+            }
+            (Err(e), None) => prop_assert_eq!(e.kind(), "page_list_too_small"),
+            (g, w) => prop_assert!(false, "got {:?}, model {:?}", g, w),
+        }
+    }
+
+    #[test]
+    fn best_page_size_is_largest_expressible(
+        segs in segments(4096),
+        va_page in 0u64..0x1000,
+        va_low in prop::sample::select(vec![0u64, 0x100, 0x1000, 0x10000]),
+        bitmap in prop::sample::select(vec![0xffff_f000u64, 0x4020_1000, 0x1000, 0x20_0000, u64::MAX << 12, 0x1_0000 | 0x4000_0000]),
+    ) {
+        let va = 0x7f00_0000_0000 + va_page * 0x20_0000 + va_low + (segs[0].addr().as_u64() & 0xfff);
+        let total: u64 = segs.iter().map(|s| s.len()).sum();
+        let b = bits_per((va + total - 1) ^ va);
+        let cap = (0..64).map(|k| 1u64 << k).find(|p| bitmap & p != 0 && *p >= (1u64 << b.min(63)) && b < 64);
+        let want = (0..64)
+            .rev()
+            .map(|k| 1u64 << k)
+            .find(|&p| bitmap & p != 0 && cap.map_or(true, |c| p <= c) && expressible(&segs, va, p));
+        let got = best_page_size(&segs, va, bitmap).unwrap().map(|p| p.get());
+        prop_assert_eq!(got, want);
+    }
+
+    #[test]
+    fn sges_cover_and_respect_limits(segs in segments(4096), max_len in 1u32..0x5000, max_sge in 0usize..40) {
+        let view = RangeView::full(&segs).unwrap();
+        let mut out = vec![IbSge::default(); max_sge];
+        match build_sges(&view, 9, max_len, &mut out) {
+            Ok(n) => {
+                let total: u64 = out[..n].iter().map(|s| u64::from(s.length)).sum();
+                prop_assert_eq!(total, view.len());
+                prop_assert!(out[..n].iter().all(|s| s.length >= 1 && s.length <= max_len && s.lkey == 9));
+            }
+            Err(e) => prop_assert_eq!(e.kind(), "too_many_sges"),
+        }
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn mtt_golden() {
+    let mut out = [0xaau8; 128];
+    let n = encode_mtt(&[0x10000, 0x20000], MLX5_EN_RD | MLX5_EN_WR, &mut out).unwrap();
+    assert_eq!(n, 64);
+    assert_eq!(
+        hex(&out[..64]),
+        format!(
+            "{}{}{}",
+            "0000000000010003",
+            "0000000000020003",
+            "00".repeat(48)
+        )
+    );
+    assert_eq!(out[64], 0xaa); // nothing past the padded length
+    let n = encode_mtt(&[0xffff_ffff_ffff_f000; 9], MLX5_EN_RD, &mut out).unwrap();
+    assert_eq!(n, 128);
+    assert_eq!(hex(&out[..8]), "fffffffffffff001");
+    assert_eq!(hex(&out[64..72]), "fffffffffffff001");
+    assert!(out[72..].iter().all(|&b| b == 0));
+    assert_eq!(
+        encode_mtt(&[0x1800], 0, &mut out).unwrap_err().kind(),
+        "misaligned_page"
+    );
+    assert_eq!(
+        encode_mtt(&[0x1000; 9], 0, &mut [0u8; 64])
+            .unwrap_err()
+            .kind(),
+        "buffer_too_small"
+    );
+}
+
+#[test]
+fn klm_and_ksm_golden() {
+    let mut out = [0u8; 128];
+    let segs = [
+        DmaRange::new(0x10000, 0x100),
+        DmaRange::new(0x1_2345_6789, 0xC000_0000),
+    ];
+    let n = encode_klm(&segs, 0x0102_0304, &mut out).unwrap();
+    assert_eq!(n, 64);
+    assert_eq!(
+        hex(&out[..64]),
+        [
+            "00000100",
+            "01020304",
+            "0000000000010000",
+            "80000000",
+            "01020304",
+            "0000000123456789",
+            "40000000",
+            "01020304",
+            "00000001a3456789",
+            &"00".repeat(16),
+        ]
+        .concat()
+    );
+    let n = encode_ksm(
+        &[DmaRange::new(0x20_0000, 0x40_0000)],
+        5,
+        PageSize::SIZE_2M,
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(n, 64);
+    assert_eq!(
+        hex(&out[..64]),
+        [
+            "00000000",
+            "00000005",
+            "0000000000200000",
+            "00000000",
+            "00000005",
+            "0000000000400000",
+            &"00".repeat(32)
+        ]
+        .concat()
+    );
+}
+
+#[test]
+fn keyed_descriptor_from_registration() {
+    let d = keyed_sgl(
+        &RegisteredRegion {
+            iova: 0xdead_beef_0000,
+            length: 0xff_ffff,
+            rkey: 0xa5a5_0001,
+        },
+        true,
+    )
+    .unwrap();
+    assert_eq!(d.descriptor_type(), SglDescriptorType::KeyedDataBlock);
+    assert_eq!(d.subtype(), SGL_SUBTYPE_INVALIDATE_KEY);
+    assert_eq!(
+        (d.address(), d.keyed_length(), d.key()),
+        (0xdead_beef_0000, 0xff_ffff, 0xa5a5_0001)
+    );
+    assert_eq!(hex(&d.to_bytes()), "0000efbeadde0000ffffff0100a5a54f");
+    let e = keyed_sgl(
+        &RegisteredRegion {
+            iova: 0,
+            length: 1 << 24,
+            rkey: 1,
+        },
+        false,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), "length_too_large");
+}
