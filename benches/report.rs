@@ -1,0 +1,241 @@
+//! Allocation and metadata accounting per I/O, and the BENCHMARKS.md tables (medians read
+//! back from criterion's `estimates.json`).
+
+use std::path::PathBuf;
+
+use physvec::{PhysVec, RangeBuilder};
+
+use crate::legacy::scatterlist::{sg_table_footprint, INLINE_SG_CNT};
+use crate::legacy::{self, Pdu};
+use crate::pipeline::{self, PvQueue};
+use crate::{allocs_per_call, micro, request, Env, Mode};
+
+/// Bytes of one physvec range (`PhysRange`/`DmaRange`, like the kernel's `phys_vec`).
+const RANGE_BYTES: usize = 16;
+/// `PhysVec`/`DmaVec` inline capacity.
+const INLINE_RANGES: usize = 8;
+
+/// One workload in one mode.
+pub struct Row {
+    pub mode: Mode,
+    pub id: &'static str,
+    pub what: &'static str,
+    pub legacy_allocs: f64,
+    pub physvec_allocs: f64,
+    /// Scatterlist entries initialised (data + chain slots) × 32 B.
+    pub legacy_meta: usize,
+    /// Inline chunk + sg_pool objects at slab size.
+    pub legacy_held: usize,
+    /// DMA ranges × 16 B: what lives until completion.
+    pub physvec_meta: usize,
+    /// Physical ranges + DMA ranges × 16 B: the peak during submission (the PhysVec is
+    /// dropped once mapped).
+    pub physvec_peak: usize,
+    /// Range storage of the PhysVec and the DmaVec (inline or heap).
+    pub physvec_held: usize,
+    pub phys_segments: usize,
+    pub legacy_dma_segments: u32,
+    pub physvec_dma_segments: usize,
+}
+
+/// Run every workload in both modes with the allocation counter on.
+pub fn measure(env: &Env) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for mode in [Mode::Iommu, Mode::Direct] {
+        for (w, bv) in env.workloads.iter().zip(&env.bvecs) {
+            let bios = [&bv[..]];
+            let rq = request(w, &bios);
+            let mut q = env.legacy_queue(mode);
+            let mut pdu = Pdu::default();
+            let mut legacy_segs = 0;
+            let legacy_allocs = allocs_per_call(20, || {
+                let (_, n) =
+                    legacy::legacy_io(&mut q, &rq, &mut pdu, |_, _, _, _| {}).expect("legacy");
+                legacy_segs = n;
+            });
+            let mut pv_segs = 0;
+            let physvec_allocs = match mode {
+                Mode::Iommu => {
+                    let mut q = env.pv_queue(&env.iommu, true);
+                    allocs_per_call(20, || {
+                        pv_segs = pipeline::physvec_io(&mut q, &w.phys, w.dptr, |_, _, _| {})
+                            .expect("physvec")
+                            .1;
+                    })
+                }
+                Mode::Direct => {
+                    let mut q: PvQueue<'_, _> = env.pv_queue(&env.direct, false);
+                    allocs_per_call(20, || {
+                        pv_segs = pipeline::physvec_io(&mut q, &w.phys, w.dptr, |_, _, _| {})
+                            .expect("physvec")
+                            .1;
+                    })
+                }
+            };
+            let mut b =
+                RangeBuilder::new(crate::constraints(), PhysVec::new()).expect("constraints");
+            for &r in &w.phys {
+                b.push(r).expect("push");
+            }
+            let phys_segments = b.finish().len();
+            let (entries, legacy_held) = sg_table_footprint(rq.nr_phys_segments, INLINE_SG_CNT);
+            let cap = |n: usize| n.max(INLINE_RANGES) * RANGE_BYTES;
+            rows.push(Row {
+                mode,
+                id: w.id,
+                what: w.what,
+                legacy_allocs,
+                physvec_allocs,
+                legacy_meta: entries as usize * legacy::scatterlist::SG_SIZE,
+                legacy_held,
+                physvec_meta: pv_segs * RANGE_BYTES,
+                physvec_peak: (phys_segments + pv_segs) * RANGE_BYTES,
+                physvec_held: cap(w.phys.len()) + cap(pv_segs),
+                phys_segments,
+                legacy_dma_segments: legacy_segs,
+                physvec_dma_segments: pv_segs,
+            });
+        }
+    }
+    rows
+}
+
+/// Quick-mode assertions of the targets that do not depend on timing: no heap
+/// allocation per I/O while the I/O fits the inline capacity, and at most half the
+/// legacy metadata bytes held until completion (peak at most the legacy bytes).
+pub fn assert_targets(rows: &[Row]) {
+    for r in rows {
+        let name = format!("{}/{}", r.mode.name(), r.id);
+        if r.phys_segments <= INLINE_RANGES {
+            assert_eq!(
+                r.physvec_allocs, 0.0,
+                "{name}: physvec allocated within the inline capacity"
+            );
+        }
+        assert!(
+            2 * r.physvec_meta <= r.legacy_meta,
+            "{name}: more than half the legacy metadata"
+        );
+        assert!(
+            r.physvec_peak <= r.legacy_meta,
+            "{name}: peak metadata above legacy"
+        );
+    }
+}
+
+/// Where criterion writes its results: `$CRITERION_HOME`, else `<target>/criterion`
+/// next to this executable's `target/<profile>/deps/`.
+fn criterion_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("CRITERION_HOME") {
+        return PathBuf::from(h);
+    }
+    let exe = std::env::current_exe().unwrap_or_default();
+    exe.ancestors()
+        .nth(3)
+        .map(|t| t.join("criterion"))
+        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+}
+
+/// Median in ns of bench `group/id` from the last run, if any.
+pub fn median_ns(group: &str, id: &str) -> Option<f64> {
+    let p = criterion_dir()
+        .join(group)
+        .join(id)
+        .join("new/estimates.json");
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+fn ns(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x >= 10_000.0 => format!("{:.1} µs", x / 1000.0),
+        Some(x) if x >= 1000.0 => format!("{:.2} µs", x / 1000.0),
+        Some(x) => format!("{x:.0} ns"),
+        None => "-".into(),
+    }
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "-".into(),
+    }
+}
+
+/// Allocation / metadata table only (quick mode).
+pub fn print_counts(rows: &[Row]) {
+    println!("\nper-I/O counts (mode/workload: allocs legacy/physvec, metadata B legacy/physvec, DMA segments legacy/physvec)");
+    for r in rows {
+        println!(
+            "  {}/{}: allocs {:.1}/{:.1}, metadata {}/{} B (physvec peak {} B), DMA segments {}/{}",
+            r.mode.name(),
+            r.id,
+            r.legacy_allocs,
+            r.physvec_allocs,
+            r.legacy_meta,
+            r.physvec_meta,
+            r.physvec_peak,
+            r.legacy_dma_segments,
+            r.physvec_dma_segments
+        );
+    }
+}
+
+/// The BENCHMARKS.md tables.
+pub fn print(rows: &[Row]) {
+    println!("\n## Results (medians from this run)\n");
+    for mode in [Mode::Iommu, Mode::Direct] {
+        println!(
+            "### {}\n",
+            match mode {
+                Mode::Iommu => "Through the software IOMMU",
+                Mode::Direct => "Direct mapping (no IOMMU)",
+            }
+        );
+        println!("| workload | legacy | physvec | speed-up | allocs/I/O legacy | allocs/I/O physvec | metadata B legacy | metadata B physvec (peak) | held B legacy | held B physvec | DMA segs legacy / physvec |");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for r in rows.iter().filter(|r| r.mode == mode) {
+            let g = format!("io_{}", mode.name());
+            let l = median_ns(&g, &format!("legacy/{}", r.id));
+            let p = median_ns(&g, &format!("physvec/{}", r.id));
+            println!(
+                "| {} | {} | {} | **{}** | {:.1} | {:.1} | {} | {} ({}) | {} | {} | {} / {} |",
+                r.what,
+                ns(l),
+                ns(p),
+                ratio(l, p),
+                r.legacy_allocs,
+                r.physvec_allocs,
+                r.legacy_meta,
+                r.physvec_meta,
+                r.physvec_peak,
+                r.legacy_held,
+                r.physvec_held,
+                r.legacy_dma_segments,
+                r.physvec_dma_segments
+            );
+        }
+        println!();
+    }
+    println!("### Micro benches\n");
+    println!("| bench | median |");
+    println!("|---|---:|");
+    for id in [
+        "build_physvec/512_contiguous_pages",
+        "build_physvec/512_scattered_pages",
+        "prp_emit/2m_contiguous",
+        "memcpy/prp_2m_output_bytes",
+        "prp_emit_legacy/2m_contiguous",
+        "sgl_emit/255_ranges",
+    ] {
+        println!("| {id} | {} |", ns(median_ns("micro", id)));
+    }
+    let prp = median_ns("micro", "prp_emit/2m_contiguous");
+    let mc = median_ns("micro", "memcpy/prp_2m_output_bytes");
+    println!(
+        "\nPRP emission for a contiguous 2 MiB range ({} output bytes) / memcpy of {} bytes: **{}**",
+        micro::PRP_2M_OUTPUT_BYTES,
+        micro::PRP_2M_OUTPUT_BYTES,
+        ratio(prp, mc)
+    );
+}
