@@ -8,9 +8,9 @@ mod qemu;
 use std::time::Instant;
 
 use physvec::nvme::{
-    encode_prp, encode_sgl, prp_entries as crate_prp_entries, prp_list_pages_needed, DataPointer,
-    MemoryPageSize, PrpListPage, SglCapabilities, SglDescriptor, SglItem, SglOptions,
-    SglSegmentPage,
+    decode_command, encode_prp, encode_sgl, prp_entries as crate_prp_entries,
+    prp_list_pages_needed, DataPointer, DecodeOptions, MemoryPageSize, PrpListPage, Psdt,
+    SglCapabilities, SglDescriptor, SglItem, SglOptions, SglSegmentPage, SubmissionQueueEntry,
 };
 use physvec::{DmaAddr, DmaRange};
 use qemu::layout::{
@@ -18,7 +18,8 @@ use qemu::layout::{
     LAST_SEGMENT, SEGMENT, VENDOR,
 };
 use qemu::nvme_host::{prp_dptr, NvmeHost, OPC_READ, OPC_WRITE};
-use qemu::qtest::qemu_or_skip;
+use qemu::qtest::{qemu_or_skip, GUEST_RAM};
+use qemu::GuestMemory;
 use qemu::Rng;
 
 /// Disk image size: 8 MiB (16384 LBAs of 512 B).
@@ -372,6 +373,8 @@ fn encode_sgl_crate(
 
 #[derive(Default)]
 struct Stats {
+    cases: u64,
+    round_trips: u64,
     prp: u64,
     sgl: u64,
     writes: u64,
@@ -533,7 +536,9 @@ fn data_lands(h: &mut NvmeHost, rng: &mut Rng, model: &mut [u8], per_page: u64, 
             let segs = gen_prp_segs(rng, &mut p, page, len);
             match encode_prp_crate(rng, &mut p, &segs, page) {
                 Ok(enc) => {
-                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
+                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc)
+                        .and_then(|()| check_round_trip(h, &enc, &segs, st))
+                    {
                         st.fail(e);
                     }
                 }
@@ -550,7 +555,9 @@ fn data_lands(h: &mut NvmeHost, rng: &mut Rng, model: &mut [u8], per_page: u64, 
                 Ok((enc, shape)) => {
                     *st.shapes.entry(shape).or_default() += 1;
                     st.defect += u64::from(enc.qemu_defect);
-                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc) {
+                    if let Err(e) = transfer(h, rng, model, write, slba, &segs, &enc)
+                        .and_then(|()| check_round_trip(h, &enc, &segs, st))
+                    {
                         st.fail(e);
                     }
                 }
@@ -609,15 +616,29 @@ struct Case {
     qemu: u16,
 }
 
-/// Classes where the crate is deliberately stricter than QEMU: (class, QEMU's status, the
-/// crate's status). QEMU does not check PRP1's dword alignment (bits 1:0 are reserved) nor
-/// the SGL descriptor subtype (only 0h Address is valid on PCIe), and its SGL walk has the
-/// §7 defect in both directions.
-const STRICTER: &[(&str, u16, u16)] = &[
-    ("prp1_not_dword_aligned", 0x00, 0x13),
-    ("sgl_subtype_not_address", 0x00, 0x11),
-    ("qemu72_valid_chain_rejected", 0x0d, 0x00),
-    ("qemu72_last_segment_chain_missed", 0x00, 0x0d),
+/// Classes where the crate deliberately differs from QEMU 7.2, explicitly: (class, QEMU's
+/// status, the crate's status strict, the crate's status with `qemu_compat`). Every other
+/// class must get QEMU's status in both modes.
+///
+/// Strict mode checks what QEMU leaves unchecked: PRP1 dword alignment and PRP list
+/// pointer qword alignment (bits 1:0 / 2:0 are reserved), the Data Block subtype (only 0h
+/// Address on PCIe), an SGL longer than the transfer without SGLS bit 18, and it names a
+/// bad descriptor type SGL Descriptor Type Invalid (11h) where QEMU's walk says Invalid
+/// SGL Segment Descriptor (0Dh) because it first asks whether the segment ends in data.
+/// MDTS is in units of CAP.MPSMIN pages (the crate's limit comes from the host's Identify),
+/// QEMU 7.2 scales it by CC.MPS.
+/// In both modes the crate does not copy QEMU's §7 defect: it accepts the valid chain QEMU
+/// rejects and rejects the Last Segment → chaining segment QEMU lets through.
+const DIFFERENCES: &[(&str, u16, u16, u16)] = &[
+    ("qemu72_mdts_in_cc_mps_units", 0x00, 0x02, 0x02),
+    ("prp1_not_dword_aligned", 0x00, 0x13, 0x00),
+    ("prp_list_pointer_not_qword_aligned", 0x00, 0x13, 0x00),
+    ("sgl_subtype_not_address", 0x00, 0x11, 0x00),
+    ("sgl_length_too_long_last_block", 0x00, 0x0f, 0x00),
+    ("sgl_bad_type_in_dptr", 0x0d, 0x11, 0x0d),
+    ("sgl_bad_type_last_in_last_segment", 0x0d, 0x11, 0x0d),
+    ("qemu72_valid_chain_rejected", 0x0d, 0x00, 0x00),
+    ("qemu72_last_segment_chain_missed", 0x00, 0x0d, 0x0d),
 ];
 
 /// PRP-compatible segments with exactly `n` PRP entries for a transfer starting at page
@@ -720,6 +741,25 @@ fn prp_cases(rng: &mut Rng, page: u64, max_len: u64) -> Vec<Case> {
     let mut l = prp_layout(rng, &mut p, &segs, page, 0);
     l.prp1 += rng.range(1, 3);
     case("prp1_not_dword_aligned", l, len.max(512), 0x00);
+    // Stricter than QEMU: a PRP list pointer that is dword but not qword aligned.
+    let mut p = Placer::default();
+    let n = rng.range(3, max_n.min(24));
+    let off = off512(rng);
+    let (segs, len) = prp_segs_n(rng, &mut p, page, n, off);
+    let first = rng.range(0, page / 8 - u64::from(n as u32) - 1) * 8 + 4;
+    let l = prp_layout(rng, &mut p, &segs, page, first);
+    case("prp_list_pointer_not_qword_aligned", l, len, 0x00);
+    // Longer than MDTS (512 KiB = 2^7 pages of CAP.MPSMIN). QEMU 7.2 counts MDTS in pages
+    // of the *current* CC.MPS, so above 4 KiB pages it accepts what the spec forbids.
+    let mut p = Placer::default();
+    let len = max_len + rng.range(1, 64) * 512;
+    let segs = gen_prp_segs(rng, &mut p, page, len);
+    let l = prp_layout(rng, &mut p, &segs, page, 0);
+    if page == 4096 {
+        case("transfer_above_mdts", l, len, 0x02);
+    } else {
+        case("qemu72_mdts_in_cc_mps_units", l, len, 0x00);
+    }
     cases
 }
 
@@ -1080,56 +1120,181 @@ fn sgl_cases(rng: &mut Rng, max_len: u64) -> Vec<Case> {
         assert_eq!(qemu72_sgl_defect(&l), Some(true), "{l}");
         add("qemu72_valid_chain_rejected", l, len, 0x0d);
     }
+    // PSDT 11b (reserved) on an otherwise valid single Data Block.
+    {
+        let mut p = Placer::default();
+        let len = lba_len(rng);
+        let d = data_blocks(rng, &mut p, len, 1);
+        let l = SglLayout {
+            dptr: Some(Desc::data(d[0].0, d[0].1)),
+            segments: vec![],
+        };
+        cases.push(Case {
+            class: "psdt_reserved",
+            layout: Layout::Sgl(l),
+            psdt: 3,
+            len,
+            qemu: 0x02,
+        });
+    }
     cases
 }
 
-/// Sends every case to QEMU and to the crate's decoder; records disagreements.
-fn compare_statuses(h: &mut NvmeHost, cases: &[Case], st: &mut Stats) {
+/// Sends every case to QEMU (a Read of LBA `slba`) and to the crate's decoder, strict and
+/// with `qemu_compat`; records disagreements. Where both accept, checks that the data
+/// landed exactly in the ranges the decoder returned.
+fn compare_statuses(h: &mut NvmeHost, rng: &mut Rng, model: &[u8], cases: &[Case], st: &mut Stats) {
     for c in cases {
         for (a, b) in c.layout.writes() {
             h.qt.write(a, &b);
         }
+        let nlb = c.len / h.lba_size;
+        let slba = rng.range(0, h.nsze.saturating_sub(nlb));
         let q = h.rw_raw(
             OPC_READ,
-            0,
-            (c.len / h.lba_size) as u32,
+            slba,
+            nlb.min(0x1_0000) as u32,
             c.psdt,
             c.layout.dptr(),
         );
         let what = format!(
-            "class {} page {} KiB len {:#x}: {}",
+            "class {} page {} KiB LBA {slba} len {:#x} PSDT {}: {}",
             c.class,
             h.page_size >> 10,
             c.len,
+            c.psdt,
             c.layout
         );
+        st.cases += 1;
         if q.status != c.qemu {
+            let hint = if c.class.starts_with("qemu72_") {
+                " (QEMU no longer behaves like 7.2 here: update DIFFERENCES and layout.rs)"
+            } else {
+                ""
+            };
             st.fail(format!(
-                "{what}: QEMU returned {q}, its documented status is {:#x}",
+                "{what}: QEMU returned {q}, its documented status is {:#x}{hint}",
                 c.qemu
             ));
             continue;
         }
-        let Some(ours) = crate_status(h, c) else {
-            continue;
-        };
-        st.compared += 1;
-        *st.classes.entry(c.class).or_default() += 1;
-        let want = match STRICTER.iter().find(|s| s.0 == c.class) {
-            Some(&(_, _, stricter)) => stricter,
-            None => q.status,
-        };
-        if ours != want {
-            st.fail(format!(
-                "{what}: QEMU status {q}, crate decoder status {ours:#x}, expected {want:#x}"
-            ));
+        let diff = DIFFERENCES.iter().find(|d| d.0 == c.class);
+        for compat in [false, true] {
+            let (ours, items) = crate_decode(h, c.psdt, c.layout.dptr(), c.len, compat);
+            st.compared += 1;
+            *st.classes.entry(c.class).or_default() += 1;
+            let want = match diff {
+                Some(&(_, _, strict, qc)) => {
+                    if compat {
+                        qc
+                    } else {
+                        strict
+                    }
+                }
+                None => q.status,
+            };
+            let mode = if compat { "qemu_compat" } else { "strict" };
+            if ours != want {
+                st.fail(format!(
+                    "{what}: QEMU status {q}, crate decoder ({mode}) status {ours:#x}, expected {want:#x}"
+                ));
+            } else if ours == 0 && q.ok() {
+                if let Err(e) = check_landed(h, model, slba, c.len, &items) {
+                    st.fail(format!("{what}: decoded ({mode}) {items:x?}: {e}"));
+                }
+            }
         }
     }
 }
 
-/// The crate decoder's status for a case (0 = success); `None` while unavailable.
-fn crate_status(_h: &mut NvmeHost, _c: &Case) -> Option<u16> {
-    None
+/// The crate's decoder on a command with this PSDT and DPTR (`decode_command`, reading
+/// guest memory through qtest): (status, items decoded).
+fn crate_decode(
+    h: &mut NvmeHost,
+    psdt: u8,
+    dptr: [u8; 16],
+    len: u64,
+    compat: bool,
+) -> (u16, Vec<SglItem>) {
+    let mut sqe = SubmissionQueueEntry::new(OPC_READ);
+    sqe.set_psdt(Psdt::from_bits(psdt));
+    sqe.set_dptr(dptr);
+    let opts = DecodeOptions::default()
+        .with_sgls(SglCapabilities::from_raw(h.sgls))
+        .with_max_transfer_len(h.mdts_bytes)
+        .with_qemu_compat(compat);
+    let mps = MemoryPageSize::new(h.page_size).expect("page size");
+    let mem = GuestMemory::new(&mut h.qt, GUEST_RAM);
+    let mut out = Vec::new();
+    match decode_command(&sqe, len, mps, &mem, &mut out, &opts) {
+        Ok(_) => (0, out),
+        Err(e) => (e.nvme_status().raw(), out),
+    }
+}
+
+/// The image bytes of `[slba, slba + len)` are in guest memory at the decoded ranges, in
+/// order, and the ranges cover exactly `len` bytes.
+fn check_landed(
+    h: &mut NvmeHost,
+    model: &[u8],
+    slba: u64,
+    len: u64,
+    items: &[SglItem],
+) -> Result<(), String> {
+    let mut off = (slba * h.lba_size) as usize;
+    let end = off + len as usize;
+    for it in items {
+        let SglItem::Data(r) = it else {
+            return Err(format!("unexpected item {it:?}"));
+        };
+        let l = r.len() as usize;
+        if off + l > end {
+            return Err(format!("ranges cover more than {len:#x} bytes"));
+        }
+        let got = h.qt.read_vec(r.addr().as_u64(), l);
+        if let Some(i) = first_difference(&got, &model[off..off + l]) {
+            return Err(format!(
+                "guest byte {:#x} is {:#04x}, the controller should have put {:#04x} there",
+                r.addr().as_u64() + i as u64,
+                got[i],
+                model[off + i]
+            ));
+        }
+        off += l;
+    }
+    if off != end {
+        return Err(format!(
+            "ranges cover {:#x} of {len:#x} bytes",
+            len as usize - (end - off)
+        ));
+    }
+    Ok(())
+}
+
+/// The crate's decoder gives back exactly the segments an encoding was made from.
+fn check_round_trip(
+    h: &mut NvmeHost,
+    enc: &Encoded,
+    segs: &Segs,
+    st: &mut Stats,
+) -> Result<(), String> {
+    let len: u64 = segs.iter().map(|s| s.1).sum();
+    let (psdt, dptr) = match enc.dp {
+        DataPointer::Prp { .. } => (0, enc.dp.to_bytes()),
+        DataPointer::Sgl(_) => (1, enc.dp.to_bytes()),
+    };
+    let want: Vec<SglItem> = dma_ranges(segs).into_iter().map(SglItem::Data).collect();
+    for compat in [false, true] {
+        let (status, items) = crate_decode(h, psdt, dptr, len, compat);
+        st.round_trips += 1;
+        if status != 0 || items != want {
+            return Err(format!(
+                "decode (qemu_compat {compat}) of {} gave status {status:#x}, items {items:x?}; encoded from {segs:x?}",
+                enc.text
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// ≥300 seeded layouts per run land exactly where the encoders put them, and nothing
@@ -1152,23 +1317,28 @@ fn conformance() {
         h.enable(page);
         for _ in 0..2 {
             let cases = prp_cases(&mut rng, page, h.mdts_bytes);
-            compare_statuses(&mut h, &cases, &mut st);
+            compare_statuses(&mut h, &mut rng, &model, &cases, &mut st);
             let cases = sgl_cases(&mut rng, h.mdts_bytes);
-            compare_statuses(&mut h, &cases, &mut st);
+            compare_statuses(&mut h, &mut rng, &model, &cases, &mut st);
         }
     }
     let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "qemu conformance: seed {seed:#x}: {} layouts landed (PRP {}, SGL {} {:?}; {} writes, {} MiB), \
-         {} commands, {} statuses compared, QEMU §7 defect hit {}x, {} failures, {secs:.2} s",
+        "qemu conformance: seed {seed:#x}: {} layouts landed (PRP {} over MPS 4..64 KiB, SGL {} {:?}; \
+         {} writes; {} MiB) and decoded back {}x; {} malformed/edge cases in {} classes, \
+         {} statuses compared (strict + qemu_compat); {} commands; QEMU §7 defect hit {}x \
+         (expected); {} failures; {secs:.2} s",
         st.prp + st.sgl,
         st.prp,
         st.sgl,
         st.shapes,
         st.writes,
         st.bytes >> 20,
-        h.commands,
+        st.round_trips,
+        st.cases,
+        st.classes.len(),
         st.compared,
+        h.commands,
         st.defect,
         st.failures.len()
     );

@@ -79,23 +79,26 @@ pub fn seed() -> u64 {
     Rng::new(t ^ u64::from(std::process::id())).next_u64()
 }
 
-/// Guest RAM as the crate's decoders see it: every read goes to QEMU (`b64read`), so a
-/// decoder reads exactly the bytes the controller read. Addresses outside `[0, ram)` are
+/// Guest RAM as the crate's decoders see it: reads go to QEMU (`b64read`), so a decoder
+/// reads exactly the bytes the controller read. Each 4 KiB chunk is fetched once per
+/// `GuestMemory` (guest memory does not change while a decoder runs) to keep protocol
+/// round-trips per PRP list page / SGL segment at one. Addresses outside `[0, ram)` are
 /// unbacked.
 pub struct GuestMemory<'a> {
     qt: RefCell<&'a mut qtest::Qtest>,
     ram: u64,
-    /// Reads performed.
-    pub reads: std::cell::Cell<u64>,
+    cache: RefCell<std::collections::HashMap<u64, Vec<u8>>>,
 }
 
+const CHUNK: u64 = 4096;
+
 impl<'a> GuestMemory<'a> {
-    /// Guest RAM `[0, ram)` of this QEMU.
+    /// Guest RAM `[0, ram)` of this QEMU (`ram` a multiple of 4 KiB).
     pub fn new(qt: &'a mut qtest::Qtest, ram: u64) -> Self {
         GuestMemory {
             qt: RefCell::new(qt),
             ram,
-            reads: std::cell::Cell::new(0),
+            cache: RefCell::default(),
         }
     }
 }
@@ -106,8 +109,19 @@ impl MemoryReader for GuestMemory<'_> {
         if addr.checked_add(len).map_or(true, |e| e > self.ram) {
             return Err(MemoryError { addr, len });
         }
-        self.reads.set(self.reads.get() + 1);
-        self.qt.borrow_mut().read(addr, buf);
+        let mut cache = self.cache.borrow_mut();
+        let mut done = 0usize;
+        while done < buf.len() {
+            let a = addr + done as u64;
+            let base = a & !(CHUNK - 1);
+            let chunk = cache
+                .entry(base)
+                .or_insert_with(|| self.qt.borrow_mut().read_vec(base, CHUNK as usize));
+            let from = (a - base) as usize;
+            let n = (CHUNK as usize - from).min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&chunk[from..from + n]);
+            done += n;
+        }
         Ok(())
     }
 }
