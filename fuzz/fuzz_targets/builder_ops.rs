@@ -90,7 +90,11 @@ fuzz_target!(|input: Input| {
                 next = addr.wrapping_add(len);
             }
             Err(e) => {
-                assert_eq!(grow.segments(), &before[..], "rejection changed the builder");
+                assert_eq!(
+                    grow.segments(),
+                    &before[..],
+                    "rejection changed the builder"
+                );
                 assert_eq!(e.index(), model.len());
                 match e {
                     BuildError::InvalidRange { .. } => {
@@ -119,7 +123,10 @@ fuzz_target!(|input: Input| {
     assert_eq!(coalesce(&got), coalesce(&model));
     assert!(out.len() <= c.max_segments());
     for r in out {
-        assert!(c.segment_ok(r.addr().as_u64(), r.len()), "{r:?} violates {c:?}");
+        assert!(
+            c.segment_ok(r.addr().as_u64(), r.len()),
+            "{r:?} violates {c:?}"
+        );
     }
     for w in out.windows(2) {
         if w[0].is_contiguous_with(w[1]) {
