@@ -9,9 +9,12 @@
 //! cargo run --release --example physvec                       # the tour
 //! echo '{"page_size":4096,"segments":[[65536,12288]],"list_pages":[524288]}' \
 //!     | cargo run --release --example physvec -- prp
+//! echo '{"command":"prp","page_size":4096,"segments":[[65536,12288]],"list_pages":[524288]}' \
+//!     | cargo run --release --example physvec -- explain     # the same, drawn for a human
 //! ```
 
 mod cli;
+mod explain;
 mod map;
 mod nvme;
 mod rdma;
@@ -24,6 +27,17 @@ fn main() {
         None | Some("tour") => {
             tour::run();
             0
+        }
+        Some("explain") => {
+            use std::io::Read;
+            let mut input = String::new();
+            match std::io::stdin().read_to_string(&mut input) {
+                Ok(_) => explain::run(&input),
+                Err(e) => {
+                    eprintln!("physvec explain: cannot read stdin: {e}");
+                    2
+                }
+            }
         }
         Some("-h") | Some("--help") | Some("help") => {
             println!("{}", USAGE);
@@ -65,4 +79,9 @@ const USAGE: &str = "usage: physvec [COMMAND] < request.json
   sg | decode-sg                             Linux struct scatterlist tables
   mr-pages | mlx5-mtt | mlx5-klm | best-page-size   RDMA memory registration
   map                                        two-step DMA mapping
+  explain        a human-readable picture of a layout: the request of prp, sgl,
+                 decode-prp, decode-sgl, sg, decode-sg, mr-pages, mlx5-mtt, mlx5-klm or
+                 map plus a \"command\" field naming it, e.g.
+                 {\"command\":\"prp\",\"page_size\":4096,\"segments\":[[65536,12288]],\"list_pages\":[524288]}
+                 Offending entries are marked <== ERROR (exit 1, picture still printed).
 Requests and responses are single JSON objects; exit 0 ok, 1 rejected, 2 malformed.";
