@@ -155,7 +155,14 @@ pub fn segments(p: &mut Picture, title: &str, segs: &[[u64; 2]]) {
 
 /// PRP1/PRP2 and the PRP list pages of a `len`-byte transfer, as a controller consumes
 /// them (memory page size `mps` bytes, a power of two).
-pub fn prp(p: &mut Picture, mps: u64, len: u64, prp1: u64, prp2: u64, mem: &dyn MemoryReader) {
+pub fn prp<M: MemoryReader + ?Sized>(
+    p: &mut Picture,
+    mps: u64,
+    len: u64,
+    prp1: u64,
+    prp2: u64,
+    mem: &M,
+) {
     let mask = mps - 1;
     p.text(format!(
         "PRP data pointer: {} transfer, {} memory pages",
@@ -293,7 +300,12 @@ fn descriptor(d: &SglDescriptor) -> String {
 }
 
 /// SGL1 and the segments it chains, each descriptor on a line.
-pub fn sgl(p: &mut Picture, len: Option<u64>, sgl1: SglDescriptor, mem: &dyn MemoryReader) {
+pub fn sgl<M: MemoryReader + ?Sized>(
+    p: &mut Picture,
+    len: Option<u64>,
+    sgl1: SglDescriptor,
+    mem: &M,
+) {
     match len {
         Some(l) => p.text(format!("SGL data pointer: {} transfer", Bytes(l))),
         None => p.text("SGL data pointer:"),
@@ -384,7 +396,7 @@ pub fn sgl(p: &mut Picture, len: Option<u64>, sgl1: SglDescriptor, mem: &dyn Mem
 
 /// A Linux `struct scatterlist` table from `sgl`: chunks, data entries (index = data
 /// entry number) and chain entries.
-pub fn scatterlist(p: &mut Picture, sgl: u64, vm: &Vmemmap, mem: &dyn MemoryReader) {
+pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vmemmap, mem: &M) {
     p.text(format!(
         "struct scatterlist table at {sgl:#x} (32-byte entries, vmemmap {:#x}):",
         vm.base()

@@ -258,17 +258,10 @@ pub fn tour() {
     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
     match nvme::encode_prp(ranges.iter().copied(), mps, pool) {
         Ok(prp) => {
-            println!(
-                "PRP ({} pages): PRP1 {:#x} (offset {:#x} into its page), PRP2 {:#x} -> PRP list page, {} entries:",
-                mps,
-                prp.prp1,
-                prp.prp1 & mps.mask(),
-                prp.prp2,
-                prp.list_page_entries(0)
-            );
-            for e in &list[..prp.list_page_entries(0) as usize] {
-                println!("    {:#x}", u64::from_le(*e));
-            }
+            let mem = physvec::mem::SliceMemory::new(0x8_0000, bytemuck::cast_slice(&list));
+            let mut p = crate::explain::Picture::new();
+            crate::explain::prp(&mut p, mps.get(), 0x4800, prp.prp1, prp.prp2, &mem);
+            print!("{}", p.render());
         }
         Err(e) => println!("PRP: {e}"),
     }
@@ -293,25 +286,16 @@ pub fn tour() {
     match nvme::encode_sgl(items, SglOptions::default(), pool) {
         Ok(sgl) => {
             println!(
-                "SGL for {} unaligned ranges, 4-descriptor segment pages: DPTR {:?}",
-                many.len(),
-                sgl.dptr
+                "SGL for {} unaligned ranges, 4-descriptor segment pages:",
+                many.len()
             );
-            let mut pointer = sgl.dptr;
-            for (i, page) in pages.iter().enumerate().take(sgl.segments_used()) {
-                let used = &page[..(pointer.length() as usize / 16).min(page.len())];
-                println!("  segment page {i} ({} descriptors):", used.len());
-                for d in used {
-                    println!("    {d:?}");
-                }
-                if let Some(d) = used.last() {
-                    pointer = *d;
-                }
-            }
-            // The device side: decode it back from "memory".
             let mut mem = physvec::mem::SparseMemory::new();
             mem.add(0x9_0000, bytemuck::cast_slice(&pages[0]).to_vec());
             mem.add(0x9_1000, bytemuck::cast_slice(&pages[1]).to_vec());
+            let mut p = crate::explain::Picture::new();
+            crate::explain::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
+            print!("{}", p.render());
+            // The device side: decode it back from "memory".
             let mut out: Vec<SglItem> = Vec::new();
             match nvme::decode_sgl(sgl.dptr, 6 * 0x200, &mem, &mut out, &Default::default()) {
                 Ok(s) => println!(

@@ -132,10 +132,9 @@ pub fn tour() {
     println!("  {:x?}", &pages[..m.npages]);
     let mut mtt = [0u8; 64];
     let n = encode_mtt(&pages[..m.npages], MLX5_EN_RD | MLX5_EN_WR, &mut mtt).expect("aligned");
-    println!("mlx5 MTT ({n} bytes, big-endian, bits 0-1 = read/write):");
-    for row in mtt[..n].chunks(32) {
-        println!("  {}", hex(row));
-    }
+    let mut p = crate::explain::Picture::new();
+    crate::explain::mtt(&mut p, &mtt[..n], m.npages);
+    print!("{}", p.render());
     let mut klm = [0u8; 64];
     let n = encode_klm(&segs, 0x1234, &mut klm).expect("fits");
     println!(

@@ -157,23 +157,9 @@ pub fn tour() {
         "sg_table: sgl {:#x}, orig_nents {}, {} chunks (a full chunk's last slot is the chain link)",
         x.table.sgl, x.table.orig_nents, x.chunks
     );
-    for c in &chunks[..x.chunks] {
-        for (i, e) in c.entries.iter().enumerate() {
-            let at = c.addr + 32 * i as u64;
-            if e.is_chain() {
-                println!("  {at:#x}: CHAIN -> {:#x}", e.chain_ptr());
-            } else if e.page_link != 0 {
-                println!(
-                    "  {at:#x}: page {:#x} (pfn {:#x}) offset {:#x} length {}{}",
-                    e.page(),
-                    physvec::sg::PageModel::pfn_of(&vm, e.page()).unwrap_or(0),
-                    e.offset,
-                    Bytes(u64::from(e.length)),
-                    if e.is_last() { "  END" } else { "" }
-                );
-            }
-        }
-    }
+    let mut p = crate::explain::Picture::new();
+    crate::explain::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
+    print!("{}", p.render());
     let mut back: Vec<PhysRange> = Vec::new();
     import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back).expect("walks");
     println!("walked back (sg_next, bounded, loop-checked):");
