@@ -23,7 +23,80 @@
 //! - [`map`]: the two-step DMA mapper trait and its mappers.
 //! - [`nvme`], [`sg`], [`rdma`]: adapters to device formats and validating decoders.
 //!
-//! ## Example
+//! ## The pipeline, step by step
+//!
+//! 1. **Build** the physical side: page frames or ranges go into a [`RangeBuilder`],
+//!    which coalesces contiguous memory and splits at the device's [`DmaConstraints`]
+//!    (maximum segment size, segment boundary, DMA mask), writing into any
+//!    [`RangeSink`]: a fixed-capacity [`PhysArray`] (no allocation) or a [`PhysVec`].
+//! 2. **Map** it for the device with a [`map::DmaMapper`]: [`map::map`] /
+//!    [`map::map_into`] run the kernel's two-step IOVA API (reserve, link each range,
+//!    sync once) and fall back to per-range mapping where the merge-boundary rule does
+//!    not hold. The [`map::Mapping`] holds the device-visible [`DmaRange`]s and unmaps
+//!    them when released.
+//! 3. **Adapt** the DMA ranges to what the hardware reads: NVMe PRP lists or SGLs
+//!    ([`nvme::encode_prp`], [`nvme::encode_sgl`], chosen by
+//!    [`nvme::choose_data_pointer`]) in a [`nvme::SubmissionQueueEntry`]; a Linux
+//!    `struct scatterlist` table ([`sg::export`]); RDMA page lists, mlx5 MTT/KLM entries
+//!    and keyed SGLs ([`rdma`]). Encoders write into buffers the caller owns.
+//! 4. **Decode** on the device side: [`nvme::decode_prp`], [`nvme::decode_sgl`],
+//!    [`nvme::decode_command`] and [`sg::import`] read untrusted descriptors through a
+//!    [`mem::MemoryReader`], with bounded work and typed errors (an
+//!    [`nvme::NvmeStatus`] for every NVMe rejection).
+//!
+//! Sizes and lengths are bytes (`u64`) throughout; addresses are typed ([`PhysAddr`] on
+//! the CPU side, [`DmaAddr`] on the device side), so a physical address cannot be handed
+//! to a device by mistake. Bad input never panics: every fallible call returns an error
+//! enum with a stable `kind()` name.
+//!
+//! ## Example: one I/O from page frames to a decoded NVMe command
+//! ```
+//! use physvec::map::{self, DataDirection, SoftIommu};
+//! use physvec::mem::SliceMemory;
+//! use physvec::nvme::{self, DataPointerChoice, DataPointerPolicy, MemoryPageSize, SglCapabilities};
+//! use physvec::{DmaAddr, DmaConstraints, DmaRange, PageSize, PhysArray, PhysRange, RangeBuilder};
+//!
+//! // 1. Build: the frames of a 16 KiB buffer (three are contiguous) within device limits.
+//! let limits = DmaConstraints::new().with_max_segment_size(1 << 20);
+//! let mut b = RangeBuilder::new(limits, PhysArray::<8>::new())?;
+//! for pfn in [0x100, 0x101, 0x102, 0x200] {
+//!     b.push_pfn(pfn, PageSize::SIZE_4K)?;
+//! }
+//! let phys = b.finish();
+//! assert_eq!(phys.as_slice(), [PhysRange::new(0x10_0000, 0x3000), PhysRange::new(0x20_0000, 0x1000)]);
+//!
+//! // 2. Map through a (software) IOMMU: one contiguous IOVA range, one IOTLB sync.
+//! let iommu = SoftIommu::new_4k();
+//! let mapping = map::map(&iommu, &phys, DataDirection::FromDevice)?;
+//! let dma: &[DmaRange] = mapping.dma();
+//! assert_eq!((dma.len(), dma[0].len(), mapping.iova_syncs()), (1, 0x4000, 1));
+//!
+//! // 3. Adapt: the policy picks PRPs for small segments; encode into a list page.
+//! let mps = MemoryPageSize::SIZE_4K;
+//! let policy = DataPointerPolicy::new(SglCapabilities::from_raw(1), mps);
+//! assert_eq!(nvme::choose_data_pointer(dma, &policy), DataPointerChoice::Prp);
+//! let mut list = [0u64; 512];
+//! let prp = nvme::encode_prp(dma.iter().copied(), mps,
+//!     [nvme::PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)])?;
+//! let mut sqe = nvme::SubmissionQueueEntry::new(0x02); // Read
+//! sqe.set_data_pointer(prp.data_pointer());
+//!
+//! // 4. Decode, as the controller does: the same bytes back to the same DMA range.
+//! let mem = SliceMemory::new(0x8_0000, bytemuck::cast_slice(&list));
+//! let mut items = Vec::new();
+//! nvme::decode_command(&sqe, 0x4000, mps, &mem, &mut items, &nvme::DecodeOptions::default())?;
+//! assert_eq!(items, [nvme::SglItem::Data(dma[0])]);
+//!
+//! mapping.unmap()?; // release: unlink, free the IOVA space
+//! assert!(iommu.is_idle());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The worked examples in `examples/` (`nvme_driver`, `vmm_decode`, `rdma_register`,
+//! `legacy_sg`) run these steps for real driver and emulator flows; the `physvec` tool
+//! (`examples/physvec/`) draws any layout with `physvec explain`.
+//!
+//! ## Example: no allocation at all
 //! ```
 //! use physvec::{DmaConstraints, PhysArray, PhysRange, RangeBuilder};
 //! // A device that takes at most 64 KiB per segment, never across a 4 GiB boundary.
