@@ -38,6 +38,28 @@ impl core::error::Error for MemoryError {}
 
 /// Reads bytes of host or guest memory at an address of the reader's address space (a
 /// bus address for a device model, a guest-physical address for a VMM).
+///
+/// Decoders read every untrusted descriptor through this trait, so a VMM implements it
+/// over its guest RAM mapping (checking bounds; never panicking) and a test uses
+/// [`SliceMemory`] or `SparseMemory`.
+///
+/// ```
+/// use physvec::mem::{MemoryError, MemoryReader};
+/// /// Guest RAM mapped at guest-physical address 0 (a VMM's view).
+/// struct GuestRam(Vec<u8>);
+/// impl MemoryReader for GuestRam {
+///     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+///         let err = MemoryError { addr, len: buf.len() as u64 };
+///         let start = usize::try_from(addr).map_err(|_| err)?;
+///         let src = start.checked_add(buf.len()).and_then(|end| self.0.get(start..end)).ok_or(err)?;
+///         buf.copy_from_slice(src);
+///         Ok(())
+///     }
+/// }
+/// let ram = GuestRam((0u8..32).collect());
+/// assert_eq!(ram.read_u64_le(8), Ok(u64::from_le_bytes([8, 9, 10, 11, 12, 13, 14, 15])));
+/// assert!(ram.read_u64_le(30).is_err()); // past the end: an error, not a panic
+/// ```
 pub trait MemoryReader {
     /// Fills `buf` with the bytes at `[addr, addr + buf.len())`.
     ///
@@ -56,7 +78,19 @@ pub trait MemoryReader {
     }
 }
 
-/// Writes bytes of host or guest memory.
+/// Writes bytes of host or guest memory (a device model's DMA writes, the DMA view of a
+/// scatterlist).
+///
+/// ```
+/// # #[cfg(feature = "alloc")] {
+/// use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
+/// let mut m = SparseMemory::new();
+/// m.add_zeroed(0x1000, 16);
+/// m.write(0x1008, &7u64.to_le_bytes()).unwrap();
+/// assert_eq!(m.read_u64_le(0x1008), Ok(7));
+/// assert!(m.write(0x100c, &[0; 8]).is_err()); // would run past the region: nothing written
+/// # }
+/// ```
 pub trait MemoryWriter {
     /// Stores `buf` at `[addr, addr + buf.len())`.
     ///

@@ -10,6 +10,13 @@ use core::fmt;
 use super::descriptor::SglDescriptor;
 
 /// PRP or SGL for Data Transfer (CDW0 bits 15:14).
+///
+/// ```
+/// use physvec::nvme::Psdt;
+/// assert_eq!(Psdt::from_bits(0b01), Psdt::SglContiguousMetadata);
+/// assert!(Psdt::SglMetadataDescriptor.is_sgl() && !Psdt::Prp.is_sgl());
+/// assert_eq!(Psdt::Reserved.bits(), 0b11);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Psdt {
     /// 00b: PRPs.

@@ -28,6 +28,21 @@ use crate::range::DmaRange;
 /// 256-byte `prp_small_pool` works this way). Every later list page must be memory-page
 /// aligned, since a chain pointer has no offset. `entries` may be shorter than the
 /// memory page as long as it holds every slot the encoder writes there.
+///
+/// Entries are written little-endian (`u64::to_le`), as the controller reads them, so
+/// `bytemuck::cast_slice::<u64, u8>(entries)` is the page's content.
+///
+/// ```
+/// use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage};
+/// use physvec::{DmaAddr, DmaRange};
+/// // A 256-byte small-pool list (32 slots) at an offset inside its page.
+/// let mut small = [0u64; 32];
+/// let pool = [PrpListPage::new(DmaAddr::new(0x8_0100), &mut small)];
+/// let prp = encode_prp([DmaRange::new(0x10_0000, 0x3000)], MemoryPageSize::SIZE_4K, pool)?;
+/// assert_eq!((prp.prp2, prp.list_page_entries(0)), (0x8_0100, 2));
+/// assert_eq!(u64::from_le(small[1]), 0x10_2000);
+/// # Ok::<(), physvec::nvme::PrpError>(())
+/// ```
 #[derive(Debug)]
 pub struct PrpListPage<'a> {
     /// Bus address of slot 0.
@@ -173,6 +188,16 @@ impl fmt::Display for PrpError {
 impl core::error::Error for PrpError {}
 
 /// A PRP encoding: what goes into DPTR, and how the list pages were used.
+///
+/// ```
+/// use physvec::nvme::{encode_prp, MemoryPageSize};
+/// use physvec::DmaRange;
+/// // Two pages: PRP2 is the second data page, no list needed.
+/// let prp = encode_prp([DmaRange::new(0x10_0800, 0x1000)], MemoryPageSize::SIZE_4K, core::iter::empty())?;
+/// assert_eq!((prp.prp1, prp.prp2), (0x10_0800, 0x10_1000));
+/// assert_eq!((prp.data_entries(), prp.list_pages_used()), (2, 0));
+/// # Ok::<(), physvec::nvme::PrpError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prp {
     /// PRP Entry 1: the first byte of the transfer.

@@ -211,6 +211,20 @@ impl fmt::Display for SglError {
 impl core::error::Error for SglError {}
 
 /// An SGL encoding: SGL1 for DPTR and how the segment pages were used.
+///
+/// ```
+/// use physvec::nvme::{encode_sgl, SglDescriptor, SglItem, SglOptions, SglSegmentPage, SglDescriptorType};
+/// use physvec::{DmaAddr, DmaRange};
+/// let items = [SglItem::Data(DmaRange::new(0x1_0000, 0x200)), SglItem::Data(DmaRange::new(0x2_0010, 0x300))];
+/// let mut seg = [SglDescriptor::default(); 4];
+/// let pool = [SglSegmentPage::new(DmaAddr::new(0x9_0000), &mut seg)];
+/// let sgl = encode_sgl(items, SglOptions::default(), pool)?;
+/// // Two data blocks: SGL1 is a Last Segment pointing at them.
+/// assert_eq!(sgl.dptr.descriptor_type(), SglDescriptorType::LastSegment);
+/// assert_eq!((sgl.dptr.address(), sgl.dptr.length()), (0x9_0000, 32));
+/// assert_eq!((sgl.data_descriptors(), sgl.segments_used()), (2, 1));
+/// # Ok::<(), physvec::nvme::SglError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sgl {
     /// SGL Entry 1.

@@ -9,6 +9,18 @@ use crate::nvme::{SglDescriptor, SGL_SUBTYPE_ADDRESS, SGL_SUBTYPE_INVALIDATE_KEY
 
 /// A registered memory region as the peer addresses it: `ib_mr`'s `iova`, `length`,
 /// `rkey`.
+///
+/// Usually built from an [`MrMapping`](super::MrMapping) after registration:
+///
+/// ```
+/// use physvec::rdma::{sg_to_pages, RegisteredRegion};
+/// use physvec::{DmaRange, PageSize};
+/// let mut pages = [0u64; 4];
+/// let m = sg_to_pages(&[DmaRange::new(0x10_0200, 0x1e00)], 0, PageSize::SIZE_4K, &mut pages)?;
+/// let mr = RegisteredRegion { iova: m.iova, length: m.length, rkey: 0x1234 };
+/// assert_eq!((mr.iova, mr.length), (0x10_0200, 0x1e00));
+/// # Ok::<(), physvec::rdma::MrError>(())
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RegisteredRegion {
     /// First byte's address in the region (`mr->iova`).

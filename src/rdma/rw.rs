@@ -125,6 +125,15 @@ impl fmt::Display for RwError {
 impl core::error::Error for RwError {}
 
 /// `rdma_rw_io_needs_mr`: iWARP READ, READ above `max_sgl_rd`, or `force_mr`.
+///
+/// ```
+/// use physvec::rdma::{io_needs_mr, RwCaps, RwDirection};
+/// let roce = RwCaps::mlx5_like();
+/// assert!(!io_needs_mr(&roce, RwDirection::Read, 64));
+/// let iwarp = RwCaps { iwarp: true, ..roce };
+/// assert!(io_needs_mr(&iwarp, RwDirection::Read, 1));
+/// assert!(!io_needs_mr(&iwarp, RwDirection::Write, 1));
+/// ```
 pub const fn io_needs_mr(caps: &RwCaps, dir: RwDirection, nents: u32) -> bool {
     let read = matches!(dir, RwDirection::Read);
     (read && caps.iwarp)
@@ -133,6 +142,12 @@ pub const fn io_needs_mr(caps: &RwCaps, dir: RwDirection, nents: u32) -> bool {
 }
 
 /// Segments after merging contiguous neighbours.
+///
+/// ```
+/// use physvec::DmaRange;
+/// let s = [DmaRange::new(0x1000, 0x1000), DmaRange::new(0x2000, 0x800), DmaRange::new(0x9000, 0x10)];
+/// assert_eq!(physvec::rdma::coalesced_count(&s), 2);
+/// ```
 pub fn coalesced_count(segs: &[DmaRange]) -> usize {
     segs.windows(2)
         .filter(|w| !w[0].is_contiguous_with(w[1]))

@@ -464,6 +464,23 @@ where
 /// # Errors
 /// [`SgImportError::InvalidTable`] when `nents > orig_nents`,
 /// [`SgImportError::NotDmaMapped`] for an entry without a mapping, and walk errors.
+///
+/// ```
+/// use physvec::sg::{direct_map_sg, export, import_dma, Scatterlist, SgChunk, SgImportError, Vmemmap};
+/// use physvec::{DmaArray, DmaRange, PhysRange, RangeView};
+/// let vm = Vmemmap::new(0);
+/// let r = [PhysRange::new(0x10000, 0x1000), PhysRange::new(0x30000, 0x200)];
+/// let mut a = [Scatterlist::default(); 2];
+/// let mut chunks = [SgChunk { addr: 0x1000, entries: &mut a }];
+/// let mut t = export(&RangeView::full(&r)?, &vm, u32::MAX, &mut chunks)?.table;
+/// let mut out = DmaArray::<4>::new();
+/// // Not mapped yet: the DMA view is refused, not invented.
+/// assert!(matches!(import_dma(&chunks[..], &t, 64, &mut out), Err(SgImportError::NotDmaMapped { index: 0 })));
+/// direct_map_sg(&mut chunks[..], &mut t, &vm, 0x8000_0000, 64)?; // dma = phys + offset
+/// import_dma(&chunks[..], &t, 64, &mut out)?;
+/// assert_eq!(out.as_slice(), [DmaRange::new(0x8001_0000, 0x1000), DmaRange::new(0x8003_0000, 0x200)]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn import_dma<M, K>(
     mem: &M,
     table: &SgTable,

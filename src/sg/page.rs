@@ -10,6 +10,15 @@
 /// Implementations must be inverse on their domain: `pfn_of(page_of(p)?) == Some(p)`.
 /// Returned page addresses must have their two low bits clear (they share `page_link`
 /// with the `SG_CHAIN`/`SG_END` flags).
+///
+/// ```
+/// use physvec::sg::{PageModel, Vmemmap};
+/// let vm = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE); // base + pfn * 64
+/// let page = vm.page_of(0x1234).unwrap();
+/// assert_eq!(page, 0xffff_ea00_0000_0000 + 0x1234 * 64);
+/// assert_eq!(vm.pfn_of(page), Some(0x1234));
+/// assert_eq!(vm.pfn_of(page + 8), None); // not a struct page: untrusted input is checked
+/// ```
 pub trait PageModel {
     /// `pfn_to_page()`: the `struct page` address of frame `pfn`, or `None` when the
     /// frame has no `struct page` in this model.
