@@ -24,8 +24,8 @@
 //! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
-//! | `checked.rs` | `Checked` (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
-//! | `pagemap.rs` | `pagemap` (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
+//! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
+//! | `pagemap.rs` | [`pagemap`] (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
 //!
 //! # Example: the two steps by hand, then through [`map`]
 //! ```
@@ -63,14 +63,20 @@ use core::ops::{BitOr, BitOrAssign};
 use crate::addr::{PageSize, PhysAddr};
 use crate::range::{DmaRange, PhysRange};
 
+#[cfg(feature = "alloc")]
+mod checked;
 mod direct;
 mod error;
 #[cfg(feature = "alloc")]
 mod iommu;
 mod mapping;
 mod p2p;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod pagemap;
 mod space;
 
+#[cfg(feature = "alloc")]
+pub use checked::{Checked, OnLeak};
 pub use direct::{BouncePool, DirectMapper};
 pub use error::MapError;
 #[cfg(feature = "alloc")]

@@ -1,0 +1,157 @@
+//! The DMA-API debugging wrapper catches each misuse (one test each).
+
+use physvec::map::{self, Attrs, Checked, DataDirection, DmaMapper, MapError, OnLeak, SoftIommu};
+use physvec::{PhysAddr, PhysRange};
+
+const TO: DataDirection = DataDirection::ToDevice;
+const NO: Attrs = Attrs::empty();
+
+fn checked() -> Checked<SoftIommu> {
+    Checked::new(SoftIommu::new_4k())
+}
+
+#[test]
+fn unmap_of_unknown_address() {
+    let c = checked();
+    let r = c.unmap_phys(physvec::DmaRange::new(0xdead_0000, 0x1000), TO, NO);
+    assert_eq!(r, Err(MapError::UnknownUnmap { dma: 0xdead_0000 }));
+    assert_eq!(
+        c.violations(),
+        [MapError::UnknownUnmap { dma: 0xdead_0000 }]
+    );
+}
+
+#[test]
+fn size_mismatch() {
+    let c = checked();
+    let d = c.map_phys(PhysRange::new(0x1000, 0x800), TO, NO).unwrap();
+    let wrong = physvec::DmaRange::new(d.addr().as_u64(), 0x400);
+    assert_eq!(
+        c.unmap_phys(wrong, TO, NO),
+        Err(MapError::SizeMismatch {
+            dma: d.addr().as_u64(),
+            mapped: 0x800,
+            unmapped: 0x400
+        })
+    );
+    // The refused unmap did not reach the IOMMU: the mapping is intact.
+    assert_eq!(c.inner().translate(d.addr()), Some(PhysAddr::new(0x1000)));
+    c.unmap_phys(d, TO, NO).unwrap();
+}
+
+#[test]
+fn direction_mismatch() {
+    let c = checked();
+    let d = c.map_phys(PhysRange::new(0x1000, 0x800), TO, NO).unwrap();
+    assert!(matches!(
+        c.unmap_phys(d, DataDirection::FromDevice, NO),
+        Err(MapError::DirectionMismatch {
+            mapped: DataDirection::ToDevice,
+            unmapped: DataDirection::FromDevice,
+            ..
+        })
+    ));
+    c.unmap_phys(d, TO, NO).unwrap();
+}
+
+#[test]
+fn double_unmap() {
+    let c = checked();
+    let d = c.map_phys(PhysRange::new(0x1000, 0x800), TO, NO).unwrap();
+    c.unmap_phys(d, TO, NO).unwrap();
+    assert_eq!(
+        c.unmap_phys(d, TO, NO),
+        Err(MapError::DoubleUnmap {
+            dma: d.addr().as_u64()
+        })
+    );
+}
+
+#[test]
+fn sync_outside_the_linked_range() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x1000, 0x1000), 0, TO, NO)
+        .unwrap();
+    let e = c.sync(s, 0, 0x3000).unwrap_err();
+    assert_eq!(
+        e.error,
+        MapError::SyncOutOfRange {
+            offset: 0,
+            len: 0x3000
+        }
+    );
+    let s = c.sync(e.space, 0, 0x1000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+    c.check_leaks().unwrap();
+}
+
+#[test]
+fn overlapping_links() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x1000, 0x2000), 0, TO, NO)
+        .unwrap();
+    assert_eq!(
+        c.link(&mut s, PhysRange::new(0x8000, 0x1000), 0x1000, TO, NO),
+        Err(MapError::OverlappingLink {
+            offset: 0x1000,
+            len: 0x1000
+        })
+    );
+    c.destroy(s, TO, NO).unwrap();
+    assert!(c.inner().is_idle());
+}
+
+#[test]
+fn leaks_are_reported_by_check_leaks() {
+    let c = checked().with_on_leak(OnLeak::Ignore);
+    let m = map::map(&c, &[PhysRange::new(0x1000, 0x1000)], TO).unwrap();
+    let s = c.reserve(PhysAddr::new(0), 0x1000).unwrap().unwrap();
+    std::mem::forget(m);
+    assert_eq!(
+        c.check_leaks(),
+        Err(MapError::Leaked {
+            mappings: 0,
+            spaces: 2
+        })
+    );
+    c.free(s).unwrap();
+    let _d = c.map_phys(PhysRange::new(0x5000, 0x10), TO, NO).unwrap();
+    assert_eq!(
+        c.check_leaks(),
+        Err(MapError::Leaked {
+            mappings: 1,
+            spaces: 1
+        })
+    );
+}
+
+#[test]
+#[should_panic(expected = "leaked")]
+fn leaks_panic_on_drop() {
+    let c = checked();
+    let _d = c.map_phys(PhysRange::new(0x5000, 0x10), TO, NO).unwrap();
+}
+
+#[test]
+fn clean_use_through_map_reports_nothing() {
+    let c = checked();
+    for list in [
+        vec![
+            PhysRange::new(0x1800, 0x800),
+            PhysRange::new(0x9000, 0x1000),
+        ],
+        vec![
+            PhysRange::new(0x1800, 0x100),
+            PhysRange::new(0x9000, 0x1000),
+        ],
+    ] {
+        map::map(&c, &list, DataDirection::Bidirectional)
+            .unwrap()
+            .unmap()
+            .unwrap();
+    }
+    assert!(c.violations().is_empty());
+    c.check_leaks().unwrap();
+}

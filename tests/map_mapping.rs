@@ -1,0 +1,383 @@
+//! The generic `map` entry point: fault injection (a mapper failing the N-th link, sync
+//! or map for every N leaves nothing linked, mapped or reserved), P2P kinds, the direct
+//! mapper, and the allocation-free variant.
+
+use std::cell::Cell;
+
+use physvec::map::{
+    self, Attrs, BouncePool, DataDirection, DirectMapper, DmaMapper, IovaSpace, Linking, MapError,
+    MappingKind, NoP2p, P2pMapType, P2pProviders, P2pRegion, SoftIommu, SpaceState, SyncError,
+    Synced,
+};
+use physvec::{DmaArray, DmaRange, PageSize, PhysAddr, PhysRange, RangeView};
+
+/// Wraps a mapper and fails operation number `fail_at` (counting links, syncs and
+/// map_phys calls together).
+struct Faulty<M> {
+    inner: M,
+    fail_at: usize,
+    count: Cell<usize>,
+}
+
+impl<M> Faulty<M> {
+    fn new(inner: M, fail_at: usize) -> Self {
+        Self {
+            inner,
+            fail_at,
+            count: Cell::new(0),
+        }
+    }
+    fn fail_now(&self) -> bool {
+        let n = self.count.get();
+        self.count.set(n + 1);
+        n == self.fail_at
+    }
+}
+
+const INJECTED: MapError = MapError::IovaExhausted { size: 0xdead };
+
+impl<M: DmaMapper> DmaMapper for Faulty<M> {
+    fn granule(&self) -> PageSize {
+        self.inner.granule()
+    }
+    fn dma_mask(&self) -> u64 {
+        self.inner.dma_mask()
+    }
+    fn reserve(&self, hint: PhysAddr, size: u64) -> Result<Option<IovaSpace>, MapError> {
+        self.inner.reserve(hint, size)
+    }
+    fn link(
+        &self,
+        s: &mut IovaSpace<Linking>,
+        p: PhysRange,
+        o: u64,
+        d: DataDirection,
+        a: Attrs,
+    ) -> Result<(), MapError> {
+        if self.fail_now() {
+            return Err(INJECTED);
+        }
+        self.inner.link(s, p, o, d, a)
+    }
+    fn sync(&self, s: IovaSpace<Linking>, o: u64, n: u64) -> Result<IovaSpace<Synced>, SyncError> {
+        if self.fail_now() {
+            return Err(SyncError {
+                space: s,
+                error: INJECTED,
+            });
+        }
+        self.inner.sync(s, o, n)
+    }
+    fn unlink<St: SpaceState>(
+        &self,
+        s: &mut IovaSpace<St>,
+        o: u64,
+        n: u64,
+        d: DataDirection,
+        a: Attrs,
+    ) -> Result<(), MapError> {
+        self.inner.unlink(s, o, n, d, a)
+    }
+    fn free<St: SpaceState>(&self, s: IovaSpace<St>) -> Result<(), MapError> {
+        self.inner.free(s)
+    }
+    fn destroy<St: SpaceState>(
+        &self,
+        s: IovaSpace<St>,
+        d: DataDirection,
+        a: Attrs,
+    ) -> Result<(), MapError> {
+        self.inner.destroy(s, d, a)
+    }
+    fn map_phys(&self, p: PhysRange, d: DataDirection, a: Attrs) -> Result<DmaRange, MapError> {
+        if self.fail_now() {
+            return Err(INJECTED);
+        }
+        self.inner.map_phys(p, d, a)
+    }
+    fn unmap_phys(&self, r: DmaRange, d: DataDirection, a: Attrs) -> Result<(), MapError> {
+        self.inner.unmap_phys(r, d, a)
+    }
+}
+
+fn coalescable() -> Vec<PhysRange> {
+    vec![
+        PhysRange::new(0x10_0800, 0x800),
+        PhysRange::new(0x20_0000, 0x3000),
+        PhysRange::new(0x40_0000, 0x1000),
+        PhysRange::new(0x50_0000, 0x10),
+    ]
+}
+
+fn scattered() -> Vec<PhysRange> {
+    vec![
+        PhysRange::new(0x10_0800, 0x100),
+        PhysRange::new(0x20_0100, 0x3000),
+        PhysRange::new(0x1_0000_0000, 0x1000),
+        PhysRange::new(0x50_0000, 0x10),
+    ]
+}
+
+#[test]
+fn iommu_failure_at_every_step_unwinds_everything() {
+    for list in [coalescable(), scattered()] {
+        // links + 1 sync, or one map_phys per range.
+        let ops = list.len() + 1;
+        let mut failures = 0;
+        for n in 0..=ops {
+            let iommu = SoftIommu::new_4k();
+            let f = Faulty::new(&iommu, n);
+            match map::map(&f, &list, DataDirection::ToDevice) {
+                Ok(m) => {
+                    assert!(n >= f.count.get(), "op {n} should have failed");
+                    m.unmap().unwrap();
+                }
+                Err(e) => {
+                    assert_eq!(e, INJECTED);
+                    failures += 1;
+                }
+            }
+            let s = iommu.stats();
+            assert_eq!(
+                (s.mapped_bytes, s.allocations, s.tables),
+                (0, 0, 0),
+                "after failing op {n}"
+            );
+            assert!(iommu.is_idle(), "after failing op {n}");
+        }
+        assert!(failures >= list.len());
+    }
+}
+
+#[test]
+fn direct_failure_at_every_map_unwinds_bounces() {
+    let list = scattered();
+    for n in 0..=list.len() {
+        let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
+        let d = DirectMapper::new(0, u32::MAX as u64).with_bounce_pool(pool);
+        let f = Faulty::new(&d, n);
+        let r = map::map(&f, &list, DataDirection::FromDevice);
+        assert_eq!(r.is_err(), n < list.len());
+        drop(r);
+        assert_eq!(
+            d.bounce_pool().unwrap().used_slots(),
+            0,
+            "after failing op {n}"
+        );
+        assert_eq!(d.bounce_pool().unwrap().live(), 0);
+    }
+}
+
+#[test]
+fn direct_mapper_maps_per_range_and_checks_the_mask() {
+    let d = DirectMapper::new(0x8000_0000, u32::MAX as u64);
+    let m = map::map(
+        &d,
+        &[
+            PhysRange::new(0x1000, 0x800),
+            PhysRange::new(0x2000, 0x1000),
+        ],
+        DataDirection::ToDevice,
+    )
+    .unwrap();
+    assert_eq!(m.kind(), MappingKind::PerRange);
+    assert_eq!(
+        m.dma(),
+        [
+            DmaRange::new(0x8000_1000, 0x800),
+            DmaRange::new(0x8000_2000, 0x1000)
+        ]
+    );
+    assert_eq!(m.iova_syncs(), 0);
+    let e = map::map(
+        &d,
+        &[PhysRange::new(0x8000_0000, 0x1000)],
+        DataDirection::ToDevice,
+    )
+    .unwrap_err();
+    assert_eq!(e.kind(), "above_dma_mask");
+    assert_eq!(
+        map::map(&d, &[], DataDirection::ToDevice)
+            .unwrap_err()
+            .kind(),
+        "empty"
+    );
+    assert!(d.reserve(PhysAddr::new(0), 0x1000).unwrap().is_none());
+}
+
+#[test]
+fn allocation_free_variant_and_capacity() {
+    let iommu = SoftIommu::new_4k();
+    let list = scattered();
+    let view = RangeView::full(&list).unwrap();
+    let e = map::map_into(
+        &iommu,
+        view,
+        DataDirection::ToDevice,
+        Attrs::empty(),
+        &NoP2p,
+        DmaArray::<2>::new(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        MapError::TooManySegments {
+            needed: 4,
+            capacity: 2
+        }
+    );
+    assert!(iommu.is_idle());
+    let m = map::map_into(
+        &iommu,
+        view,
+        DataDirection::ToDevice,
+        Attrs::empty(),
+        &NoP2p,
+        DmaArray::<4>::new(),
+    )
+    .unwrap();
+    assert_eq!(m.dma().len(), 4);
+    drop(m);
+    // A coalescable list needs one slot only; a window of it too.
+    let list = coalescable();
+    let w = RangeView::full(&list)
+        .unwrap()
+        .window(0x400, 0x3800)
+        .unwrap();
+    let m = map::map_into(
+        &iommu,
+        w,
+        DataDirection::ToDevice,
+        Attrs::empty(),
+        &NoP2p,
+        DmaArray::<1>::new(),
+    )
+    .unwrap();
+    assert_eq!(m.dma()[0].len(), 0x3800);
+    assert_eq!(
+        iommu.translate(m.dma()[0].addr()),
+        Some(PhysAddr::new(0x10_0c00))
+    );
+    m.unmap().unwrap();
+    assert!(iommu.is_idle());
+}
+
+#[test]
+fn p2p_kinds() {
+    let regions = [
+        P2pRegion {
+            bar: PhysRange::new(0xe000_0000, 0x100_0000),
+            map: P2pMapType::BusAddr {
+                bus_offset: 0x1_0000_0000,
+            },
+        },
+        P2pRegion {
+            bar: PhysRange::new(0xf000_0000, 0x100_0000),
+            map: P2pMapType::ThruHostBridge,
+        },
+        P2pRegion {
+            bar: PhysRange::new(0xd000_0000, 0x100_0000),
+            map: P2pMapType::NotSupported,
+        },
+    ];
+    let p2p = P2pProviders::new(&regions);
+    let iommu = SoftIommu::new_4k();
+    let dir = DataDirection::FromDevice;
+    let map_it = |list: &[PhysRange]| {
+        map::map_into(
+            &iommu,
+            RangeView::full(list).unwrap(),
+            dir,
+            Attrs::empty(),
+            &p2p,
+            physvec::DmaVec::new(),
+        )
+    };
+
+    // Bus addresses bypass the IOMMU.
+    let bus = [
+        PhysRange::new(0xe000_1000, 0x1000),
+        PhysRange::new(0xe000_5000, 0x200),
+    ];
+    let m = map_it(&bus).unwrap();
+    assert_eq!(m.kind(), MappingKind::BusAddr);
+    assert_eq!(
+        m.dma(),
+        [
+            DmaRange::new(0x1_e000_1000, 0x1000),
+            DmaRange::new(0x1_e000_5000, 0x200)
+        ]
+    );
+    assert_eq!(iommu.stats().maps, 0);
+    drop(m);
+
+    // Host bridge: mapped through the IOMMU with MMIO.
+    let hb = [PhysRange::new(0xf000_0000, 0x2000)];
+    let m = map_it(&hb).unwrap();
+    assert!(m.attrs().contains(Attrs::MMIO));
+    let (_, perm, _) = iommu.walk(m.dma()[0].addr()).unwrap();
+    assert!(perm.contains(physvec::map::IoPerm::MMIO));
+    drop(m);
+
+    // Not reachable, and mixed kinds, are refused with the index.
+    let bad = [
+        PhysRange::new(0x1000, 0x1000),
+        PhysRange::new(0xd000_0000, 0x1000),
+    ];
+    assert_eq!(
+        map_it(&bad).unwrap_err(),
+        MapError::P2pNotSupported {
+            index: 1,
+            phys: 0xd000_0000
+        }
+    );
+    let mixed = [
+        PhysRange::new(0x1000, 0x1000),
+        PhysRange::new(0xf000_0000, 0x1000),
+    ];
+    assert_eq!(map_it(&mixed).unwrap_err(), MapError::MixedP2p { index: 1 });
+    assert!(iommu.is_idle());
+}
+
+#[test]
+fn merge_boundary_violations_in_manual_links_are_errors() {
+    let iommu = SoftIommu::new_4k();
+    let dir = DataDirection::ToDevice;
+    let a = Attrs::empty();
+    let mut s = iommu
+        .reserve(PhysAddr::new(0x100), 0x5000)
+        .unwrap()
+        .unwrap();
+    // First link must keep the hint's sub-granule offset.
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x2200, 0x100), 0, dir, a),
+        Err(MapError::SubGranuleMismatch { .. })
+    ));
+    iommu
+        .link(&mut s, PhysRange::new(0x2100, 0xf00), 0, dir, a)
+        .unwrap();
+    // Later links start aligned.
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x7010, 0x100), 0xf00, dir, a),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    // A link ending off-granule must be the last one.
+    iommu
+        .link(&mut s, PhysRange::new(0x7000, 0x800), 0xf00, dir, a)
+        .unwrap();
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x9000, 0x1000), 0x1f00, dir, a),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x9000, 0x1000), 0x4f00, dir, a),
+        Err(MapError::OutOfReservation { .. })
+    ));
+    // Partial unlink, then destroy the rest.
+    iommu.unlink(&mut s, 0xf00, 0x800, dir, a).unwrap();
+    assert_eq!(s.linked_bytes(), 0xf00);
+    assert!(iommu.unlink(&mut s, 0xf00, 0x800, dir, a).is_err());
+    let s = iommu.sync(s, 0, 0xf00).unwrap();
+    iommu.destroy(s, dir, a).unwrap();
+    assert!(iommu.is_idle());
+}
