@@ -24,27 +24,10 @@ use physvec::{DmaAddr, DmaConstraints, PhysAddr, PhysRange, PhysVec, RangeBuilde
 
 const PAGE: u64 = 4096;
 
-/// PFNs of the pages under `[vaddr, vaddr + len)` from `/proc/self/pagemap`: 8 bytes per
-/// virtual page, bit 63 = present, bits 0–54 = PFN (zero when the caller lacks
-/// `CAP_SYS_ADMIN`).
+/// PFNs of the pages under `[vaddr, vaddr + len)`, through the library's
+/// `/proc/self/pagemap` reader (an error, never a wrong address, when PFNs are hidden).
 fn pagemap_pfns(vaddr: u64, len: u64) -> Result<Vec<u64>, String> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open("/proc/self/pagemap").map_err(|e| e.to_string())?;
-    (vaddr / PAGE..=(vaddr + len - 1) / PAGE)
-        .map(|vpn| {
-            let mut b = [0u8; 8];
-            f.seek(SeekFrom::Start(vpn * 8))
-                .and_then(|_| f.read_exact(&mut b))
-                .map_err(|e| e.to_string())?;
-            let e = u64::from_le_bytes(b);
-            let pfn = e & ((1 << 55) - 1);
-            match (e >> 63 == 1, pfn) {
-                (false, _) => Err(format!("virtual page {vpn:#x} is not present")),
-                (true, 0) => Err("PFNs are hidden (no CAP_SYS_ADMIN)".into()),
-                (true, pfn) => Ok(pfn),
-            }
-        })
-        .collect()
+    physvec::map::pagemap::pfns(vaddr, len).map_err(|e| e.to_string())
 }
 
 /// Physical address of byte `off` of the transfer described by `phys`.
