@@ -289,15 +289,15 @@ fn legacy_read(nvme: &NvmeDev) -> impl Fn(u64) -> Vec<u64> + '_ {
 }
 
 /// Read physvec list memory by bus address.
-fn pv_read<'q, M>(q: &'q PvQueue<'_, M>) -> impl Fn(u64) -> Vec<u64> + 'q {
+fn pv_read(lists: pipeline::Lists<'_>) -> impl Fn(u64) -> Vec<u64> + '_ {
     move |bus| {
         if bus >= PRP_PAGES_BUS {
             let i = ((bus - PRP_PAGES_BUS) / 4096) as usize;
             let off = ((bus - PRP_PAGES_BUS) % 4096 / 8) as usize;
-            q.prp_pages[i][off..].to_vec()
+            lists.0[i][off..].to_vec()
         } else {
             let i = ((bus - SGL_PAGES_BUS) / 4096) as usize;
-            q.sgl_pages[i]
+            lists.1[i]
                 .iter()
                 .flat_map(|d| {
                     let b = d.to_bytes();
@@ -342,7 +342,7 @@ fn verify_all(env: &Env) {
             );
 
             let what = format!("physvec/{}/{}", mode.name(), w.id);
-            let check = |d: [u64; 2], q: &PvQueue<'_, _>, _| {
+            let check = |d: [u64; 2], q: pipeline::Lists<'_>, _| {
                 let t = |a: u64| env.iommu.translate(DmaAddr::new(a)).map(|p| p.as_u64());
                 let tr: Option<&dyn Fn(u64) -> Option<u64>> = (mode == Mode::Iommu).then_some(&t);
                 check::verify(&what, w.dptr, d, &w.phys, &pv_read(q), &|a| {
@@ -423,7 +423,9 @@ fn main() {
     micro::benches(&mut c);
     c.final_summary();
 
+    let paired = report::paired(&env, if full { 31 } else { 1 });
     if full {
         report::print(&rows);
+        report::print_paired(&paired);
     }
 }

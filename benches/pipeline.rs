@@ -17,7 +17,8 @@ pub const PRP_PAGES_BUS: u64 = 0x7d00_0000;
 /// Bus address of its SGL segment pages.
 pub const SGL_PAGES_BUS: u64 = 0x7c00_0000;
 
-/// One queue: the mapper, the P2P providers, the block limits and the list-page pools.
+/// One queue: the mapper, the P2P providers, the block limits, the list-page pools, and
+/// the per-request range storage (inline capacity, like the request PDU).
 pub struct PvQueue<'a, M> {
     /// The DMA mapper (`SoftIommu` or `DirectMapper`).
     pub mapper: &'a M,
@@ -32,6 +33,10 @@ pub struct PvQueue<'a, M> {
     pub prp_pages: Vec<Box<[u64]>>,
     /// SGL segment pages (256 descriptors each).
     pub sgl_pages: Vec<Box<[SglDescriptor]>>,
+    /// The request's physical ranges (inline up to 8; spills per I/O beyond).
+    pub phys: PhysVec,
+    /// The request's DMA ranges (inline up to 8; spills per I/O beyond).
+    pub dma: DmaVec,
 }
 
 impl<'a, M> PvQueue<'a, M> {
@@ -51,6 +56,8 @@ impl<'a, M> PvQueue<'a, M> {
             sgl_pages: (0..2)
                 .map(|_| vec![SglDescriptor::default(); 256].into_boxed_slice())
                 .collect(),
+            phys: PhysVec::new(),
+            dma: DmaVec::new(),
         }
     }
 }
@@ -58,56 +65,69 @@ impl<'a, M> PvQueue<'a, M> {
 /// The command's 16-byte data pointer as two little-endian u64s.
 pub type Dptr16 = [u64; 2];
 
-/// Run one I/O; `inspect` sees the data pointer, the queue (its list pages) and the DMA
-/// segments before teardown. Returns the data pointer and the DMA segment count.
-pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, &PvQueue<'_, M>, usize)>(
+/// List pages as the device sees them: PRP pages and SGL pages.
+pub type Lists<'q> = (&'q [Box<[u64]>], &'q [Box<[SglDescriptor]>]);
+
+/// Run one I/O; `inspect` sees the data pointer, the list pages and the DMA segment
+/// count before teardown. Returns the data pointer and the DMA segment count.
+pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, usize)>(
     q: &mut PvQueue<'_, M>,
     phys: &[PhysRange],
     dptr: Dptr,
     inspect: F,
 ) -> Result<(Dptr16, usize), String> {
+    let PvQueue {
+        mapper,
+        coalesces,
+        p2p,
+        constraints,
+        prp_pages,
+        sgl_pages,
+        phys: pv,
+        dma,
+    } = q;
     let n = phys.len();
-    // 1. The PhysVec, sized like the request (inline up to 8 ranges).
-    let sink = if n <= 8 {
-        PhysVec::new()
-    } else {
-        PhysVec::with_capacity(n)
-    };
-    let mut b = RangeBuilder::new(q.constraints, sink).map_err(|e| e.to_string())?;
+    // 1. The PhysVec, in the request's storage: inline up to 8 ranges, else one heap
+    // allocation sized like the request (given back after mapping).
+    pv.clear();
+    if n > 8 {
+        *pv = PhysVec::with_capacity(n);
+    }
+    let mut b = RangeBuilder::new(*constraints, &mut *pv).map_err(|e| e.to_string())?;
     for &r in phys {
         b.push(r).map_err(|e| e.to_string())?;
     }
-    let pv = b.finish();
-    // 2. Two-step mapping. Only the DMA ranges live on until completion (unmap needs
-    // nothing else); the PhysVec is dropped here.
-    let dma_sink = if q.coalesces || pv.len() <= 8 {
-        DmaVec::new()
-    } else {
-        DmaVec::with_capacity(pv.len())
-    };
+    drop(b);
+    // 2. Two-step mapping into the request's DMA storage. Only the DMA ranges live on
+    // until completion (unmap needs nothing else): the PhysVec's heap goes now.
+    if !*coalesces && pv.len() > 8 {
+        *dma = DmaVec::with_capacity(pv.len());
+    }
     let m = map_into(
-        q.mapper,
+        *mapper,
         pv.view(),
         DataDirection::ToDevice,
         Attrs::empty(),
-        &q.p2p,
-        dma_sink,
+        &*p2p,
+        &mut *dma,
     )
     .map_err(|e| e.to_string())?;
-    drop(pv);
+    if pv.spilled() {
+        *pv = PhysVec::new();
+    }
     // 3. PRP or SGL.
     let d: Dptr16 = match dptr {
         Dptr::Prp => {
-            let pool =
-                q.prp_pages.iter_mut().enumerate().map(|(i, p)| {
-                    PrpListPage::new(DmaAddr::new(PRP_PAGES_BUS + i as u64 * 4096), p)
-                });
+            let pool = prp_pages
+                .iter_mut()
+                .enumerate()
+                .map(|(i, p)| PrpListPage::new(DmaAddr::new(PRP_PAGES_BUS + i as u64 * 4096), p));
             let prp = encode_prp(m.dma().iter().copied(), MemoryPageSize::SIZE_4K, pool)
                 .map_err(|e| e.to_string())?;
             [prp.prp1.to_le(), prp.prp2.to_le()]
         }
         Dptr::Sgl => {
-            let pool = q.sgl_pages.iter_mut().enumerate().map(|(i, p)| {
+            let pool = sgl_pages.iter_mut().enumerate().map(|(i, p)| {
                 SglSegmentPage::new(DmaAddr::new(SGL_PAGES_BUS + i as u64 * 4096), p)
             });
             let sgl = encode_sgl(
@@ -124,8 +144,11 @@ pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, &PvQueue<'_, M>, usize)>(
         }
     };
     let segs = m.dma().len();
-    inspect(d, q, segs);
+    inspect(d, (prp_pages, sgl_pages), segs);
     // 4. Completion.
     m.unmap().map_err(|e| e.to_string())?;
+    if dma.spilled() {
+        *dma = DmaVec::new();
+    }
     Ok((d, segs))
 }

@@ -228,14 +228,155 @@ pub fn print(rows: &[Row]) {
         "prp_emit_legacy/2m_contiguous",
         "sgl_emit/255_ranges",
     ] {
-        println!("| {id} | {} |", ns(median_ns("micro", id)));
+        println!(
+            "| {id} | {} |",
+            ns(median_ns("micro", &id.replace('/', "_")))
+        );
     }
-    let prp = median_ns("micro", "prp_emit/2m_contiguous");
-    let mc = median_ns("micro", "memcpy/prp_2m_output_bytes");
+    let prp = median_ns("micro", "prp_emit_2m_contiguous");
+    let mc = median_ns("micro", "memcpy_prp_2m_output_bytes");
     println!(
         "\nPRP emission for a contiguous 2 MiB range ({} output bytes) / memcpy of {} bytes: **{}**",
         micro::PRP_2M_OUTPUT_BYTES,
         micro::PRP_2M_OUTPUT_BYTES,
         ratio(prp, mc)
     );
+}
+
+/// Interleaved timing of one workload: batches of legacy and physvec I/Os alternate, so
+/// load changes on a shared machine hit both alike. Also times the IOMMU work alone
+/// (what any pipeline through this IOMMU must do).
+pub struct Paired {
+    pub mode: Mode,
+    pub id: &'static str,
+    pub legacy_ns: f64,
+    pub physvec_ns: f64,
+    /// IOVA allocation + page-table map of each physically contiguous run + unmap +
+    /// free through the legacy domain, nothing else (0 without an IOMMU).
+    pub iommu_floor_ns: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Per-call ns of `f`, median over `rounds` batches, batches interleaved across `fs`.
+fn interleaved(rounds: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    use std::time::Instant;
+    // Calibrate: about 1 ms per batch.
+    let iters: Vec<u64> = fs
+        .iter_mut()
+        .map(|f| {
+            let t = Instant::now();
+            for _ in 0..10 {
+                f();
+            }
+            let per = t.elapsed().as_nanos().max(1) as f64 / 10.0;
+            ((1.0e6 / per) as u64).clamp(1, 100_000)
+        })
+        .collect();
+    let mut samples = vec![Vec::with_capacity(rounds); fs.len()];
+    for _ in 0..rounds {
+        for (k, f) in fs.iter_mut().enumerate() {
+            let t = Instant::now();
+            for _ in 0..iters[k] {
+                f();
+            }
+            samples[k].push(t.elapsed().as_nanos() as f64 / iters[k] as f64);
+        }
+    }
+    samples.into_iter().map(median).collect()
+}
+
+/// Runs the interleaved comparison for every workload and mode.
+pub fn paired(env: &Env, rounds: usize) -> Vec<Paired> {
+    use crate::legacy::dma::IommuDomain;
+    use std::hint::black_box;
+    let mut out = Vec::new();
+    for mode in [Mode::Iommu, Mode::Direct] {
+        for (w, bv) in env.workloads.iter().zip(&env.bvecs) {
+            let bios = [&bv[..]];
+            let rq = request(w, &bios);
+            let mut q = env.legacy_queue(mode);
+            let mut pdu = Pdu::default();
+            let mut lf = || {
+                legacy::legacy_io(&mut q, black_box(&rq), &mut pdu, |_, _, _, _| {})
+                    .expect("legacy");
+            };
+            // The IOMMU work alone: runs as iommu_map_sg would map them.
+            let runs = crate::check::expected(&w.phys);
+            let total: u64 = runs
+                .iter()
+                .map(|r| ((r.0 & 4095) + r.1).div_ceil(4096) * 4096)
+                .sum();
+            let p2p = w.id.starts_with("p2p");
+            let kdom = &env.kdom;
+            let mut ff = || {
+                if mode == Mode::Direct || p2p {
+                    return;
+                }
+                let iova = kdom.alloc_iova(total, u64::MAX);
+                let mut off = 0;
+                for &(a, l) in black_box(&runs) {
+                    let len = ((a & 4095) + l).div_ceil(4096) * 4096;
+                    kdom.map(iova + off, a & !4095, len, 1).expect("map");
+                    off += len;
+                }
+                kdom.unmap_fast(iova, total);
+                kdom.free_iova(iova, total);
+            };
+            let r = match mode {
+                Mode::Iommu => {
+                    let mut pq = env.pv_queue(&env.iommu, true);
+                    let mut pf = || {
+                        pipeline::physvec_io(&mut pq, black_box(&w.phys), w.dptr, |_, _, _| {})
+                            .expect("physvec");
+                    };
+                    interleaved(rounds, &mut [&mut lf, &mut pf, &mut ff])
+                }
+                Mode::Direct => {
+                    let mut pq = env.pv_queue(&env.direct, false);
+                    let mut pf = || {
+                        pipeline::physvec_io(&mut pq, black_box(&w.phys), w.dptr, |_, _, _| {})
+                            .expect("physvec");
+                    };
+                    interleaved(rounds, &mut [&mut lf, &mut pf, &mut ff])
+                }
+            };
+            out.push(Paired {
+                mode,
+                id: w.id,
+                legacy_ns: r[0],
+                physvec_ns: r[1],
+                iommu_floor_ns: if mode == Mode::Iommu && !p2p {
+                    r[2]
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    out
+}
+
+/// The interleaved table.
+pub fn print_paired(p: &[Paired]) {
+    println!("\n### Interleaved timing (same process, alternating batches; median per I/O)\n");
+    println!("| mode | workload | legacy | physvec | speed-up | IOMMU work alone | legacy time outside the IOMMU | physvec time outside the IOMMU |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for r in p {
+        let f = (r.iommu_floor_ns > 0.0).then_some(r.iommu_floor_ns);
+        println!(
+            "| {} | {} | {} | {} | **{}** | {} | {} | {} |",
+            r.mode.name(),
+            r.id,
+            ns(Some(r.legacy_ns)),
+            ns(Some(r.physvec_ns)),
+            ratio(Some(r.legacy_ns), Some(r.physvec_ns)),
+            ns(f),
+            ns(f.map(|f| r.legacy_ns - f)),
+            ns(f.map(|f| r.physvec_ns - f)),
+        );
+    }
 }

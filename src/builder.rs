@@ -262,10 +262,14 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
             }
         }
         let rest_len = range.len() - absorbed;
+        // `addr + absorbed` is inside the range, so it cannot overflow.
         let needed = if rest_len == 0 {
             0
+        } else if rest_len <= c.final_room_at(addr + absorbed) {
+            // One piece (the common case): what the commit loop below writes, without
+            // count_pieces' u128 arithmetic.
+            1
         } else {
-            // `addr + absorbed` is inside the range, so it cannot overflow.
             count_pieces(&c, addr + absorbed, rest_len)
         };
         let produced = self.segments().len() as u64;

@@ -342,6 +342,35 @@ impl<S: AddrSpace, const N: usize> TryFrom<&[Range<S>]> for RangeArray<S, N> {
     }
 }
 
+/// A borrowed sink: lets a caller keep its container in place (for example in
+/// per-request storage) instead of moving it into a builder or a mapping and back.
+///
+/// ```
+/// use physvec::{DmaConstraints, PhysArray, PhysRange, RangeBuilder};
+/// let mut out = PhysArray::<4>::new();
+/// let mut b = RangeBuilder::new(DmaConstraints::new(), &mut out).unwrap();
+/// b.push(PhysRange::new(0x1000, 0x1000)).unwrap();
+/// drop(b);
+/// assert_eq!(out.len(), 1);
+/// ```
+impl<S: AddrSpace, K: RangeSink<S> + ?Sized> RangeSink<S> for &mut K {
+    fn push_range(&mut self, range: Range<S>) -> Result<(), CapacityError<Range<S>>> {
+        (**self).push_range(range)
+    }
+    fn ranges(&self) -> &[Range<S>] {
+        (**self).ranges()
+    }
+    fn replace_last(&mut self, range: Range<S>) {
+        (**self).replace_last(range)
+    }
+    fn remaining_capacity(&self) -> usize {
+        (**self).remaining_capacity()
+    }
+    fn truncate_ranges(&mut self, len: usize) {
+        (**self).truncate_ranges(len)
+    }
+}
+
 impl<S: AddrSpace, const N: usize> RangeSink<S> for RangeArray<S, N> {
     fn push_range(&mut self, range: Range<S>) -> Result<(), CapacityError<Range<S>>> {
         self.try_push(range)

@@ -124,7 +124,8 @@ impl Geometry {
         1u128 << (self.gshift + level * self.bits)
     }
     fn index(&self, level: u32, base: u128, addr: u128) -> usize {
-        ((addr - base) / self.block(level)) as usize
+        // A shift, not `/ self.block(level)`: a u128 division is a libcall.
+        ((addr - base) >> (self.gshift + level * self.bits)) as usize
     }
 }
 
@@ -469,7 +470,7 @@ fn map_rec(
         let (ss, ee) = (s.max(eb), e.min(eb + bs));
         let p = phys + (ss - s);
         let entry = &mut t.entries[idx];
-        if level <= geo.max_leaf && ss == eb && ee == eb + bs && p % bs == 0 {
+        if level <= geo.max_leaf && ss == eb && ee == eb + bs && p & (bs - 1) == 0 {
             debug_assert!(matches!(entry, Pte::Empty));
             *entry = Pte::Leaf {
                 phys: p as u64,

@@ -266,7 +266,8 @@ where
     I: IntoIterator<Item = DmaRange>,
 {
     let mask = mps.mask() as u128;
-    let ps = mps.get() as u128;
+    // Shifts, not `div_ceil`: a u128 division is a libcall.
+    let shift = mps.page_size().shift();
     let mut n: u128 = 0;
     let mut prev_end: Option<(u128, usize)> = None;
     for run in Runs::new(ranges.into_iter().map(SglItem::Data)) {
@@ -285,7 +286,7 @@ where
                         reason: PrpIncompatibility::Prp1NotDwordAligned,
                     });
                 }
-                n += (e - (s & !mask)).div_ceil(ps);
+                n += (e - (s & !mask) + mask) >> shift;
             }
             Some((pe, pi)) => {
                 if pe & mask != 0 {
@@ -300,7 +301,7 @@ where
                         reason: PrpIncompatibility::StartNotPageAligned,
                     });
                 }
-                n += (e - s).div_ceil(ps);
+                n += (e - s + mask) >> shift;
             }
         }
         prev_end = Some((e, run.last));
@@ -404,13 +405,25 @@ where
     };
     let mut prp1 = 0;
     let mut k: u64 = 0;
-    for_each_entry(ranges, mps, |entry| {
-        match k {
-            0 => prp1 = entry,
-            1 if n == 2 => w.prp2 = entry,
-            _ => w.push(entry)?,
+    for_each_run(ranges, mps, |first, count| {
+        let (mut first, mut count) = (first, count);
+        if k == 0 {
+            prp1 = first;
+            k = 1;
+            first = first.wrapping_add(mps.get()) & !mps.mask();
+            count -= 1;
         }
-        k += 1;
+        if count == 0 {
+            return Ok(());
+        }
+        if n == 2 {
+            // k == 1 and exactly one entry is left: PRP2 is a data pointer.
+            w.prp2 = first;
+            k += 1;
+            return Ok(());
+        }
+        w.push_run(first, count)?;
+        k += count;
         Ok(())
     })?;
     Ok(Prp {
@@ -424,36 +437,26 @@ where
     })
 }
 
-/// Calls `f` with every PRP entry value in order (PRP1 first). `ranges` must have passed
-/// [`prp_entries`].
-fn for_each_entry<I, F>(ranges: I, mps: MemoryPageSize, mut f: F) -> Result<(), PrpError>
+/// Calls `f(first_entry, count)` for every run of consecutive PRP entries, in order:
+/// the first run's first entry is PRP1 (which may carry an offset), every other entry is
+/// a page address, and entry `i` of a run is `first_entry`'s page + `i` pages. `ranges`
+/// must have passed [`prp_entries`].
+fn for_each_run<I, F>(ranges: I, mps: MemoryPageSize, mut f: F) -> Result<(), PrpError>
 where
     I: Iterator<Item = DmaRange>,
-    F: FnMut(u64) -> Result<(), PrpError>,
+    F: FnMut(u64, u64) -> Result<(), PrpError>,
 {
     let mask = mps.mask() as u128;
-    let ps = mps.get() as u128;
-    let mut first = true;
+    let shift = mps.page_size().shift();
     for run in Runs::new(ranges.map(SglItem::Data)) {
         let Ok(run) = run else { break };
         let SglItem::Data(r) = run.item else { break };
         let s = r.addr().as_u64() as u128;
         let e = s + r.len() as u128;
-        if first {
-            f(s as u64)?;
-            first = false;
-            let mut p = (s & !mask) + ps;
-            while p < e {
-                f(p as u64)?;
-                p += ps;
-            }
-        } else {
-            let mut p = s;
-            while p < e {
-                f(p as u64)?;
-                p += ps;
-            }
-        }
+        // Entries: one per memory page the run touches (the first run may start inside
+        // its first page; later runs start on a page boundary).
+        let count = ((e + mask) >> shift) - (s >> shift);
+        f(s as u64, count as u64)?;
     }
     Ok(())
 }
@@ -513,6 +516,51 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             }
         }
         self.slot += 1;
+    }
+
+    /// Writes `count` list entries `first, first + page, ...`: whole stretches of a
+    /// list page at a time (a loop the compiler vectorises), [`Writer::push`] at the
+    /// points where a page opens or chains.
+    fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
+        let ps = self.mps.get();
+        while count > 0 {
+            // Slots of the current page that take data without a chain decision: all
+            // that are left when the rest of the list fits, else all but the last.
+            let room = match self.cur {
+                None => 0,
+                Some(_) if self.remaining <= self.cap - self.slot => self.cap - self.slot,
+                Some(_) => (self.cap - self.slot).saturating_sub(1),
+            };
+            let k = room.min(count);
+            if k == 0 {
+                self.push(first)?;
+                first = first.wrapping_add(ps);
+                count -= 1;
+                continue;
+            }
+            let (from, to) = (self.slot as usize, (self.slot + k) as usize);
+            match self.cur.as_deref_mut().and_then(|e| e.get_mut(from..to)) {
+                Some(dst) => {
+                    let mut v = first;
+                    for d in dst {
+                        *d = v.to_le();
+                        v = v.wrapping_add(ps);
+                    }
+                }
+                None => {
+                    // Cannot happen: `open` checked the page holds every slot written.
+                    for j in 0..k {
+                        self.write(first.wrapping_add(j * ps));
+                    }
+                    self.slot -= k;
+                }
+            }
+            self.slot += k;
+            self.remaining -= k;
+            first = first.wrapping_add(k * ps);
+            count -= k;
+        }
+        Ok(())
     }
 
     fn push(&mut self, entry: u64) -> Result<(), PrpError> {
