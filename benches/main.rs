@@ -421,6 +421,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     bench_io(&mut c, &env);
     micro::benches(&mut c);
+    micro::benches_rdma_decode(&mut c);
     c.final_summary();
 
     let paired = report::paired(&env, if full { 31 } else { 1 });

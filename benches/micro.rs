@@ -112,3 +112,53 @@ pub fn benches(c: &mut Criterion) {
     });
     g.finish();
 }
+
+/// `ib_sg_to_pages()`-style MR page lists and PRP decoding (the device side).
+pub fn benches_rdma_decode(c: &mut Criterion) {
+    use physvec::mem::SliceMemory;
+    use physvec::nvme::{decode_prp, DecodeOptions};
+    use physvec::rdma::sg_to_pages;
+
+    let mut g = c.benchmark_group("micro");
+    let scattered: Vec<DmaRange> = crate::workloads::all()[3]
+        .phys
+        .iter()
+        .map(|r| DmaRange::new(r.addr().as_u64(), r.len()))
+        .collect();
+    let contiguous = [DmaRange::new(0x4000_0000, 2 << 20)];
+    let mut pages = vec![0u64; 512];
+    g.bench_function("ib_sg_to_pages/512_scattered_pages", |b| {
+        b.iter(|| sg_to_pages(black_box(&scattered), 0, PageSize::SIZE_4K, &mut pages).expect("mr"))
+    });
+    g.bench_function("ib_sg_to_pages/2m_contiguous", |b| {
+        b.iter(|| {
+            sg_to_pages(black_box(&contiguous), 0, PageSize::SIZE_4K, &mut pages).expect("mr")
+        })
+    });
+
+    // A controller decoding the PRPs of 512 scattered pages: PRP1 + a 511-entry list.
+    let list_bus = 0x7d00_0000u64;
+    let mut list = [0u64; 512];
+    let pool = [PrpListPage::new(DmaAddr::new(list_bus), &mut list)];
+    let prp = encode_prp(scattered.iter().copied(), MemoryPageSize::SIZE_4K, pool).expect("prp");
+    let bytes: Vec<u8> = list.iter().flat_map(|e| e.to_le_bytes()).collect();
+    let mem = SliceMemory::new(list_bus, &bytes);
+    let mut out: Vec<DmaRange> = Vec::with_capacity(512);
+    let opts = DecodeOptions::default();
+    g.bench_function("prp_decode/512_scattered_pages", |b| {
+        b.iter(|| {
+            out.clear();
+            decode_prp(
+                prp.prp1,
+                prp.prp2,
+                2 << 20,
+                MemoryPageSize::SIZE_4K,
+                &mem,
+                &mut out,
+                &opts,
+            )
+            .expect("decode")
+        })
+    });
+    g.finish();
+}

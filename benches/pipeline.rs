@@ -97,7 +97,7 @@ pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, usize)>(
     for &r in phys {
         b.push(r).map_err(|e| e.to_string())?;
     }
-    drop(b);
+    b.finish();
     // 2. Two-step mapping into the request's DMA storage. Only the DMA ranges live on
     // until completion (unmap needs nothing else): the PhysVec's heap goes now.
     if !*coalesces && pv.len() > 8 {

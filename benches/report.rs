@@ -227,6 +227,9 @@ pub fn print(rows: &[Row]) {
         "memcpy/prp_2m_output_bytes",
         "prp_emit_legacy/2m_contiguous",
         "sgl_emit/255_ranges",
+        "ib_sg_to_pages/512_scattered_pages",
+        "ib_sg_to_pages/2m_contiguous",
+        "prp_decode/512_scattered_pages",
     ] {
         println!(
             "| {id} | {} |",

@@ -350,7 +350,7 @@ impl<S: AddrSpace, const N: usize> TryFrom<&[Range<S>]> for RangeArray<S, N> {
 /// let mut out = PhysArray::<4>::new();
 /// let mut b = RangeBuilder::new(DmaConstraints::new(), &mut out).unwrap();
 /// b.push(PhysRange::new(0x1000, 0x1000)).unwrap();
-/// drop(b);
+/// b.finish();
 /// assert_eq!(out.len(), 1);
 /// ```
 impl<S: AddrSpace, K: RangeSink<S> + ?Sized> RangeSink<S> for &mut K {
