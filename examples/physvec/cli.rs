@@ -1,4 +1,3 @@
-#![allow(dead_code)] // helpers used by commands as they land
 //! The tool's plumbing: JSON in, JSON out, exit codes, hex blobs and `memory` lists.
 //! Every command module turns a request into library calls and library results (or
 //! errors) back into JSON; no layout logic lives here.
@@ -20,8 +19,6 @@ pub enum CliError {
         message: String,
         extra: Map<String, Value>,
     },
-    /// The command is not built yet (exit 2).
-    NotImplemented,
 }
 
 impl CliError {
@@ -64,10 +61,6 @@ pub fn run(cmd: &str, f: fn(&str) -> Result<Value, CliError>) -> i32 {
         }
         Err(CliError::Malformed(m)) => {
             eprintln!("physvec {cmd}: {m}");
-            2
-        }
-        Err(CliError::NotImplemented) => {
-            eprintln!("physvec {cmd}: not implemented yet");
             2
         }
         Err(CliError::Rejected {

@@ -851,10 +851,6 @@ pub fn run(input: &str) -> i32 {
             eprintln!("physvec explain: {m}");
             2
         }
-        Err(CliError::NotImplemented) => {
-            eprintln!("physvec explain: that command is not implemented yet");
-            2
-        }
         Err(CliError::Rejected { kind, message, .. }) => {
             eprintln!("physvec explain: {kind}: {message}");
             2
