@@ -563,6 +563,22 @@ mod tests {
         assert_eq!(format!("{r:?}"), "phys:[0x1122334455667788+0x10]");
     }
 
+    #[test]
+    fn pod_casts_from_raw_words() {
+        // Exercises the `Pod` impls: a foreign `[addr, len]` word array viewed in place.
+        let words: [u64; 4] = [0x1000, 0x200, 0x8000, 0x10];
+        let ranges: &[DmaRange] = bytemuck::cast_slice(&words);
+        assert_eq!(
+            ranges,
+            [DmaRange::new(0x1000, 0x200), DmaRange::new(0x8000, 0x10)]
+        );
+        let addrs: &[crate::DmaAddr] = bytemuck::cast_slice(&words[..2]);
+        assert_eq!(addrs[1].as_u64(), 0x200);
+        // Raw memory may violate the invariants; `validate` catches it.
+        let bad: &[PhysRange] = bytemuck::cast_slice(&[0u64, 0][..]);
+        assert!(bad[0].validate().is_err());
+    }
+
     mod alloc_free {
         /// Counts items without allocating.
         pub struct Vec4(pub usize);
