@@ -138,3 +138,106 @@ sgi("max_chain", full, max_entries=255)
 # A long cycle through all chunks back to the start.
 ring = [[sg_data(c, 0x1000), sg_chain((c + 1) % 8, 0)] for c in range(8)]
 sgi("ring", ring, max_entries=255)
+
+# ---------------------------------------------------------------- prp_roundtrip
+def pr_pages(pfn, pages): return variant(0, 3) + u32(pfn) + u8(pages)
+def pr_contig(l): return variant(1, 3) + u16(l)
+def pr_raw(a, l): return variant(2, 3) + u64(a) + u32(l)
+
+def prt(name, pieces, mps=0, first_off=0, pool=4, head=0):
+    write("prp_roundtrip", name, u8(mps) + u16(first_off) + u8(pool) + u16(head)
+          + rest_vec(pieces))
+
+prt("spdk_list_of_three", [pr_raw(0x100800, 0x3000)])
+prt("two_ranges", [pr_raw(0x100800, 0x800), pr_raw(0x200000, 0x2000)])
+prt("contig_halves", [pr_raw(0x1000, 0x800), pr_contig(0x800)])
+prt("prp2_data", [pr_raw(0x10800, 0x1000)])
+prt("chain_small_first", [pr_pages(0x100, 8), pr_pages(0x300, 8)], first_off=0xFF0, pool=7)
+prt("incompatible", [pr_raw(0x1000, 0x800), pr_raw(0x3000, 0x1000)])
+prt("mps_16k", [pr_pages(0x10, 3), pr_pages(0x40, 2)], mps=2, head=0x200)
+prt("too_few_pages", [pr_pages(0x100, 8)] * 6, pool=1)
+
+# ---------------------------------------------------------------- sgl_roundtrip
+def sr_data(a, l): return variant(0, 4) + u64(a) + u32(l)
+def sr_contig(l): return variant(1, 4) + u32(l)
+def sr_bucket(l): return variant(2, 4) + u32(l)
+def sr_huge(pfn, gib): return variant(3, 4) + u32(pfn) + u8(gib)
+
+def srt(name, pieces, sgls=ALL, key=None, workaround=False, slots=15, pool=4):
+    write("sgl_roundtrip", name, u8(sgls) + opt(key, u32) + bool_(workaround) + u8(slots)
+          + u8(pool) + rest_vec(pieces))
+
+srt("two_blocks", [sr_data(0x10000, 0x200), sr_data(0x20010, 0x300)])
+srt("single_in_dptr", [sr_data(0x10000, 0x1000)])
+srt("bucket_between", [sr_data(0x10000, 0x200), sr_bucket(0x100), sr_data(0x10200, 0x100)])
+srt("keyed", [sr_data(0x10000, 0x200), sr_contig(0x200)], key=0x1234)
+srt("huge_5g", [sr_huge(0, 4), sr_bucket(0x200)])
+srt("chain_slots_2", [sr_data(0x10000 * i, 0x100) for i in range(1, 7)], slots=1, pool=7)
+srt("chain_workaround", [sr_data(0x10000 * i, 0x100) for i in range(1, 7)], slots=2, pool=7,
+    workaround=True, sgls=QEMU)
+srt("dword_reject", [sr_data(0x10001, 0x100)], sgls=0x02 | 0x0C)
+
+# ---------------------------------------------------------------- mapper_ops
+NOPS = 9
+def m_reserve(hint, size): return variant(0, NOPS) + u16(hint) + u32(size)
+def m_link(s, k, pfn, pages, tail): return variant(1, NOPS) + u8(s) + u8(k) + u32(pfn) + u8(pages) + u16(tail)
+def m_rawlink(s, phys, ln, off): return variant(2, NOPS) + u8(s) + u64(phys) + u32(ln) + u64(off)
+def m_sync(s, whole=True, off=0, size=0): return variant(3, NOPS) + u8(s) + bool_(whole) + u32(off) + u32(size)
+def m_unlink(s, l, raw=None):
+    return variant(4, NOPS) + u8(s) + u8(l) + opt(raw, lambda r: u32(r[0]) + u32(r[1]))
+def m_free(s): return variant(5, NOPS) + u8(s)
+def m_destroy(s): return variant(6, NOPS) + u8(s)
+def m_map(phys, ln, d=2): return variant(7, NOPS) + u64(phys) + u32(ln) + u8(d)
+def m_unmap(i, bogus=False): return variant(8, NOPS) + u8(i) + bool_(bogus)
+
+def mops(name, ops, granule=0, aperture=24, mask=1, large=True):
+    write("mapper_ops", name, u8(granule) + u8(aperture) + u8(mask) + bool_(large)
+          + rest_vec(ops))
+
+# The module example: 6 KiB at sub-granule offset 0x800, two links, one sync.
+mops("two_step", [m_reserve(0x800, 0x60), m_rawlink(0, 0x100800, 0x800, 0),
+                  m_rawlink(0, 0x200000, 0x1000, 0x800), m_sync(0), m_unlink(0, 0, (0, 0x1800)),
+                  m_free(0)])
+mops("map_phys", [m_map(0x100800, 0x800), m_map(0x300000, 0x3000, 0), m_unmap(0, True),
+                  m_unmap(0)])
+# mapper_ops crash-c691828f (see tests/hardening.rs regressions).
+mops("regression_off_granule_below", [m_reserve(0, 0x7FFFFFFF), m_link(0, 5, 0x500, 1, 11565),
+                                      m_link(0, 0, 0x600, 1, 11565), m_unlink(0, 0),
+                                      m_link(0, 0, 0, 0, 0)])
+mops("destroy_linked", [m_reserve(0x10, 0x1000), m_link(0, 0, 0x10, 3, 0), m_link(0, 4, 0x20, 2, 0x10),
+                        m_sync(0), m_destroy(0)], granule=2)
+mops("free_still_linked", [m_reserve(0, 0x100), m_link(0, 0, 0x10, 1, 0), m_free(0)])
+
+# ---------------------------------------------------------------- rdma_pages
+def rp_pages(pfn, pages, tail=0): return variant(0, 3) + u32(pfn) + u8(pages) + u16(tail)
+def rp_contig(l): return variant(1, 3) + u32(l)
+def rp_raw(a, l): return variant(2, 3) + u64(a) + u32(l)
+
+def rdp(name, pieces, max_pages=8, sg_offset=0, shift=0, head=0):
+    write("rdma_pages", name, u8(shift) + u8(max_pages) + u32(sg_offset << 1) + u16(head)
+          + rest_vec(pieces))
+
+rdp("module_example", [rp_raw(0x100200, 0xE00), rp_raw(0x101000, 0x1000)], max_pages=4)
+rdp("gap_ends_prefix", [rp_raw(0x10000, 0x3000), rp_raw(0x40000, 0x800), rp_raw(0x90000, 0x1000)])
+rdp("list_fills", [rp_raw(0x10000, 0x3000), rp_raw(0x40000, 0x800), rp_raw(0x90000, 0x1000)],
+    max_pages=2)
+rdp("unaligned_first_fills", [rp_raw(0x10800, 0x2000)], max_pages=1)
+rdp("sg_offset", [rp_raw(0x10000, 0x3000), rp_pages(0x50, 2)], sg_offset=0x1800)
+rdp("contig_merge", [rp_raw(0x10100, 0x100), rp_contig(0x2000), rp_contig(0x10)], shift=1)
+
+# ---------------------------------------------------------------- builder_ops
+def b_raw(a, l): return variant(0, 4) + u64(a) + u64(l)
+def b_next(l): return variant(1, 4) + u16(l)
+def b_pfn(p, s): return variant(2, 4) + u64(p) + u8(s)
+def b_page(a): return variant(3, 4) + u64(a)
+
+def bops(name, ops, max_seg=0x10000, boundary=32, mask=64, align=0, max_segments=16):
+    write("builder_ops", name, u64(max_seg) + u8(boundary) + u8(mask) + u8(align)
+          + u8(max_segments) + rest_vec(ops))
+
+bops("pages_coalesce", [b_pfn(0x1000 + i, 0) for i in range(8)])
+bops("boundary_split", [b_raw(0xFFFF_F000, 0x2000)], boundary=32)
+bops("max_segment_split", [b_raw(0x10000, 0x30000)], max_seg=0x10000)
+bops("next_chain", [b_raw(0x10000, 0x800), b_next(0x800), b_next(0x1000), b_page(0x80000)])
+bops("above_mask", [b_raw(0x1_0000_0000, 0x1000)], mask=32)
+bops("end_of_space", [b_raw(0xFFFFFFFFFFFFF000, 0x1000)], mask=64)

@@ -82,6 +82,9 @@ pub struct IovaSpace<St: SpaceState = Linking> {
     links: u32,
     /// End offset of a link that ended off-granule; no link may follow it.
     sealed_end: Option<u64>,
+    /// Highest end offset of any link since the space was last empty; a link ending
+    /// off-granule below it would leave a hole inside the transfer.
+    high_end: u64,
     _state: PhantomData<St>,
 }
 
@@ -144,6 +147,7 @@ impl IovaSpace<Linking> {
             linked: 0,
             links: 0,
             sealed_end: None,
+            high_end: 0,
             _state: PhantomData,
         })
     }
@@ -195,7 +199,12 @@ impl IovaSpace<Linking> {
         // Every link but the last ends on a granule boundary: an off-granule end that is
         // not the end of the reservation seals it.
         let ends_aligned = phys.end_u64().map_or(true, |e| e & g.mask() == 0);
+        if !ends_aligned && end < self.size && self.high_end > end {
+            // Linked out of order: a link above this one exists, so this one is not last.
+            return Err(boundary);
+        }
         map(dma, phys)?;
+        self.high_end = self.high_end.max(end);
         self.linked += len;
         self.links = self.links.saturating_add(1);
         if !ends_aligned && end < self.size {
@@ -236,6 +245,7 @@ impl<St: SpaceState> IovaSpace<St> {
             linked: self.linked,
             links: self.links,
             sealed_end: self.sealed_end,
+            high_end: self.high_end,
             _state: PhantomData,
         }
     }
@@ -324,15 +334,26 @@ impl<St: SpaceState> IovaSpace<St> {
         let end_ok = end == self.size
             || Some(end) == self.sealed_end
             || (self.pad as u128 + end as u128) & mask as u128 == 0;
-        if !start_ok || !end_ok || len > self.linked {
+        // Bytes past an off-granule last link were never linked.
+        let linked_len = match self.sealed_end {
+            Some(s) if s > offset && s < end => s - offset,
+            _ => len,
+        };
+        if !start_ok || !end_ok || linked_len > self.linked {
             return Err(MapError::NotLinked { offset, len });
         }
         let dma = DmaRange::from_addr(DmaAddr::new(self.addr().as_u64() + offset), len)
             .map_err(|_| MapError::NotLinked { offset, len })?;
         unmap(dma)?;
-        self.linked -= len;
+        self.linked -= linked_len;
         if self.sealed_end.is_some_and(|s| s > offset && s <= end) {
             self.sealed_end = None;
+        }
+        if self.linked == 0 {
+            self.high_end = 0;
+        } else if end >= self.high_end {
+            // Nothing is linked above `offset` any more.
+            self.high_end = offset;
         }
         Ok(())
     }
@@ -341,5 +362,6 @@ impl<St: SpaceState> IovaSpace<St> {
     pub fn clear_links(&mut self) {
         self.linked = 0;
         self.sealed_end = None;
+        self.high_end = 0;
     }
 }

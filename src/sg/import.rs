@@ -4,8 +4,8 @@
 //! Every byte read is untrusted. The walk is bounded: it reads at most `max_entries`
 //! entries (data and chain entries together, 32 bytes each) and then fails with
 //! [`SgImportError::TooManyEntries`]; a cycle is found with Brent's algorithm in O(1)
-//! space, after at most `μ + 2λ` steps (μ entries before the cycle, λ in it), and fails
-//! with [`SgImportError::LoopDetected`]. A chain pointer must be non-null, 8-byte
+//! space, after at most `2·max(μ, λ) + λ` data entries (μ entries before the cycle, λ
+//! in it), and fails with [`SgImportError::LoopDetected`]. A chain pointer must be non-null, 8-byte
 //! aligned and point at a data entry; the first entry must be a data entry.
 
 use core::fmt;
