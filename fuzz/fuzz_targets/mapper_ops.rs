@@ -1,16 +1,19 @@
 //! Mapper op-interpreter: reserve / link / sync / unlink / free / destroy / map_phys /
-//! unmap_phys in any order on a `SoftIommu` (fuzzed granule, aperture, DMA mask, leaf
-//! sizes), against a model of what is linked where. After every operation each live
+//! unmap_phys in any order through the checking wrapper (`Checked`, DMA API debug) on a
+//! `SoftIommu` (fuzzed granule, aperture, DMA mask, leaf sizes), against a model of what
+//! is linked where. After every operation each live
 //! link and single mapping must translate (first and last byte) to the model's physical
 //! address, the reservation's byte accounting must equal the model's, and whatever was
-//! unlinked, freed or unmapped must no longer translate (no stale IOTLB entry). At the
-//! end everything is torn down and the IOMMU must be idle: nothing leaks.
+//! unlinked, freed or unmapped must no longer translate (no stale IOTLB entry), and the
+//! wrapper's count of live mappings and spaces must equal the model's. At the end
+//! everything is torn down: the wrapper reports no leak and the IOMMU is idle.
 #![no_main]
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
 use physvec::map::{
-    Attrs, DataDirection, DmaMapper, IommuConfig, IovaSpace, Linking, MapError, SoftIommu, Synced,
+    Attrs, Checked, DataDirection, DmaMapper, IommuConfig, IovaSpace, Linking, MapError, SoftIommu,
+    Synced,
 };
 use physvec::{DmaAddr, DmaRange, PageSize, PhysAddr, PhysRange};
 
@@ -40,7 +43,8 @@ enum Op {
         offset: u32,
         size: u32,
     },
-    /// Unlink link `l` of space `s` (its granule span), or a raw range.
+    /// Unlink link `l % 128` of space `s` exactly (`l < 128`) or its granule span
+    /// (which the wrapper refuses when it holds unlinked bytes), or a raw range.
     Unlink {
         s: u8,
         l: u8,
@@ -116,7 +120,7 @@ fn remove_interval(links: &mut Vec<(u64, u64, u64)>, o: u64, e: u64) -> Vec<(u64
     removed
 }
 
-fn check(iommu: &SoftIommu, spaces: &[Live], singles: &[(DmaRange, PhysRange)]) {
+fn check(iommu: &SoftIommu, spaces: &[Live], singles: &[(DmaRange, PhysRange, DataDirection)]) {
     for l in spaces {
         let (addr, _, _, linked) = l.dma();
         let model: u64 = l.links.iter().map(|x| x.1).sum();
@@ -132,7 +136,7 @@ fn check(iommu: &SoftIommu, spaces: &[Live], singles: &[(DmaRange, PhysRange)]) 
             assert_eq!(iommu.translate(last), Some(PhysAddr::new(p + len - 1)));
         }
     }
-    for (d, p) in singles {
+    for (d, p, _) in singles {
         assert_eq!(iommu.translate(d.addr()), Some(p.addr()));
         assert_eq!(iommu.translate(d.last()), Some(p.last()));
     }
@@ -152,8 +156,9 @@ fuzz_target!(|input: Input| {
     let Ok(iommu) = SoftIommu::new(cfg) else {
         return;
     };
+    let m = Checked::new(&iommu);
     let mut spaces: Vec<Live> = Vec::new();
-    let mut singles: Vec<(DmaRange, PhysRange)> = Vec::new();
+    let mut singles: Vec<(DmaRange, PhysRange, DataDirection)> = Vec::new();
     let mut dead: Vec<DmaAddr> = Vec::new();
 
     for op in input.ops.iter().take(48) {
@@ -162,7 +167,7 @@ fuzz_target!(|input: Input| {
             Op::Reserve { hint, size } => {
                 // Size 0 exercises the Empty error.
                 let size = u64::from(size) * 64;
-                if let Ok(Some(s)) = iommu.reserve(PhysAddr::new(u64::from(hint)), size) {
+                if let Ok(Some(s)) = m.reserve(PhysAddr::new(u64::from(hint)), size) {
                     assert_eq!(s.pad(), u64::from(hint) % gs);
                     assert_eq!(s.size(), size);
                     assert!(s.iova_base().is_aligned(g));
@@ -196,7 +201,7 @@ fuzz_target!(|input: Input| {
                     continue;
                 };
                 if let Some(Space::Linking(sp)) = l.space.as_mut() {
-                    if iommu.link(sp, pr, offset, DIR, Attrs::empty()).is_ok() {
+                    if m.link(sp, pr, offset, DIR, Attrs::empty()).is_ok() {
                         for &(o, ll, _) in &l.links {
                             assert!(o + ll <= offset || offset + len <= o, "overlapping link");
                         }
@@ -216,7 +221,7 @@ fuzz_target!(|input: Input| {
                     continue;
                 };
                 if let Some(Space::Linking(sp)) = l.space.as_mut() {
-                    if iommu.link(sp, pr, offset, DIR, Attrs::empty()).is_ok() {
+                    if m.link(sp, pr, offset, DIR, Attrs::empty()).is_ok() {
                         for &(o, ll, _) in &l.links {
                             assert!(
                                 o + ll <= offset || offset + pr.len() <= o,
@@ -248,7 +253,7 @@ fuzz_target!(|input: Input| {
                     } else {
                         (u64::from(offset), u64::from(size))
                     };
-                    l.space = Some(match iommu.sync(sp, o, z) {
+                    l.space = Some(match m.sync(sp, o, z) {
                         Ok(synced) => {
                             assert!(!l.links.is_empty(), "sync before any link accepted");
                             Space::Synced(synced)
@@ -267,6 +272,10 @@ fuzz_target!(|input: Input| {
                 let (o, len) = match raw {
                     Some((o, z)) => (u64::from(o), u64::from(z)),
                     None if l.links.is_empty() => (0, size),
+                    None if li < 128 => {
+                        let (lo, ll, _) = l.links[usize::from(li) % l.links.len()];
+                        (lo, ll)
+                    }
                     None => {
                         // The link's granule span, clipped to the reservation.
                         let (lo, ll, _) = l.links[usize::from(li) % l.links.len()];
@@ -277,8 +286,8 @@ fuzz_target!(|input: Input| {
                     }
                 };
                 let r = match l.space.as_mut().unwrap() {
-                    Space::Linking(sp) => iommu.unlink(sp, o, len, DIR, Attrs::empty()),
-                    Space::Synced(sp) => iommu.unlink(sp, o, len, DIR, Attrs::empty()),
+                    Space::Linking(sp) => m.unlink(sp, o, len, DIR, Attrs::empty()),
+                    Space::Synced(sp) => m.unlink(sp, o, len, DIR, Attrs::empty()),
                 };
                 if r.is_ok() {
                     for (a, _) in remove_interval(&mut l.links, o, o + len) {
@@ -295,10 +304,10 @@ fuzz_target!(|input: Input| {
                 let (addr, ..) = l.dma();
                 let destroy = matches!(op, Op::Destroy { .. });
                 let r = match (l.space.unwrap(), destroy) {
-                    (Space::Linking(sp), false) => iommu.free(sp),
-                    (Space::Synced(sp), false) => iommu.free(sp),
-                    (Space::Linking(sp), true) => iommu.destroy(sp, DIR, Attrs::empty()),
-                    (Space::Synced(sp), true) => iommu.destroy(sp, DIR, Attrs::empty()),
+                    (Space::Linking(sp), false) => m.free(sp),
+                    (Space::Synced(sp), false) => m.free(sp),
+                    (Space::Linking(sp), true) => m.destroy(sp, DIR, Attrs::empty()),
+                    (Space::Synced(sp), true) => m.destroy(sp, DIR, Attrs::empty()),
                 };
                 match r {
                     Ok(()) => assert!(destroy || l.links.is_empty(), "free with links said Ok"),
@@ -318,10 +327,10 @@ fuzz_target!(|input: Input| {
                 };
                 let dir =
                     [DataDirection::ToDevice, DataDirection::FromDevice, DIR][usize::from(dir % 3)];
-                if let Ok(d) = iommu.map_phys(pr, dir, Attrs::empty()) {
+                if let Ok(d) = m.map_phys(pr, dir, Attrs::empty()) {
                     assert_eq!(d.len(), pr.len());
                     assert!(d.last().as_u64() <= iommu.dma_mask());
-                    singles.push((d, pr));
+                    singles.push((d, pr, dir));
                 }
             }
             Op::UnmapPhys { i, bogus } => {
@@ -329,27 +338,31 @@ fuzz_target!(|input: Input| {
                     continue;
                 }
                 let k = usize::from(i) % singles.len();
-                let (d, _) = singles[k];
+                let (d, _, dir) = singles[k];
                 if bogus {
                     // Not a live mapping: must be refused, and nothing unmapped.
                     let wrong = DmaRange::try_new(d.addr().as_u64(), d.len() + 1)
                         .or_else(|_| DmaRange::try_new(d.addr().as_u64() - 1, d.len()))
                         .unwrap();
-                    assert!(iommu.unmap_phys(wrong, DIR, Attrs::empty()).is_err());
+                    assert!(m.unmap_phys(wrong, dir, Attrs::empty()).is_err());
                 } else {
-                    iommu
-                        .unmap_phys(d, DIR, Attrs::empty())
+                    m.unmap_phys(d, dir, Attrs::empty())
                         .expect("unmap of a live mapping");
                     singles.remove(k);
                     dead.push(d.addr());
                     assert!(
-                        iommu.unmap_phys(d, DIR, Attrs::empty()).is_err(),
+                        m.unmap_phys(d, dir, Attrs::empty()).is_err(),
                         "double unmap"
                     );
                 }
             }
         }
         check(&iommu, &spaces, &singles);
+        assert_eq!(
+            m.live(),
+            (singles.len(), spaces.len()),
+            "wrapper bookkeeping"
+        );
         for &a in &dead {
             assert_eq!(iommu.translate(a), None, "stale translation at {a:?}");
         }
@@ -358,14 +371,15 @@ fuzz_target!(|input: Input| {
     // Tear down: nothing may leak.
     for l in spaces {
         let r = match l.space.unwrap() {
-            Space::Linking(sp) => iommu.destroy(sp, DIR, Attrs::empty()),
-            Space::Synced(sp) => iommu.destroy(sp, DIR, Attrs::empty()),
+            Space::Linking(sp) => m.destroy(sp, DIR, Attrs::empty()),
+            Space::Synced(sp) => m.destroy(sp, DIR, Attrs::empty()),
         };
         r.expect("destroy");
     }
-    for (d, _) in singles {
-        iommu.unmap_phys(d, DIR, Attrs::empty()).expect("unmap");
+    for (d, _, dir) in singles {
+        m.unmap_phys(d, dir, Attrs::empty()).expect("unmap");
     }
+    assert_eq!(m.check_leaks(), Ok(()));
     let st = iommu.stats();
     assert_eq!(st.mapped_bytes, 0);
     assert!(iommu.is_idle(), "IOMMU not idle after teardown: {st:?}");
