@@ -43,6 +43,11 @@ pub struct RangeBuilder<S: AddrSpace, K: RangeSink<S>> {
     base: usize,
     inputs: usize,
     total: u64,
+    /// Segments written by this builder (`segments().len()`), cached.
+    produced: usize,
+    /// The last segment written by this builder (`segments().last()`), cached: the
+    /// builder owns the sink, so nothing else can change it.
+    tail: Option<Range<S>>,
     _space: core::marker::PhantomData<S>,
 }
 
@@ -65,6 +70,8 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
             base,
             inputs: 0,
             total: 0,
+            produced: 0,
+            tail: None,
             _space: core::marker::PhantomData,
         })
     }
@@ -224,7 +231,41 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     ///     Err(BuildError::AboveDmaMask { index: 0, last: 0x1_0000_0fff, .. })
     /// ));
     /// ```
+    #[inline]
     pub fn push(&mut self, range: Range<S>) -> Result<(), BuildError> {
+        // Fast path, the common case: aligned, under the mask, not contiguous with the
+        // tail, one piece, room for it. The same checks as `push_slow` in fewer
+        // branches; anything else (including every error) goes the general way.
+        let c = &self.constraints;
+        let addr = range.addr().as_u64();
+        let len = range.len();
+        if addr & (c.alignment() - 1) == 0
+            && range.last().as_u64() <= c.dma_mask()
+            && !self.tail.is_some_and(|t| t.is_contiguous_with(range))
+            && len <= c.final_room_at(addr)
+            && self.produced < c.max_segments()
+        {
+            if let Some(total) = self.total.checked_add(len) {
+                if self.sink.remaining_capacity() >= 1 {
+                    if self.sink.push_range(range).is_err() {
+                        // As the general path: the sink refused (its own total).
+                        let before = self.base + self.produced;
+                        self.sink.truncate_ranges(before);
+                        return Err(BuildError::TotalOverflow { index: self.inputs });
+                    }
+                    self.total = total;
+                    self.inputs += 1;
+                    self.produced += 1;
+                    self.tail = Some(range);
+                    return Ok(());
+                }
+            }
+        }
+        self.push_slow(range)
+    }
+
+    /// [`RangeBuilder::push`] in general: coalescing, splitting and every error.
+    fn push_slow(&mut self, range: Range<S>) -> Result<(), BuildError> {
         let index = self.inputs;
         let c = self.constraints;
         let addr = range.addr().as_u64();
@@ -322,6 +363,8 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         }
         self.total = new_total;
         self.inputs += 1;
+        self.produced = self.segments().len();
+        self.tail = self.segments().last().copied();
         Ok(())
     }
 }

@@ -341,6 +341,14 @@ impl DmaMapper for DirectMapper {
         self.dma_mask
     }
 
+    /// `false` without a bounce pool: a direct mapping holds nothing (the kernel's
+    /// `dma_need_unmap()` for dma-direct without swiotlb).
+    #[inline]
+    fn need_unmap(&self) -> bool {
+        self.bounce.is_some()
+    }
+
+    #[inline]
     fn map_phys(
         &self,
         phys: PhysRange,

@@ -295,6 +295,47 @@ impl IoPageTable {
     ) -> Result<(), MapError> {
         let (start, end) = self.check(iova.as_u64(), Some(phys.as_u64()), len)?;
         let top = self.geo.levels - 1;
+        if self.in_one_leaf_table(start, end) {
+            // Fast path: walk to the leaf table once, fill consecutive slots.
+            let geo = self.geo;
+            let gshift = geo.gshift;
+            let phys = phys.as_u64();
+            let mut fill = |lt: &mut Table, base0: u128, c: &mut Counters| {
+                let i0 = ((start - base0) >> gshift) as usize;
+                let n = (len >> gshift) as usize;
+                let slots = &mut lt.entries[i0..i0 + n];
+                if let Some(k) = slots.iter().position(|e| !matches!(e, Pte::Empty)) {
+                    return Err(start + ((k as u128) << gshift));
+                }
+                let mut p = phys;
+                for e in slots {
+                    *e = Pte::Leaf { phys: p, perm };
+                    // Wraps only past the last slot of a range ending at 2^64.
+                    p = p.wrapping_add(1 << gshift);
+                }
+                lt.used += n;
+                c.leaves[0] += n as u64;
+                c.mapped += len as u128;
+                Ok(())
+            };
+            return match with_leaf_table(
+                &mut self.root,
+                &geo,
+                &mut self.counters,
+                top,
+                0,
+                start,
+                true,
+                &mut fill,
+            ) {
+                Walk::Done(Ok(())) => Ok(()),
+                Walk::Done(Err(a)) => Err(MapError::AlreadyMapped { iova: a as u64 }),
+                // A large leaf covers `start`.
+                Walk::Large | Walk::Hole => Err(MapError::AlreadyMapped {
+                    iova: iova.as_u64(),
+                }),
+            };
+        }
         if let Some(a) = first_mapped(&self.root, &self.geo, top, 0, start, end) {
             return Err(MapError::AlreadyMapped { iova: a as u64 });
         }
@@ -321,11 +362,46 @@ impl IoPageTable {
     pub fn unmap(&mut self, iova: DmaAddr, len: u64) -> Result<(), MapError> {
         let (start, end) = self.check(iova.as_u64(), None, len)?;
         let top = self.geo.levels - 1;
+        let not_mapped = |a: u128| MapError::NotMapped {
+            dma: a as u64,
+            len: 1 << self.geo.gshift,
+        };
+        if self.in_one_leaf_table(start, end) {
+            // Fast path: walk to the leaf table once, clear consecutive slots (a large
+            // leaf, which must be split, takes the general path).
+            let geo = self.geo;
+            let gshift = geo.gshift;
+            let mut clear = |lt: &mut Table, base0: u128, c: &mut Counters| {
+                let i0 = ((start - base0) >> gshift) as usize;
+                let n = (len >> gshift) as usize;
+                let slots = &mut lt.entries[i0..i0 + n];
+                if let Some(k) = slots.iter().position(|e| matches!(e, Pte::Empty)) {
+                    return Err(start + ((k as u128) << gshift));
+                }
+                slots.fill_with(|| Pte::Empty);
+                lt.used -= n;
+                c.leaves[0] -= n as u64;
+                c.mapped -= len as u128;
+                Ok(())
+            };
+            match with_leaf_table(
+                &mut self.root,
+                &geo,
+                &mut self.counters,
+                top,
+                0,
+                start,
+                false,
+                &mut clear,
+            ) {
+                Walk::Done(Ok(())) => return Ok(()),
+                Walk::Done(Err(a)) => return Err(not_mapped(a)),
+                Walk::Hole => return Err(not_mapped(start)),
+                Walk::Large => {}
+            }
+        }
         if let Some(a) = first_unmapped(&self.root, &self.geo, top, 0, start, end) {
-            return Err(MapError::NotMapped {
-                dma: a as u64,
-                len: self.granule().get(),
-            });
+            return Err(not_mapped(a));
         }
         unmap_rec(
             &mut self.root,
@@ -347,16 +423,59 @@ impl IoPageTable {
         let (start, end) = self.check(iova.as_u64(), None, len)?;
         let before = self.counters.mapped;
         let top = self.geo.levels - 1;
-        unmap_rec(
-            &mut self.root,
-            &self.geo,
-            &mut self.counters,
-            top,
-            0,
-            start,
-            end,
-        );
+        let geo = self.geo;
+        let span_shift = geo.gshift + geo.bits;
+        let tables = ((end - 1) >> span_shift) - (start >> span_shift) + 1;
+        if geo.levels > 1 && tables <= 8 {
+            // Fast path for a few leaf tables (an I/O's reservation): one walk per leaf
+            // table, clearing its slots; holes are skipped, large leaves take the
+            // general path.
+            let gshift = geo.gshift;
+            let mut s = start;
+            while s < end {
+                let e = end.min(((s >> span_shift) + 1) << span_shift);
+                let mut clear = |lt: &mut Table, base0: u128, c: &mut Counters| {
+                    let i0 = ((s - base0) >> gshift) as usize;
+                    let i1 = ((e - base0) >> gshift) as usize;
+                    let mut n = 0usize;
+                    for slot in &mut lt.entries[i0..i1] {
+                        if matches!(slot, Pte::Leaf { .. }) {
+                            *slot = Pte::Empty;
+                            n += 1;
+                        }
+                    }
+                    lt.used -= n;
+                    c.leaves[0] -= n as u64;
+                    c.mapped -= (n as u128) << gshift;
+                };
+                let walk = with_leaf_table(
+                    &mut self.root,
+                    &geo,
+                    &mut self.counters,
+                    top,
+                    0,
+                    s,
+                    false,
+                    &mut clear,
+                );
+                if let Walk::Large = walk {
+                    unmap_rec(&mut self.root, &geo, &mut self.counters, top, 0, s, e);
+                }
+                s = e;
+            }
+        } else {
+            unmap_rec(&mut self.root, &geo, &mut self.counters, top, 0, start, end);
+        }
         Ok((before - self.counters.mapped) as u64)
+    }
+
+    /// Whether `[start, end)` lies inside one leaf (level-0) table's span and is smaller
+    /// than a level-1 block, so that it maps with granule leaves only.
+    fn in_one_leaf_table(&self, start: u128, end: u128) -> bool {
+        let span_shift = self.geo.gshift + self.geo.bits;
+        self.geo.levels > 1
+            && start >> span_shift == (end - 1) >> span_shift
+            && end - start < 1u128 << span_shift
     }
 
     /// The leaf covering `iova`: the physical address of that byte, its permissions and
@@ -450,6 +569,62 @@ fn first_unmapped(
         }
     }
     None
+}
+
+/// What [`with_leaf_table`] found on the way down.
+enum Walk<R> {
+    /// Reached the leaf table; the callback's result.
+    Done(R),
+    /// An empty entry above the leaf table (and `create` was false).
+    Hole,
+    /// A large leaf above the leaf table covers the address.
+    Large,
+}
+
+/// Walks from `t` (at `level`, covering IOVAs from `base`) to the level-0 table holding
+/// IOVA `s`, creating missing tables when `create`, runs `f(leaf_table, its_base,
+/// counters)` there, and on the way back frees tables left without a used entry (as
+/// `unmap_rec` does). One index per level: no per-entry u128 arithmetic.
+#[allow(clippy::too_many_arguments)]
+fn with_leaf_table<R, F>(
+    t: &mut Table,
+    geo: &Geometry,
+    c: &mut Counters,
+    level: u32,
+    base: u128,
+    s: u128,
+    create: bool,
+    f: &mut F,
+) -> Walk<R>
+where
+    F: FnMut(&mut Table, u128, &mut Counters) -> R,
+{
+    if level == 0 {
+        return Walk::Done(f(t, base, c));
+    }
+    let idx = geo.index(level, base, s);
+    let entry = &mut t.entries[idx];
+    match entry {
+        Pte::Leaf { .. } => return Walk::Large,
+        Pte::Empty if !create => return Walk::Hole,
+        Pte::Empty => {
+            *entry = Pte::Table(Box::new(Table::new(1 << geo.bits)));
+            t.used += 1;
+            c.tables += 1;
+        }
+        Pte::Table(_) => {}
+    }
+    let Pte::Table(child) = entry else {
+        return Walk::Hole;
+    };
+    let child_base = base + ((idx as u128) << (geo.gshift + level * geo.bits));
+    let r = with_leaf_table(child, geo, c, level - 1, child_base, s, create, f);
+    if child.used == 0 {
+        *entry = Pte::Empty;
+        t.used -= 1;
+        c.tables -= 1;
+    }
+    r
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -636,7 +811,7 @@ impl IovaAllocator {
         }
         let align = align.max(self.granule).get() as u128;
         let found = self.free.iter().find_map(|(&s, &l)| {
-            let a = (s as u128).div_ceil(align) * align;
+            let a = (s as u128 + (align - 1)) & !(align - 1); // power of two: no u128 division
             (a + size as u128 - 1 <= l as u128).then_some((s, l, a as u64))
         });
         let (s, l, a) = found?;
@@ -823,6 +998,11 @@ struct Inner {
     pt: IoPageTable,
     alloc: IovaAllocator,
     allocs: BTreeMap<u64, (u64, AllocKind)>,
+    /// `(base, len)` of one live reservation (an `AllocKind::Space` entry of `allocs`):
+    /// the last one reserved or validated, so that the per-link ownership check of the
+    /// reservation being linked is one compare instead of a `BTreeMap` probe. Cleared
+    /// when that entry leaves `allocs`.
+    owned: Option<(u64, u64)>,
     tlb: Iotlb,
     stats: IommuStats,
 }
@@ -895,6 +1075,7 @@ impl SoftIommu {
                 pt,
                 alloc,
                 allocs: BTreeMap::new(),
+                owned: None,
                 tlb: Iotlb {
                     slots: [None; IOTLB_SLOTS],
                 },
@@ -963,11 +1144,13 @@ impl SoftIommu {
         self.inner.borrow().pt.lookup(iova)
     }
 
-    fn own<St: SpaceState>(&self, i: &Inner, space: &IovaSpace<St>) -> Result<(), MapError> {
+    #[inline]
+    fn own<St: SpaceState>(&self, i: &mut Inner, space: &IovaSpace<St>) -> Result<(), MapError> {
+        let key = (space.iova_base().as_u64(), space.reserved_len());
         let ok = space.owner() == self.id
-            && i.allocs.get(&space.iova_base().as_u64())
-                == Some(&(space.reserved_len(), AllocKind::Space));
+            && (i.owned == Some(key) || i.allocs.get(&key.0) == Some(&(key.1, AllocKind::Space)));
         if ok {
+            i.owned = Some(key);
             Ok(())
         } else {
             Err(MapError::ForeignSpace {
@@ -1016,6 +1199,9 @@ impl SoftIommu {
             self.invalidate(i, base, len);
         }
         i.allocs.remove(&base);
+        if i.owned.is_some_and(|(b, _)| b == base) {
+            i.owned = None;
+        }
         i.alloc.free(base, len)?;
         Ok(unmapped)
     }
@@ -1027,7 +1213,7 @@ fn granule_span(g: PageSize, dma: DmaAddr, phys: PhysRange) -> (DmaAddr, PhysAdd
     let p = phys.addr().align_down(g);
     let end = phys.addr().as_u64() as u128 + phys.len() as u128;
     let gl = g.get() as u128;
-    let len = (end.div_ceil(gl) * gl - p.as_u64() as u128) as u64;
+    let len = (((end + (gl - 1)) & !(gl - 1)) - p.as_u64() as u128) as u64;
     (iova, p, len)
 }
 
@@ -1047,13 +1233,17 @@ impl DmaMapper for SoftIommu {
         let g = self.cfg.granule;
         let pad = phys_hint.page_offset(g);
         let raw = pad as u128 + size as u128;
-        let len = raw.div_ceil(g.get() as u128) * g.get() as u128;
+        let gm = g.mask() as u128;
+        let len = (raw + gm) & !gm;
         let len = u64::try_from(len).map_err(|_| MapError::IovaExhausted { size: u64::MAX })?;
         let mut i = self.inner.borrow_mut();
         let base = self.allocate(&mut i, len)?;
         i.allocs.insert(base, (len, AllocKind::Space));
         match IovaSpace::new(self.id, DmaAddr::new(base), pad, size, g) {
-            Ok(s) => Ok(Some(s)),
+            Ok(s) => {
+                i.owned = Some((base, len));
+                Ok(Some(s))
+            }
             Err(e) => {
                 i.allocs.remove(&base);
                 let _ = i.alloc.free(base, len);
@@ -1071,7 +1261,7 @@ impl DmaMapper for SoftIommu {
         attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&i, space)?;
+        self.own(&mut i, space)?;
         let g = self.cfg.granule;
         let perm = IoPerm::for_transfer(dir, attrs);
         space.link_with(phys, offset, |dma, phys| {
@@ -1090,7 +1280,7 @@ impl DmaMapper for SoftIommu {
     ) -> Result<IovaSpace<Synced>, SyncError> {
         let mut i = self.inner.borrow_mut();
         if let Err(error) = self
-            .own(&i, &space)
+            .own(&mut i, &space)
             .and_then(|()| space.check_sync(offset, size))
         {
             return Err(SyncError { space, error });
@@ -1108,13 +1298,13 @@ impl DmaMapper for SoftIommu {
         _attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&i, space)?;
+        self.own(&mut i, space)?;
         let g = self.cfg.granule;
         space.unlink_with(offset, size, |dma| {
             let iova = dma.addr().align_down(g);
             let end = dma.addr().as_u64() as u128 + dma.len() as u128;
             let gl = g.get() as u128;
-            let len = (end.div_ceil(gl) * gl - iova.as_u64() as u128) as u64;
+            let len = (((end + (gl - 1)) & !(gl - 1)) - iova.as_u64() as u128) as u64;
             i.pt.unmap(iova, len)
                 .map_err(|_| MapError::NotLinked { offset, len: size })?;
             i.stats.unmaps += 1;
@@ -1125,7 +1315,7 @@ impl DmaMapper for SoftIommu {
 
     fn free<St: SpaceState>(&self, mut space: IovaSpace<St>) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&i, &space)?;
+        self.own(&mut i, &space)?;
         let linked = space.linked_bytes();
         let unmapped = self.release(&mut i, space.iova_base().as_u64(), space.reserved_len())?;
         space.clear_links();
@@ -1142,7 +1332,7 @@ impl DmaMapper for SoftIommu {
         _attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&i, &space)?;
+        self.own(&mut i, &space)?;
         self.release(&mut i, space.iova_base().as_u64(), space.reserved_len())?;
         space.clear_links();
         Ok(())

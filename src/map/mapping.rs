@@ -162,6 +162,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     fn teardown(&mut self) -> Result<(), MapError> {
         match core::mem::replace(&mut self.state, State::Done) {
             State::Iova(space) => self.mapper.destroy(space, self.dir, self.attrs),
+            State::PerRange if !self.mapper.need_unmap() => Ok(()),
             State::PerRange => {
                 let mut result = Ok(());
                 for &r in self.dma.ranges().iter().rev() {
@@ -226,9 +227,13 @@ where
     let first = phys.first().ok_or(MapError::Empty)?;
     sink.truncate_ranges(0);
     let n = phys.segment_count();
+    let granule = mapper.granule();
+    let gmask = granule.mask();
 
-    // 1. One P2P kind per I/O, decided by range 0.
+    // 1. One P2P kind per I/O, decided by range 0; in the same pass, the merge-boundary
+    // rule (`merge_boundary_ok`) for step 2.
     let kind = p2p.map_type(first);
+    let mut merge_ok = true;
     for (index, r) in phys.iter().enumerate() {
         let k = if index == 0 { kind } else { p2p.map_type(r) };
         if k == P2pMapType::NotSupported {
@@ -240,6 +245,9 @@ where
         if !k.same_kind(kind) {
             return Err(MapError::MixedP2p { index });
         }
+        let start_ok = index == 0 || r.addr().as_u64() & gmask == 0;
+        let end_ok = index + 1 == n || r.end_u64().map_or(true, |e| e & gmask == 0);
+        merge_ok &= start_ok & end_ok;
     }
     let mut mapping = Mapping {
         mapper,
@@ -272,7 +280,7 @@ where
     let attrs = mapping.attrs;
 
     // 2. One IOVA range when the merge-boundary rule holds and there is IOVA space.
-    if mapping.dma.remaining_capacity() >= 1 && merge_boundary_ok(phys, mapper.granule()) {
+    if merge_ok && mapping.dma.remaining_capacity() >= 1 {
         let total = phys.len();
         if let Some(mut space) = mapper.reserve(first.addr(), total)? {
             let mut offset = 0u64;

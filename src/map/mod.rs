@@ -372,6 +372,22 @@ pub trait DmaMapper {
         attrs: Attrs,
     ) -> Result<DmaRange, MapError>;
 
+    /// Whether ranges from [`DmaMapper::map_phys`] must be given back with
+    /// [`DmaMapper::unmap_phys`] (the kernel's `dma_need_unmap()`). `false` only for
+    /// mappers whose `unmap_phys` of a live mapping does nothing and cannot fail, such as
+    /// a [`DirectMapper`] without a bounce pool: a [`Mapping`] then skips the per-range
+    /// unmap calls. The default is `true`, always correct.
+    ///
+    /// ```
+    /// use physvec::map::{DirectMapper, DmaMapper, SoftIommu};
+    /// assert!(!DirectMapper::new(0, u64::MAX).need_unmap());
+    /// assert!(SoftIommu::new_4k().need_unmap());
+    /// ```
+    #[inline]
+    fn need_unmap(&self) -> bool {
+        true
+    }
+
     /// Undoes [`DmaMapper::map_phys`] (`dma_unmap_phys`); `dma` is exactly the range it
     /// returned.
     ///
@@ -436,6 +452,10 @@ impl<M: DmaMapper + ?Sized> DmaMapper for &M {
         attrs: Attrs,
     ) -> Result<DmaRange, MapError> {
         (**self).map_phys(phys, dir, attrs)
+    }
+    #[inline]
+    fn need_unmap(&self) -> bool {
+        (**self).need_unmap()
     }
     fn unmap_phys(&self, dma: DmaRange, dir: DataDirection, attrs: Attrs) -> Result<(), MapError> {
         (**self).unmap_phys(dma, dir, attrs)

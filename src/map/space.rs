@@ -279,7 +279,8 @@ impl<St: SpaceState> IovaSpace<St> {
     pub fn reserved_len(&self) -> u64 {
         let raw = self.pad as u128 + self.size as u128;
         let g = self.granule.get() as u128;
-        (raw.div_ceil(g) * g) as u64
+        // A power of two: round up with a mask, not a u128 division (a libcall).
+        ((raw + (g - 1)) & !(g - 1)) as u64
     }
 
     /// The mapper's granule (merge boundary + 1).

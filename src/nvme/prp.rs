@@ -13,9 +13,7 @@
 
 use core::fmt;
 
-use super::descriptor::SglItem;
 use super::page::MemoryPageSize;
-use super::runs::Runs;
 use crate::addr::DmaAddr;
 use crate::range::DmaRange;
 
@@ -270,19 +268,14 @@ where
     let shift = mps.page_size().shift();
     let mut n: u128 = 0;
     let mut prev_end: Option<(u128, usize)> = None;
-    for run in Runs::new(ranges.into_iter().map(SglItem::Data)) {
-        let run = run.map_err(|index| PrpError::EmptySegment { index })?;
-        let len = run.item.len() as u128;
-        let s = match run.item {
-            SglItem::Data(r) => r.addr().as_u64() as u128,
-            SglItem::BitBucket(_) => 0,
-        };
-        let e = s + len;
+    fold_data_runs(ranges.into_iter(), |r, first, last| {
+        let s = r.addr().as_u64() as u128;
+        let e = s + r.len() as u128;
         match prev_end {
             None => {
                 if s & 3 != 0 {
                     return Err(PrpError::NotPrpCompatible {
-                        index: run.first,
+                        index: first,
                         reason: PrpIncompatibility::Prp1NotDwordAligned,
                     });
                 }
@@ -297,15 +290,16 @@ where
                 }
                 if s & mask != 0 {
                     return Err(PrpError::NotPrpCompatible {
-                        index: run.first,
+                        index: first,
                         reason: PrpIncompatibility::StartNotPageAligned,
                     });
                 }
                 n += (e - s + mask) >> shift;
             }
         }
-        prev_end = Some((e, run.last));
-    }
+        prev_end = Some((e, last));
+        Ok(())
+    })?;
     if prev_end.is_none() {
         return Err(PrpError::Empty);
     }
@@ -448,17 +442,51 @@ where
 {
     let mask = mps.mask() as u128;
     let shift = mps.page_size().shift();
-    for run in Runs::new(ranges.map(SglItem::Data)) {
-        let Ok(run) = run else { break };
-        let SglItem::Data(r) = run.item else { break };
+    fold_data_runs(ranges, |r, _, _| {
         let s = r.addr().as_u64() as u128;
         let e = s + r.len() as u128;
         // Entries: one per memory page the run touches (the first run may start inside
         // its first page; later runs start on a page boundary).
         let count = ((e + mask) >> shift) - (s >> shift);
-        f(s as u64, count as u64)?;
+        f(s as u64, count as u64)
+    })
+}
+
+/// Calls `f(run, first_index, last_index)` for every maximal run of contiguous input
+/// ranges, in order (the data-only, inlined equivalent of `Runs`). An empty or
+/// overflowing input range (possible in slices cast from raw bytes) is
+/// [`PrpError::EmptySegment`], reported after the run before it was handed to `f`.
+#[inline]
+fn fold_data_runs<I, F>(ranges: I, mut f: F) -> Result<(), PrpError>
+where
+    I: Iterator<Item = DmaRange>,
+    F: FnMut(DmaRange, usize, usize) -> Result<(), PrpError>,
+{
+    let mut pending: Option<(DmaRange, usize)> = None;
+    let mut index = 0usize;
+    for r in ranges {
+        if r.validate().is_err() {
+            if let Some((p, first)) = pending {
+                f(p, first, index - 1)?;
+            }
+            return Err(PrpError::EmptySegment { index });
+        }
+        pending = match pending {
+            None => Some((r, index)),
+            Some((p, first)) => match p.merge(r) {
+                Some(m) => Some((m, first)),
+                None => {
+                    f(p, first, index - 1)?;
+                    Some((r, index))
+                }
+            },
+        };
+        index += 1;
     }
-    Ok(())
+    match pending {
+        Some((p, first)) => f(p, first, index - 1),
+        None => Ok(()),
+    }
 }
 
 struct Writer<'a, P> {
