@@ -296,45 +296,48 @@ impl IoPageTable {
         let (start, end) = self.check(iova.as_u64(), Some(phys.as_u64()), len)?;
         let top = self.geo.levels - 1;
         if self.in_one_leaf_table(start, end) {
-            // Fast path: walk to the leaf table once, fill consecutive slots.
+            // Fast path: walk down to the leaf table once (no recursion; IOVAs are below
+            // 2^va_bits <= 2^64, so u64 index arithmetic), then fill consecutive slots.
             let geo = self.geo;
             let gshift = geo.gshift;
-            let phys = phys.as_u64();
-            let mut fill = |lt: &mut Table, base0: u128, c: &mut Counters| {
-                let i0 = ((start - base0) >> gshift) as usize;
-                let n = (len >> gshift) as usize;
-                let slots = &mut lt.entries[i0..i0 + n];
-                if let Some(k) = slots.iter().position(|e| !matches!(e, Pte::Empty)) {
-                    return Err(start + ((k as u128) << gshift));
+            let s = iova.as_u64();
+            let counters = &mut self.counters;
+            let mut t = &mut self.root;
+            let mut level = top;
+            while level > 0 {
+                let idx = ((s >> (gshift + level * geo.bits)) & ((1u64 << geo.bits) - 1)) as usize;
+                if matches!(t.entries[idx], Pte::Empty) {
+                    // Nothing is mapped below a missing table.
+                    t.entries[idx] = Pte::Table(Box::new(Table::new(1 << geo.bits)));
+                    t.used += 1;
+                    counters.tables += 1;
                 }
-                let mut p = phys;
-                for e in slots {
-                    *e = Pte::Leaf { phys: p, perm };
-                    // Wraps only past the last slot of a range ending at 2^64.
-                    p = p.wrapping_add(1 << gshift);
-                }
-                lt.used += n;
-                c.leaves[0] += n as u64;
-                c.mapped += len as u128;
-                Ok(())
-            };
-            return match with_leaf_table(
-                &mut self.root,
-                &geo,
-                &mut self.counters,
-                top,
-                0,
-                start,
-                true,
-                &mut fill,
-            ) {
-                Walk::Done(Ok(())) => Ok(()),
-                Walk::Done(Err(a)) => Err(MapError::AlreadyMapped { iova: a as u64 }),
-                // A large leaf covers `start`.
-                Walk::Large | Walk::Hole => Err(MapError::AlreadyMapped {
-                    iova: iova.as_u64(),
-                }),
-            };
+                t = match &mut t.entries[idx] {
+                    Pte::Table(child) => child,
+                    // A large leaf covers `iova`.
+                    _ => return Err(MapError::AlreadyMapped { iova: s }),
+                };
+                level -= 1;
+            }
+            let i0 = ((s >> gshift) & ((1u64 << geo.bits) - 1)) as usize;
+            let n = (len >> gshift) as usize;
+            let slots = &mut t.entries[i0..i0 + n];
+            if let Some(k) = slots.iter().position(|e| !matches!(e, Pte::Empty)) {
+                return Err(MapError::AlreadyMapped {
+                    iova: s + ((k as u64) << gshift),
+                });
+            }
+            let mut p = phys.as_u64();
+            for e in slots {
+                // The slot is `Empty`: nothing to drop (skips the drop-glue call).
+                core::mem::forget(core::mem::replace(e, Pte::Leaf { phys: p, perm }));
+                // Wraps only past the last slot of a range ending at 2^64.
+                p = p.wrapping_add(1 << gshift);
+            }
+            t.used += n;
+            counters.leaves[0] += n as u64;
+            counters.mapped += len as u128;
+            return Ok(());
         }
         if let Some(a) = first_mapped(&self.root, &self.geo, top, 0, start, end) {
             return Err(MapError::AlreadyMapped { iova: a as u64 });
@@ -378,7 +381,10 @@ impl IoPageTable {
                 if let Some(k) = slots.iter().position(|e| matches!(e, Pte::Empty)) {
                     return Err(start + ((k as u128) << gshift));
                 }
-                slots.fill_with(|| Pte::Empty);
+                for e in slots {
+                    // Every slot is a leaf, which owns nothing: no drop-glue call.
+                    core::mem::forget(core::mem::replace(e, Pte::Empty));
+                }
                 lt.used -= n;
                 c.leaves[0] -= n as u64;
                 c.mapped -= len as u128;
@@ -440,7 +446,8 @@ impl IoPageTable {
                     let mut n = 0usize;
                     for slot in &mut lt.entries[i0..i1] {
                         if matches!(slot, Pte::Leaf { .. }) {
-                            *slot = Pte::Empty;
+                            // A leaf owns nothing: forgetting it skips the drop-glue call.
+                            core::mem::forget(core::mem::replace(slot, Pte::Empty));
                             n += 1;
                         }
                     }

@@ -276,39 +276,72 @@ impl<I: Iterator<Item = SglItem>> Descriptors<I> {
     }
 }
 
+impl<I: Iterator<Item = SglItem>> Descriptors<I> {
+    /// The next run of coalesced input, checked against the capabilities.
+    fn next_run(&mut self) -> Option<Result<super::runs::Run, SglError>> {
+        let run = match self.runs.next()? {
+            Ok(r) => r,
+            Err(index) => return Some(Err(SglError::EmptySegment { index })),
+        };
+        match run.item {
+            SglItem::BitBucket(_) if !self.caps.bit_bucket() => {
+                return Some(Err(SglError::BitBucketNotSupported { index: run.first }))
+            }
+            SglItem::Data(r) if self.caps.dword_aligned() => {
+                if r.addr().as_u64() & 3 != 0 {
+                    return Some(Err(SglError::NotDwordAligned { index: run.first }));
+                }
+                if r.len() & 3 != 0 {
+                    return Some(Err(SglError::NotDwordAligned { index: run.last }));
+                }
+            }
+            _ => {}
+        }
+        Some(Ok(run))
+    }
+
+    /// Longest descriptor for `item`, and the piece size a longer item is cut into.
+    fn limits(&self, item: SglItem) -> (u64, u64) {
+        let keyed = self.key.is_some() && matches!(item, SglItem::Data(_));
+        if keyed {
+            (SglDescriptor::MAX_KEYED_LENGTH as u64, 0xff_f000)
+        } else {
+            (SglDescriptor::MAX_LENGTH as u64, 0xffff_f000)
+        }
+    }
+
+    /// How many descriptors `next` would yield before its first error, or that error:
+    /// the same walk per run instead of per descriptor.
+    fn count_checked(mut self) -> Result<u64, SglError> {
+        let mut n = 0u64;
+        while let Some(run) = self.next_run() {
+            let item = run?.item;
+            let (max, chunk) = self.limits(item);
+            let total = item.len();
+            n = n.saturating_add(if total <= max {
+                1
+            } else {
+                total.div_ceil(chunk)
+            });
+        }
+        Ok(n)
+    }
+}
+
 impl<I: Iterator<Item = SglItem>> Iterator for Descriptors<I> {
     type Item = Result<SglDescriptor, SglError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.cur.is_none() {
-            let run = match self.runs.next()? {
+            let run = match self.next_run()? {
                 Ok(r) => r,
-                Err(index) => return Some(Err(SglError::EmptySegment { index })),
+                Err(e) => return Some(Err(e)),
             };
-            match run.item {
-                SglItem::BitBucket(_) if !self.caps.bit_bucket() => {
-                    return Some(Err(SglError::BitBucketNotSupported { index: run.first }))
-                }
-                SglItem::Data(r) if self.caps.dword_aligned() => {
-                    if r.addr().as_u64() & 3 != 0 {
-                        return Some(Err(SglError::NotDwordAligned { index: run.first }));
-                    }
-                    if r.len() & 3 != 0 {
-                        return Some(Err(SglError::NotDwordAligned { index: run.last }));
-                    }
-                }
-                _ => {}
-            }
             self.cur = Some((run.item, run.first));
             self.done = 0;
         }
         let (item, _) = self.cur?;
-        let keyed = self.key.is_some() && matches!(item, SglItem::Data(_));
-        let (max, chunk) = if keyed {
-            (SglDescriptor::MAX_KEYED_LENGTH as u64, 0xff_f000)
-        } else {
-            (SglDescriptor::MAX_LENGTH as u64, 0xffff_f000)
-        };
+        let (max, chunk) = self.limits(item);
         let total = item.len();
         let left = total - self.done;
         let piece = if total <= max { left } else { left.min(chunk) };
@@ -354,11 +387,7 @@ where
     if opts.key.is_some() && !opts.caps.keyed() {
         return Err(SglError::KeyedNotSupported);
     }
-    let mut n = 0u64;
-    for d in Descriptors::new(items.into_iter(), opts) {
-        d?;
-        n += 1;
-    }
+    let n = Descriptors::new(items.into_iter(), opts).count_checked()?;
     if n == 0 {
         return Err(SglError::Empty);
     }
