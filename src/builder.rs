@@ -261,6 +261,29 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 }
             }
         }
+        // Second fast path: contiguous with the tail and the merged segment still fits
+        // (`absorbed == len` in `push_slow`; no new segment, so no count or capacity
+        // check applies).
+        if let Some(t) = self.tail {
+            let ta = t.addr().as_u64();
+            if t.is_contiguous_with(range)
+                && addr & (c.alignment() - 1) == 0
+                && range.last().as_u64() <= c.dma_mask()
+            {
+                if let (Some(total), Some(merged)) =
+                    (self.total.checked_add(len), t.len().checked_add(len))
+                {
+                    if merged <= c.final_room_at(ta) {
+                        let m = Range::new(ta, merged);
+                        self.sink.replace_last(m);
+                        self.total = total;
+                        self.inputs += 1;
+                        self.tail = Some(m);
+                        return Ok(());
+                    }
+                }
+            }
+        }
         self.push_slow(range)
     }
 
