@@ -288,6 +288,8 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     }
 
     /// [`RangeBuilder::push`] in general: coalescing, splitting and every error.
+    #[cold]
+    #[inline(never)]
     fn push_slow(&mut self, range: Range<S>) -> Result<(), BuildError> {
         let index = self.inputs;
         let c = self.constraints;

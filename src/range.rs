@@ -128,6 +128,17 @@ impl<S: AddrSpace> Range<S> {
         }
     }
 
+    /// Creates `[addr, addr + len)` from values the caller has already proven valid
+    /// (`len > 0`, `addr + len <= 2^64`): no check in release builds.
+    #[inline(always)]
+    pub(crate) const fn new_unchecked(addr: u64, len: u64) -> Self {
+        debug_assert!(len > 0 && (addr as u128 + len as u128) <= (1u128 << 64));
+        Self {
+            addr: Addr::new(addr),
+            len,
+        }
+    }
+
     /// Creates `[addr, addr + len)`, checking the invariants.
     ///
     /// # Errors

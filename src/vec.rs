@@ -176,8 +176,15 @@ impl<S: AddrSpace, const N: usize> RangeArray<S, N> {
     /// assert_eq!(a.len(), 1);
     /// ```
     pub fn truncate(&mut self, len: usize) {
-        while self.ranges.len() > len {
-            self.pop();
+        if len == 0 {
+            self.clear();
+            return;
+        }
+        if let Some(tail) = self.ranges.get(len..) {
+            // The removed lengths are part of the total: no underflow.
+            let removed: u64 = tail.iter().map(|r| r.len()).sum();
+            self.total -= removed;
+            self.ranges.truncate(len);
         }
     }
 
@@ -551,8 +558,15 @@ mod heap {
         /// assert_eq!(v.total_len(), 4);
         /// ```
         pub fn truncate(&mut self, len: usize) {
-            while self.ranges.len() > len {
-                self.pop();
+            if len == 0 {
+                self.clear();
+                return;
+            }
+            if let Some(tail) = self.ranges.get(len..) {
+                // The removed lengths are part of the total: no underflow.
+                let removed: u64 = tail.iter().map(|r| r.len()).sum();
+                self.total -= removed;
+                self.ranges.truncate(len);
             }
         }
 

@@ -200,6 +200,7 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
     /// assert_eq!(v.get(1), Some(PhysRange::new(0x200, 2)));
     /// assert_eq!(v.get(2), None);
     /// ```
+    #[inline]
     pub fn get(&self, index: usize) -> Option<Range<S>> {
         let r = *self.ranges.get(index)?;
         let start = if index == 0 { self.head } else { 0 };
@@ -209,7 +210,7 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
             r.len()
         };
         // In bounds by the view invariants: start < end <= r.len().
-        Some(Range::new(r.addr().as_u64() + start, end - start))
+        Some(Range::new_unchecked(r.addr().as_u64() + start, end - start))
     }
 
     /// The first trimmed segment.

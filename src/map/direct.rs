@@ -245,6 +245,41 @@ impl DirectMapper {
         self.dma_offset
     }
 
+    /// `map_phys` beyond the fast path: every error, and bouncing.
+    #[cold]
+    #[inline(never)]
+    fn map_phys_slow(
+        &self,
+        phys: PhysRange,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> Result<DmaRange, MapError> {
+        let dma = self.to_dma(phys)?;
+        if self.reachable(dma) {
+            return Ok(dma);
+        }
+        let above = MapError::AboveDmaMask {
+            dma: dma.addr().as_u64(),
+            len: dma.len(),
+            mask: self.dma_mask,
+        };
+        let pool = match &self.bounce {
+            Some(p) if !attrs.contains(Attrs::MMIO) => p,
+            _ => return Err(above),
+        };
+        let bounce = pool.take(phys, dir)?;
+        let out = PhysRange::try_new(bounce.as_u64(), phys.len())
+            .map_err(|_| above)
+            .and_then(|b| self.to_dma(b))
+            .and_then(|d| if self.reachable(d) { Ok(d) } else { Err(above) });
+        if out.is_err() {
+            if let Some((i, _)) = pool.find(PhysRange::new(bounce.as_u64(), phys.len())) {
+                pool.release(i);
+            }
+        }
+        out
+    }
+
     fn to_dma(&self, phys: PhysRange) -> Result<DmaRange, MapError> {
         DmaRange::try_new(
             phys.addr()
@@ -355,30 +390,16 @@ impl DmaMapper for DirectMapper {
         dir: DataDirection,
         attrs: Attrs,
     ) -> Result<DmaRange, MapError> {
-        let dma = self.to_dma(phys)?;
-        if self.reachable(dma) {
-            return Ok(dma);
-        }
-        let above = MapError::AboveDmaMask {
-            dma: dma.addr().as_u64(),
-            len: dma.len(),
-            mask: self.dma_mask,
-        };
-        let pool = match &self.bounce {
-            Some(p) if !attrs.contains(Attrs::MMIO) => p,
-            _ => return Err(above),
-        };
-        let bounce = pool.take(phys, dir)?;
-        let out = PhysRange::try_new(bounce.as_u64(), phys.len())
-            .map_err(|_| above)
-            .and_then(|b| self.to_dma(b))
-            .and_then(|d| if self.reachable(d) { Ok(d) } else { Err(above) });
-        if out.is_err() {
-            if let Some((i, _)) = pool.find(PhysRange::new(bounce.as_u64(), phys.len())) {
-                pool.release(i);
+        // Fast path: `phys + dma_offset` neither wraps nor passes 2^64 and is under the
+        // mask (the checks of `to_dma` and `reachable`, on the last byte).
+        let a = phys.addr().as_u64();
+        if let Some(last) = phys.last().as_u64().checked_add(self.dma_offset) {
+            if last <= self.dma_mask {
+                // `a + offset <= last` does not wrap either, and `len > 0`.
+                return Ok(DmaRange::new_unchecked(a + self.dma_offset, phys.len()));
             }
         }
-        out
+        self.map_phys_slow(phys, dir, attrs)
     }
 
     fn unmap_phys(

@@ -10,6 +10,7 @@
 
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt;
 
@@ -997,19 +998,21 @@ pub struct IommuStats {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum AllocKind {
-    Space,
     Single { pad: u64, size: u64 },
 }
 
 struct Inner {
     pt: IoPageTable,
     alloc: IovaAllocator,
+    /// Live `map_phys` mappings by IOVA base.
     allocs: BTreeMap<u64, (u64, AllocKind)>,
-    /// `(base, len)` of one live reservation (an `AllocKind::Space` entry of `allocs`):
-    /// the last one reserved or validated, so that the per-link ownership check of the
-    /// reservation being linked is one compare instead of a `BTreeMap` probe. Cleared
-    /// when that entry leaves `allocs`.
-    owned: Option<(u64, u64)>,
+    /// Live reservations `(base, len)`, a slab indexed by the slot `reserve` records in
+    /// the `IovaSpace` (`None`: a free slot, listed in `free_slots`), so that the
+    /// ownership check of every call is one indexed compare and a reservation costs no
+    /// map insert/remove.
+    spaces: Vec<Option<(u64, u64)>>,
+    free_slots: Vec<u32>,
+    live_spaces: usize,
     tlb: Iotlb,
     stats: IommuStats,
 }
@@ -1082,7 +1085,9 @@ impl SoftIommu {
                 pt,
                 alloc,
                 allocs: BTreeMap::new(),
-                owned: None,
+                spaces: Vec::new(),
+                free_slots: Vec::new(),
+                live_spaces: 0,
                 tlb: Iotlb {
                     slots: [None; IOTLB_SLOTS],
                 },
@@ -1111,7 +1116,7 @@ impl SoftIommu {
         s.mapped_bytes = i.pt.mapped_bytes();
         s.tables = i.pt.tables();
         s.leaves = i.pt.leaf_counts();
-        s.allocations = i.allocs.len();
+        s.allocations = i.allocs.len() + i.live_spaces;
         s.free_iova_bytes = i.alloc.free_bytes();
         s
     }
@@ -1120,6 +1125,7 @@ impl SoftIommu {
     pub fn is_idle(&self) -> bool {
         let i = self.inner.borrow();
         i.allocs.is_empty()
+            && i.live_spaces == 0
             && i.pt.mapped_bytes() == 0
             && i.pt.tables() == 0
             && i.alloc.is_pristine()
@@ -1151,19 +1157,30 @@ impl SoftIommu {
         self.inner.borrow().pt.lookup(iova)
     }
 
+    /// Checks that `space` is a live reservation of this IOMMU (same mapper, same
+    /// extent as a live record); returns its slot.
     #[inline]
-    fn own<St: SpaceState>(&self, i: &mut Inner, space: &IovaSpace<St>) -> Result<(), MapError> {
-        let key = (space.iova_base().as_u64(), space.reserved_len());
-        let ok = space.owner() == self.id
-            && (i.owned == Some(key) || i.allocs.get(&key.0) == Some(&(key.1, AllocKind::Space)));
-        if ok {
-            i.owned = Some(key);
-            Ok(())
-        } else {
-            Err(MapError::ForeignSpace {
-                addr: space.addr().as_u64(),
-            })
+    fn own<St: SpaceState>(&self, i: &Inner, space: &IovaSpace<St>) -> Result<usize, MapError> {
+        let key = Some((space.iova_base().as_u64(), space.reserved_len()));
+        let hint = space.slot() as usize;
+        if space.owner() == self.id {
+            if i.spaces.get(hint) == Some(&key) {
+                return Ok(hint);
+            }
+            if let Some(slot) = Self::find_space(i, key) {
+                return Ok(slot);
+            }
         }
+        Err(MapError::ForeignSpace {
+            addr: space.addr().as_u64(),
+        })
+    }
+
+    /// The slot of a space whose hint is stale or absent (one built by hand).
+    #[cold]
+    #[inline(never)]
+    fn find_space(i: &Inner, key: Option<(u64, u64)>) -> Option<usize> {
+        i.spaces.iter().position(|s| *s == key)
     }
 
     fn alignment_for(&self, len: u64) -> PageSize {
@@ -1198,19 +1215,54 @@ impl SoftIommu {
         }
     }
 
-    /// Unmaps all of a reservation's extent and returns it to the allocator.
-    fn release(&self, i: &mut Inner, base: u64, len: u64) -> Result<u64, MapError> {
+    /// Unmaps all of an allocation's extent, forgets its record (a reservation's slot,
+    /// or else its `allocs` entry) and returns it to the allocator.
+    fn release(
+        &self,
+        i: &mut Inner,
+        slot: Option<usize>,
+        base: u64,
+        len: u64,
+    ) -> Result<u64, MapError> {
         let unmapped = i.pt.unmap_present(DmaAddr::new(base), len)?;
         if unmapped > 0 {
             i.stats.unmaps += 1;
             self.invalidate(i, base, len);
         }
-        i.allocs.remove(&base);
-        if i.owned.is_some_and(|(b, _)| b == base) {
-            i.owned = None;
+        match slot {
+            Some(slot) => Self::forget_space(i, slot),
+            None => {
+                i.allocs.remove(&base);
+            }
         }
         i.alloc.free(base, len)?;
         Ok(unmapped)
+    }
+
+    /// Records a live reservation; returns its slot.
+    fn record_space(i: &mut Inner, base: u64, len: u64) -> usize {
+        i.live_spaces += 1;
+        match i.free_slots.pop() {
+            Some(slot) => {
+                i.spaces[slot as usize] = Some((base, len));
+                slot as usize
+            }
+            None => {
+                i.spaces.push(Some((base, len)));
+                i.spaces.len() - 1
+            }
+        }
+    }
+
+    fn forget_space(i: &mut Inner, slot: usize) {
+        if let Some(s) = i.spaces.get_mut(slot) {
+            if s.take().is_some() {
+                i.live_spaces -= 1;
+                // Slots stay below u32::MAX: one per live reservation, each at least a
+                // granule of the IOVA aperture.
+                i.free_slots.push(slot as u32);
+            }
+        }
     }
 }
 
@@ -1245,14 +1297,13 @@ impl DmaMapper for SoftIommu {
         let len = u64::try_from(len).map_err(|_| MapError::IovaExhausted { size: u64::MAX })?;
         let mut i = self.inner.borrow_mut();
         let base = self.allocate(&mut i, len)?;
-        i.allocs.insert(base, (len, AllocKind::Space));
         match IovaSpace::new(self.id, DmaAddr::new(base), pad, size, g) {
-            Ok(s) => {
-                i.owned = Some((base, len));
+            Ok(mut s) => {
+                let slot = Self::record_space(&mut i, base, len);
+                s.set_slot(u32::try_from(slot).unwrap_or(u32::MAX));
                 Ok(Some(s))
             }
             Err(e) => {
-                i.allocs.remove(&base);
                 let _ = i.alloc.free(base, len);
                 Err(e)
             }
@@ -1268,7 +1319,7 @@ impl DmaMapper for SoftIommu {
         attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&mut i, space)?;
+        self.own(&i, space)?;
         let g = self.cfg.granule;
         let perm = IoPerm::for_transfer(dir, attrs);
         space.link_with(phys, offset, |dma, phys| {
@@ -1287,8 +1338,8 @@ impl DmaMapper for SoftIommu {
     ) -> Result<IovaSpace<Synced>, SyncError> {
         let mut i = self.inner.borrow_mut();
         if let Err(error) = self
-            .own(&mut i, &space)
-            .and_then(|()| space.check_sync(offset, size))
+            .own(&i, &space)
+            .and_then(|_| space.check_sync(offset, size))
         {
             return Err(SyncError { space, error });
         }
@@ -1305,7 +1356,7 @@ impl DmaMapper for SoftIommu {
         _attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&mut i, space)?;
+        self.own(&i, space)?;
         let g = self.cfg.granule;
         space.unlink_with(offset, size, |dma| {
             let iova = dma.addr().align_down(g);
@@ -1322,9 +1373,14 @@ impl DmaMapper for SoftIommu {
 
     fn free<St: SpaceState>(&self, mut space: IovaSpace<St>) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&mut i, &space)?;
+        let slot = self.own(&i, &space)?;
         let linked = space.linked_bytes();
-        let unmapped = self.release(&mut i, space.iova_base().as_u64(), space.reserved_len())?;
+        let unmapped = self.release(
+            &mut i,
+            Some(slot),
+            space.iova_base().as_u64(),
+            space.reserved_len(),
+        )?;
         space.clear_links();
         if linked > 0 || unmapped > 0 {
             return Err(MapError::StillLinked { bytes: linked });
@@ -1339,8 +1395,13 @@ impl DmaMapper for SoftIommu {
         _attrs: Attrs,
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
-        self.own(&mut i, &space)?;
-        self.release(&mut i, space.iova_base().as_u64(), space.reserved_len())?;
+        let slot = self.own(&i, &space)?;
+        self.release(
+            &mut i,
+            Some(slot),
+            space.iova_base().as_u64(),
+            space.reserved_len(),
+        )?;
         space.clear_links();
         Ok(())
     }
@@ -1402,7 +1463,7 @@ impl DmaMapper for SoftIommu {
                 len: dma.len(),
             });
         }
-        self.release(&mut i, base.as_u64(), len)?;
+        self.release(&mut i, None, base.as_u64(), len)?;
         Ok(())
     }
 }

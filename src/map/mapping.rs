@@ -232,22 +232,48 @@ where
 
     // 1. One P2P kind per I/O, decided by range 0; in the same pass, the merge-boundary
     // rule (`merge_boundary_ok`) for step 2.
+    //
+    // Fused with it, when it cannot be observed: the bus addresses of a `BusAddr` I/O,
+    // and (for a mapper whose `map_phys` holds nothing, `need_unmap() == false`) the
+    // per-range mapping of step 3. Both only when the sink has room for every range, so
+    // `TooManySegments` cannot arise; the first failure is kept and reported after the
+    // classification errors, with the sink holding the ranges before it, exactly as the
+    // separate passes leave it.
     let kind = p2p.map_type(first);
+    let capacity = sink.remaining_capacity();
+    let room = capacity >= n;
+    let bus = room && matches!(kind, P2pMapType::BusAddr { .. });
+    let attrs1 = if kind == P2pMapType::ThruHostBridge {
+        attrs | Attrs::MMIO
+    } else {
+        attrs
+    };
+    let speculate = room && !bus && !mapper.need_unmap();
+    let mut mapped: Result<(), MapError> = Ok(());
     let mut merge_ok = true;
     for (index, r) in phys.iter().enumerate() {
         let k = if index == 0 { kind } else { p2p.map_type(r) };
         if k == P2pMapType::NotSupported {
-            return Err(MapError::P2pNotSupported {
-                index,
-                phys: r.addr().as_u64(),
-            });
+            sink.truncate_ranges(0);
+            return Err(p2p_not_supported(index, r));
         }
         if !k.same_kind(kind) {
+            sink.truncate_ranges(0);
             return Err(MapError::MixedP2p { index });
         }
         let start_ok = index == 0 || r.addr().as_u64() & gmask == 0;
         let end_ok = index + 1 == n || r.end_u64().map_or(true, |e| e & gmask == 0);
         merge_ok &= start_ok & end_ok;
+        if mapped.is_ok() && (bus || speculate) {
+            if let P2pMapType::BusAddr { bus_offset } = k {
+                // `bus`: this range's own bus offset.
+                mapped = bus_range(r, bus_offset).and_then(|d| push(&mut sink, d));
+            } else if speculate {
+                mapped = mapper
+                    .map_phys(r, dir, attrs1)
+                    .and_then(|d| push(&mut sink, d));
+            }
+        }
     }
     let mut mapping = Mapping {
         mapper,
@@ -258,18 +284,19 @@ where
         p2p: kind,
         syncs: 0,
     };
+    if bus {
+        mapped?;
+        mapping.state = State::BusAddr;
+        return Ok(mapping);
+    }
     if matches!(kind, P2pMapType::BusAddr { .. }) {
+        // No room for every range.
         mapping.check_room(n)?;
         for r in phys.iter() {
             let P2pMapType::BusAddr { bus_offset } = p2p.map_type(r) else {
                 return Err(MapError::MixedP2p { index: 0 });
             };
-            let bus = DmaRange::try_new(r.addr().as_u64().wrapping_add(bus_offset), r.len())
-                .map_err(|_| MapError::AddressOverflow {
-                    addr: r.addr().as_u64(),
-                    len: r.len(),
-                })?;
-            push(&mut mapping.dma, bus)?;
+            push(&mut mapping.dma, bus_range(r, bus_offset)?)?;
         }
         mapping.state = State::BusAddr;
         return Ok(mapping);
@@ -280,9 +307,14 @@ where
     let attrs = mapping.attrs;
 
     // 2. One IOVA range when the merge-boundary rule holds and there is IOVA space.
-    if merge_ok && mapping.dma.remaining_capacity() >= 1 {
+    if merge_ok && capacity >= 1 {
         let total = phys.len();
-        if let Some(mut space) = mapper.reserve(first.addr(), total)? {
+        let reserved = mapper.reserve(first.addr(), total);
+        if speculate && !matches!(reserved, Ok(None)) {
+            // The speculative per-range mappings hold nothing: drop them.
+            mapping.dma.truncate_ranges(0);
+        }
+        if let Some(mut space) = reserved? {
             let mut offset = 0u64;
             for r in phys.iter() {
                 if let Err(e) = mapper.link(&mut space, r, offset, dir, attrs) {
@@ -308,8 +340,13 @@ where
     }
 
     // 3. Per-range fallback.
-    mapping.check_room(n)?;
     mapping.state = State::PerRange;
+    if speculate {
+        // Done in step 1 (`room` holds, so `check_room` would pass).
+        mapped?;
+        return Ok(mapping);
+    }
+    mapping.check_room(n)?;
     for r in phys.iter() {
         let d = mapper.map_phys(r, dir, attrs)?; // `mapping` drop unmaps the ones before
         if let Err(e) = push(&mut mapping.dma, d) {
@@ -330,6 +367,27 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     }
 }
 
+#[cold]
+#[inline(never)]
+fn p2p_not_supported(index: usize, r: crate::range::PhysRange) -> MapError {
+    MapError::P2pNotSupported {
+        index,
+        phys: r.addr().as_u64(),
+    }
+}
+
+/// `phys + bus_offset` (`PCI_P2PDMA_MAP_BUS_ADDR`).
+#[inline]
+fn bus_range(r: crate::range::PhysRange, bus_offset: u64) -> Result<DmaRange, MapError> {
+    DmaRange::try_new(r.addr().as_u64().wrapping_add(bus_offset), r.len()).map_err(|_| {
+        MapError::AddressOverflow {
+            addr: r.addr().as_u64(),
+            len: r.len(),
+        }
+    })
+}
+
+#[inline]
 fn push<K: RangeSink<Dma>>(sink: &mut K, r: DmaRange) -> Result<(), MapError> {
     sink.push_range(r).map_err(|_| MapError::TooManySegments {
         needed: sink.ranges().len() + 1,

@@ -376,7 +376,10 @@ pub trait DmaMapper {
     /// [`DmaMapper::unmap_phys`] (the kernel's `dma_need_unmap()`). `false` only for
     /// mappers whose `unmap_phys` of a live mapping does nothing and cannot fail, such as
     /// a [`DirectMapper`] without a bounce pool: a [`Mapping`] then skips the per-range
-    /// unmap calls. The default is `true`, always correct.
+    /// unmap calls, and [`map_into`] may call `map_phys` before it has classified every
+    /// range (dropping the results on an error), so `false` also promises that
+    /// `map_phys` has no effect that needs undoing. The default is `true`, always
+    /// correct.
     ///
     /// ```
     /// use physvec::map::{DirectMapper, DmaMapper, SoftIommu};

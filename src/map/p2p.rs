@@ -125,13 +125,16 @@ impl<'a> P2pProviders<'a> {
 }
 
 impl P2pClassifier for P2pProviders<'_> {
+    #[inline]
     fn map_type(&self, phys: PhysRange) -> P2pMapType {
         for r in self.regions {
-            if r.bar.contains_range(phys) {
-                return r.map;
-            }
+            // Most ranges are RAM: one overlap test rejects a region.
             if r.bar.overlaps(phys) {
-                return P2pMapType::NotSupported;
+                return if r.bar.contains_range(phys) {
+                    r.map
+                } else {
+                    P2pMapType::NotSupported
+                };
             }
         }
         P2pMapType::None

@@ -85,6 +85,9 @@ pub struct IovaSpace<St: SpaceState = Linking> {
     /// Highest end offset of any link since the space was last empty; a link ending
     /// off-granule below it would leave a hole inside the transfer.
     high_end: u64,
+    /// A mapper's own bookkeeping index for this reservation (`u32::MAX`: none), a hint
+    /// it may use to find its record in O(1); never trusted on its own.
+    slot: u32,
     _state: PhantomData<St>,
 }
 
@@ -148,6 +151,7 @@ impl IovaSpace<Linking> {
             links: 0,
             sealed_end: None,
             high_end: 0,
+            slot: u32::MAX,
             _state: PhantomData,
         })
     }
@@ -235,6 +239,18 @@ impl IovaSpace<Linking> {
 }
 
 impl<St: SpaceState> IovaSpace<St> {
+    /// The mapper's bookkeeping hint (`u32::MAX` when none was set).
+    #[inline]
+    pub(crate) fn slot(&self) -> u32 {
+        self.slot
+    }
+
+    /// Sets the mapper's bookkeeping hint.
+    #[inline]
+    pub(crate) fn set_slot(&mut self, slot: u32) {
+        self.slot = slot;
+    }
+
     fn change_state<T: SpaceState>(self) -> IovaSpace<T> {
         IovaSpace {
             owner: self.owner,
@@ -246,6 +262,7 @@ impl<St: SpaceState> IovaSpace<St> {
             links: self.links,
             sealed_end: self.sealed_end,
             high_end: self.high_end,
+            slot: self.slot,
             _state: PhantomData,
         }
     }
