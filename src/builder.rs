@@ -231,7 +231,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     ///     Err(BuildError::AboveDmaMask { index: 0, last: 0x1_0000_0fff, .. })
     /// ));
     /// ```
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, range: Range<S>) -> Result<(), BuildError> {
         // Fast path, the common case: aligned, under the mask, not contiguous with the
         // tail, one piece, room for it. The same checks as `push_slow` in fewer
