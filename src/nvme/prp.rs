@@ -439,7 +439,6 @@ where
 /// the first run's first entry is PRP1 (which may carry an offset), every other entry is
 /// a page address, and entry `i` of a run is `first_entry`'s page + `i` pages. `ranges`
 /// must have passed [`prp_entries`].
-#[inline]
 fn for_each_run<I, F>(ranges: I, mps: MemoryPageSize, mut f: F) -> Result<(), PrpError>
 where
     I: Iterator<Item = DmaRange>,
@@ -582,7 +581,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// list page at a time (a loop the compiler vectorises), [`Writer::push`] at the
     /// points where a page opens or chains.
     #[inline]
-    fn push_run(&mut self, mut first: u64, count: u64) -> Result<(), PrpError> {
+    fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
         let ps = self.mps.get();
         // Fast path: the run fits in the open page without a chain decision.
         if let Some(page) = self.cur.as_deref_mut() {
@@ -605,13 +604,6 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 }
             }
         }
-        self.push_run_slow(first, count)
-    }
-
-    /// [`Writer::push_run`] across list pages (opening pages, chaining).
-    #[inline(never)]
-    fn push_run_slow(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
-        let ps = self.mps.get();
         while count > 0 {
             // Slots of the current page that take data without a chain decision: all
             // that are left when the rest of the list fits, else all but the last.
