@@ -239,8 +239,10 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let c = &self.constraints;
         let addr = range.addr().as_u64();
         let len = range.len();
-        if addr & (c.alignment() - 1) == 0
-            && range.last().as_u64() <= c.dma_mask()
+        // The two input checks both fast paths need; failures go to `push_slow`, which
+        // reports them.
+        let acceptable = addr & (c.alignment() - 1) == 0 && range.last().as_u64() <= c.dma_mask();
+        if acceptable
             && !self.tail.is_some_and(|t| t.is_contiguous_with(range))
             && len <= c.final_room_at(addr)
             && self.produced < c.max_segments()
@@ -266,10 +268,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         // check applies).
         if let Some(t) = self.tail {
             let ta = t.addr().as_u64();
-            if t.is_contiguous_with(range)
-                && addr & (c.alignment() - 1) == 0
-                && range.last().as_u64() <= c.dma_mask()
-            {
+            if acceptable && t.is_contiguous_with(range) {
                 if let (Some(total), Some(merged)) =
                     (self.total.checked_add(len), t.len().checked_add(len))
                 {

@@ -284,16 +284,20 @@ impl DmaConstraints {
     /// assert_eq!(c.room_at(0x1f00), 0x100);
     /// ```
     pub const fn room_at(&self, addr: u64) -> u64 {
-        // Bytes from addr up to the next boundary: mask - (addr & mask) + 1, which can
-        // be 2^64 only when mask == u64::MAX and addr == 0.
-        let to_boundary =
-            (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1);
+        let to_boundary = self.bytes_to_boundary(addr);
         let max = self.effective_max_segment_size();
         if to_boundary < max {
             to_boundary
         } else {
             max
         }
+    }
+
+    /// Bytes from `addr` up to the next segment boundary, `mask - (addr & mask) + 1`,
+    /// saturated at `u64::MAX` (it is 2^64 only when the mask is `u64::MAX` and
+    /// `addr == 0`).
+    const fn bytes_to_boundary(&self, addr: u64) -> u64 {
+        (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1)
     }
 
     /// How many bytes the *last* segment of a run starting at `addr` may hold: up to the
@@ -305,8 +309,7 @@ impl DmaConstraints {
     /// assert_eq!((c.room_at(0), c.final_room_at(0)), (512, 1000));
     /// ```
     pub const fn final_room_at(&self, addr: u64) -> u64 {
-        let to_boundary =
-            (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1);
+        let to_boundary = self.bytes_to_boundary(addr);
         if to_boundary < self.max_segment_size {
             to_boundary
         } else {
