@@ -240,12 +240,14 @@ impl IovaSpace<Linking> {
 
 impl<St: SpaceState> IovaSpace<St> {
     /// The mapper's bookkeeping hint (`u32::MAX` when none was set).
+    #[cfg(feature = "alloc")]
     #[inline]
     pub(crate) fn slot(&self) -> u32 {
         self.slot
     }
 
     /// Sets the mapper's bookkeeping hint.
+    #[cfg(feature = "alloc")]
     #[inline]
     pub(crate) fn set_slot(&mut self, slot: u32) {
         self.slot = slot;
