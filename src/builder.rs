@@ -10,7 +10,7 @@ use crate::addr::{Addr, AddrSpace, PageSize};
 use crate::constraints::DmaConstraints;
 use crate::error::{BuildError, ConstraintsError};
 use crate::range::Range;
-use crate::vec::RangeSink;
+use crate::sink::RangeSink;
 
 /// Builds a constrained range list into a sink.
 ///
@@ -274,11 +274,14 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 {
                     if merged <= c.final_room_at(ta) {
                         let m = Range::new(ta, merged);
-                        self.sink.replace_last(m);
-                        self.total = total;
-                        self.inputs += 1;
-                        self.tail = Some(m);
-                        return Ok(());
+                        // A refusal (the sink's own total) goes the general way,
+                        // which reports it with nothing changed.
+                        if self.sink.replace_last(m).is_ok() {
+                            self.total = total;
+                            self.inputs += 1;
+                            self.tail = Some(m);
+                            return Ok(());
+                        }
                     }
                 }
             }
@@ -358,8 +361,14 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let before = self.sink.ranges().len();
         if absorbed > 0 {
             if let Some(t) = tail {
-                self.sink
-                    .replace_last(Range::new(t.addr().as_u64(), t.len() + absorbed));
+                // Nothing written yet: a refusal leaves the sink as it was.
+                if self
+                    .sink
+                    .replace_last(Range::new(t.addr().as_u64(), t.len() + absorbed))
+                    .is_err()
+                {
+                    return Err(BuildError::TotalOverflow { index });
+                }
             }
         }
         // Wraps only when everything was absorbed into a range ending at 2^64, and then
@@ -376,7 +385,9 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 self.sink.truncate_ranges(before);
                 if let Some(t) = tail {
                     if absorbed > 0 {
-                        self.sink.replace_last(t);
+                        // Restoring the shorter original lowers the total: it cannot
+                        // be refused.
+                        let _restored = self.sink.replace_last(t);
                     }
                 }
                 return Err(BuildError::TotalOverflow { index });

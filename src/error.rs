@@ -235,12 +235,6 @@ pub enum ViewError {
         /// Index of the range at which the sum overflowed.
         index: usize,
     },
-    /// A range in the list has length zero (only possible for lists built from raw
-    /// `Pod` bytes, since constructors reject empty ranges).
-    EmptySegment {
-        /// Index of the empty range.
-        index: usize,
-    },
 }
 
 impl ViewError {
@@ -255,7 +249,6 @@ impl ViewError {
         match self {
             ViewError::OutOfBounds { .. } => "out_of_bounds",
             ViewError::TotalOverflow { .. } => "length_overflow",
-            ViewError::EmptySegment { .. } => "empty_segment",
         }
     }
 }
@@ -270,7 +263,6 @@ impl fmt::Display for ViewError {
             ViewError::TotalOverflow { index } => {
                 write!(f, "total length overflows u64 at segment {index}")
             }
-            ViewError::EmptySegment { index } => write!(f, "segment {index} is empty"),
         }
     }
 }

@@ -145,6 +145,7 @@ pub mod nvme;
 pub mod range;
 pub mod rdma;
 pub mod sg;
+pub mod sink;
 pub mod vec;
 pub mod view;
 
@@ -159,8 +160,9 @@ pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
-pub use range::{DmaRange, Pages, PhysRange, Range};
-pub use vec::{DmaArray, PhysArray, RangeArray, RangeSink};
+pub use range::{DmaRange, Pages, PhysRange, Range, RawRange};
+pub use sink::{Coalescing, RangeSink, SinkMark};
+pub use vec::{DmaArray, PhysArray, RangeArray, RangeList};
 #[cfg(feature = "alloc")]
 pub use vec::{DmaVec, PhysVec, RangeVec};
 pub use view::{RangeView, ViewIter};

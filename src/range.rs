@@ -2,8 +2,13 @@
 //! space, with the aliases [`PhysRange`] and [`DmaRange`].
 //!
 //! The layout is the kernel's `struct phys_vec { phys_addr_t paddr; size_t len; }`:
-//! 16 bytes, `repr(C)`, `bytemuck::Pod`, so a `&[PhysRange]` can be handed to hardware
-//! or a shared-memory ring as it is.
+//! 16 bytes, `repr(C)`, no padding. A `&[PhysRange]` can be written out as bytes as it
+//! is ([`bytemuck::NoUninit`]), but bytes can only come *in* through a check: the wire
+//! form [`RawRange`] is [`bytemuck::Pod`] (any 16 bytes) and converts into a range with
+//! [`TryFrom`], and `Range` is [`bytemuck::CheckedBitPattern`], so
+//! `bytemuck::checked::try_cast_slice` validates every element of a foreign buffer.
+//! This is zerocopy's split of "any bytes" from "checked" types: a `Range` in hand is
+//! always valid, and no consumer re-checks it.
 
 use core::fmt;
 
@@ -14,9 +19,9 @@ use crate::error::RangeError;
 ///
 /// # Invariants
 /// `len > 0` and `addr + len <= 2^64` (a range may end exactly at the top of the address
-/// space). Every constructor checks this; the only way around it is casting raw bytes
-/// through `bytemuck`, which is why consumers of foreign slices (views, adapters)
-/// re-check lengths.
+/// space). Every constructor checks this, and there is no way around it: the type is not
+/// `Pod`/`Zeroable`, and raw bytes become ranges only through [`RawRange`] (`TryFrom`) or
+/// `bytemuck::checked` casts, which validate. Consumers therefore never re-check.
 ///
 /// # Examples
 /// ```
@@ -54,11 +59,101 @@ const _: () = assert!(core::mem::align_of::<PhysRange>() == 8);
 const _: () = assert!(core::mem::size_of::<DmaRange>() == 16);
 
 // SAFETY: `Range<S>` is `repr(C)` with two 8-byte, 8-aligned fields (`Addr<S>` is
-// `repr(transparent)` over `u64`), so it has no padding and every bit pattern of its 16
-// bytes is a valid value (validity of `len` is a library invariant, not a language one).
-unsafe impl<S: AddrSpace> bytemuck::Zeroable for Range<S> {}
-// SAFETY: as above; the type is `Copy + 'static`.
-unsafe impl<S: AddrSpace> bytemuck::Pod for Range<S> {}
+// `repr(transparent)` over `u64`), so it has no padding and no uninitialised bytes; it
+// is `Copy + 'static`. Reading its bytes is therefore sound (writing is not offered).
+unsafe impl<S: AddrSpace> bytemuck::NoUninit for Range<S> {}
+
+// SAFETY: `RawRange<S>` has the same `repr(C)` layout as `Range<S>` (two 8-byte fields,
+// `Addr<S>` then `u64`, same order, size and alignment), and `is_valid_bit_pattern`
+// accepts exactly the bit patterns that satisfy `Range`'s invariants, the ones
+// `Range::try_new` accepts.
+unsafe impl<S: AddrSpace> bytemuck::CheckedBitPattern for Range<S> {
+    type Bits = RawRange<S>;
+
+    #[inline]
+    fn is_valid_bit_pattern(bits: &RawRange<S>) -> bool {
+        Self::try_new(bits.addr.as_u64(), bits.len).is_ok()
+    }
+}
+
+/// The wire form of a [`Range`]: any 16 bytes `{addr, len}`, unchecked.
+///
+/// Use it where ranges arrive from outside (a shared-memory ring, a guest's descriptor,
+/// a file): it is [`bytemuck::Pod`], so a byte buffer casts to `&[RawRange<S>]` for free,
+/// and each element becomes a [`Range`] through [`TryFrom`], which checks `len > 0` and
+/// `addr + len <= 2^64`. `bytemuck::checked::try_cast_slice::<_, Range<S>>` does the
+/// same check for a whole slice in place.
+///
+/// ```
+/// use physvec::{PhysAddr, PhysRange, RawRange};
+/// let words: [u64; 4] = [0x1000, 0x200, 0x8000, 0];
+/// let raw: &[RawRange<physvec::addr::Phys>] = bytemuck::cast_slice(&words);
+/// assert_eq!(PhysRange::try_from(raw[0]), Ok(PhysRange::new(0x1000, 0x200)));
+/// assert!(PhysRange::try_from(raw[1]).is_err()); // zero length
+/// // A whole buffer, checked in place:
+/// assert!(bytemuck::checked::try_cast_slice::<u64, PhysRange>(&words).is_err());
+/// assert_eq!(RawRange::from(PhysRange::new(0x1000, 0x200)).addr, PhysAddr::new(0x1000));
+/// ```
+#[repr(C)]
+pub struct RawRange<S: AddrSpace> {
+    /// The first byte's address.
+    pub addr: Addr<S>,
+    /// The length in bytes (may be anything, including 0).
+    pub len: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<RawRange<Phys>>() == 16);
+
+impl<S: AddrSpace> Clone for RawRange<S> {
+    #[inline]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<S: AddrSpace> Copy for RawRange<S> {}
+impl<S: AddrSpace> PartialEq for RawRange<S> {
+    #[inline]
+    fn eq(&self, o: &Self) -> bool {
+        self.addr == o.addr && self.len == o.len
+    }
+}
+impl<S: AddrSpace> Eq for RawRange<S> {}
+impl<S: AddrSpace> fmt::Debug for RawRange<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "raw {}:[{:#x}+{:#x}]",
+            S::NAME,
+            self.addr.as_u64(),
+            self.len
+        )
+    }
+}
+// SAFETY: `repr(C)` with two 8-byte fields that are both `Pod` (`Addr<S>` is
+// `repr(transparent)` over `u64` and itself `Pod`): no padding, every bit pattern valid.
+unsafe impl<S: AddrSpace> bytemuck::Zeroable for RawRange<S> {}
+// SAFETY: as above; `Copy + 'static`.
+unsafe impl<S: AddrSpace> bytemuck::Pod for RawRange<S> {}
+
+impl<S: AddrSpace> From<Range<S>> for RawRange<S> {
+    #[inline]
+    fn from(r: Range<S>) -> Self {
+        Self {
+            addr: r.addr,
+            len: r.len,
+        }
+    }
+}
+
+impl<S: AddrSpace> TryFrom<RawRange<S>> for Range<S> {
+    type Error = RangeError;
+
+    /// Checks the invariants; errors as [`Range::try_new`].
+    #[inline]
+    fn try_from(raw: RawRange<S>) -> Result<Self, RangeError> {
+        Self::try_new(raw.addr.as_u64(), raw.len)
+    }
+}
 
 impl<S: AddrSpace> Clone for Range<S> {
     #[inline]
@@ -434,21 +529,6 @@ impl<S: AddrSpace> Range<S> {
             len: self.len,
         }
     }
-
-    /// Checks the invariants of a range that came from raw memory (for example a
-    /// `bytemuck` cast of a foreign buffer).
-    ///
-    /// # Errors
-    /// As [`Range::try_new`].
-    ///
-    /// ```
-    /// let raw: physvec::PhysRange = bytemuck::Zeroable::zeroed();
-    /// assert!(raw.validate().is_err());
-    /// ```
-    #[inline]
-    pub const fn validate(self) -> Result<Self, RangeError> {
-        Self::try_new(self.addr.as_u64(), self.len)
-    }
 }
 
 /// Iterator over the per-page pieces of a range; see [`Range::pages`].
@@ -575,19 +655,26 @@ mod tests {
     }
 
     #[test]
-    fn pod_casts_from_raw_words() {
-        // Exercises the `Pod` impls: a foreign `[addr, len]` word array viewed in place.
+    fn checked_casts_from_raw_words() {
+        // Exercises the `CheckedBitPattern` impl: a foreign `[addr, len]` word array
+        // viewed in place after every element is checked.
         let words: [u64; 4] = [0x1000, 0x200, 0x8000, 0x10];
-        let ranges: &[DmaRange] = bytemuck::cast_slice(&words);
+        let ranges: &[DmaRange] = bytemuck::checked::try_cast_slice(&words).unwrap();
         assert_eq!(
             ranges,
             [DmaRange::new(0x1000, 0x200), DmaRange::new(0x8000, 0x10)]
         );
         let addrs: &[crate::DmaAddr] = bytemuck::cast_slice(&words[..2]);
         assert_eq!(addrs[1].as_u64(), 0x200);
-        // Raw memory may violate the invariants; `validate` catches it.
-        let bad: &[PhysRange] = bytemuck::cast_slice(&[0u64, 0][..]);
-        assert!(bad[0].validate().is_err());
+        // Raw memory may violate the invariants; the checked cast refuses it.
+        for bad in [[0u64, 0], [0x1000, 0], [u64::MAX, 2], [2, u64::MAX]] {
+            assert!(bytemuck::checked::try_cast_slice::<u64, PhysRange>(&bad).is_err());
+            let raw: RawRange<Phys> = bytemuck::cast(bad);
+            assert!(PhysRange::try_from(raw).is_err());
+        }
+        let top: RawRange<Phys> = bytemuck::cast([u64::MAX, 1u64]);
+        assert_eq!(PhysRange::try_from(top), Ok(PhysRange::new(u64::MAX, 1)));
+        assert_eq!(RawRange::from(PhysRange::new(u64::MAX, 1)), top);
     }
 
     mod alloc_free {

@@ -11,7 +11,7 @@ use core::fmt;
 use crate::addr::{Addr, AddrSpace};
 use crate::error::ViewError;
 use crate::range::Range;
-use crate::vec::RangeSink;
+use crate::sink::RangeSink;
 
 /// A borrowed window of bytes over a list of ranges.
 ///
@@ -88,9 +88,7 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
     /// A view over all bytes of `ranges`.
     ///
     /// # Errors
-    /// [`ViewError::TotalOverflow`] when the lengths add up to more than `u64::MAX`;
-    /// [`ViewError::EmptySegment`] for a zero-length range (possible only in slices cast
-    /// from raw bytes).
+    /// [`ViewError::TotalOverflow`] when the lengths add up to more than `u64::MAX`.
     ///
     /// ```
     /// use physvec::{DmaRange, RangeView};
@@ -100,9 +98,6 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
     pub fn full(ranges: &'a [Range<S>]) -> Result<Self, ViewError> {
         let mut total: u64 = 0;
         for (index, r) in ranges.iter().enumerate() {
-            if r.validate().is_err() {
-                return Err(ViewError::EmptySegment { index });
-            }
             total = total
                 .checked_add(r.len())
                 .ok_or(ViewError::TotalOverflow { index })?;
@@ -507,11 +502,6 @@ mod tests {
         assert_eq!(
             RangeView::full(&big),
             Err(ViewError::TotalOverflow { index: 1 })
-        );
-        let raw: [PhysRange; 1] = [bytemuck::Zeroable::zeroed()];
-        assert_eq!(
-            RangeView::full(&raw),
-            Err(ViewError::EmptySegment { index: 0 })
         );
     }
 

@@ -267,7 +267,8 @@ fn sgl_maximal_chain_stops_at_the_budget() {
     );
     assert_eq!(mem.reads.get(), DEFAULT_BUDGET);
     assert_eq!(mem.max_read.get(), 16);
-    assert_eq!(ranges.len(), 1);
+    // A failed decode leaves its output as it found it (empty).
+    assert_eq!(ranges.len(), 0);
     assert_eq!(allocs, 0);
 }
 
@@ -360,7 +361,8 @@ fn sg_maximal_chain_stops_at_the_limit() {
     );
     assert_eq!(mem.reads.get(), u64::from(SG_WALK_DEFAULT_LIMIT));
     assert_eq!(mem.max_read.get(), 32);
-    assert_eq!(out.len(), 1);
+    // A failed import leaves its output as it found it (empty).
+    assert_eq!(out.len(), 0);
     assert_eq!(allocs, 0);
 }
 

@@ -10,7 +10,7 @@ use super::{
 };
 use crate::addr::{Dma, DmaAddr, PageSize, Phys};
 use crate::range::DmaRange;
-use crate::vec::RangeSink;
+use crate::sink::RangeSink;
 use crate::view::RangeView;
 
 /// Whether `phys` obeys the merge-boundary rule for `granule`: every segment but the first

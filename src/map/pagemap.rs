@@ -18,7 +18,7 @@ use std::vec::Vec;
 
 use crate::addr::{PageSize, PhysAddr};
 use crate::range::PhysRange;
-use crate::vec::{PhysVec, RangeSink};
+use crate::vec::PhysVec;
 
 const PRESENT: u64 = 1 << 63;
 const SWAPPED: u64 = 1 << 62;
@@ -169,10 +169,8 @@ pub fn translate(vaddr: u64, len: u64) -> Result<PhysVec, PagemapError> {
             + off;
         let r = PhysRange::try_new(addr, chunk)
             .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?;
-        match out.last().and_then(|l| l.merge(r)) {
-            Some(m) => out.replace_last(m),
-            None => out.push(r),
-        }
+        out.push_coalesced(r)
+            .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?;
         left -= chunk;
         off = 0;
     }

@@ -16,8 +16,7 @@
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
 //! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
-//! | `decode.rs` | [`DecodeOptions`], [`DecodeError`], output sinks, [`decode_command`] |
-//! | `decode_prp.rs` / `decode_sgl.rs` | [`decode_prp`], [`decode_sgl`] |
+//! | `decode/` | the device side: [`decode_command`] (`mod.rs`), [`decode_prp`] (`prp.rs`), [`decode_sgl`] (`sgl.rs`), [`DecodeOptions`] (`options.rs`), [`DecodeError`] (`error.rs`), output sinks (`output.rs`) |
 //! | `status.rs` | [`NvmeStatus`] |
 //!
 //! ## Driver side
@@ -64,8 +63,6 @@
 
 mod cmd;
 mod decode;
-mod decode_prp;
-mod decode_sgl;
 mod descriptor;
 mod page;
 mod policy;
@@ -76,10 +73,9 @@ mod status;
 
 pub use cmd::{DataPointer, Psdt, SubmissionQueueEntry};
 pub use decode::{
-    decode_command, DataOnly, DecodeError, DecodeOptions, DecodeSummary, SglItemSink,
+    decode_command, decode_prp, decode_sgl, DataOnly, DataOnlyMark, DecodeError, DecodeOptions,
+    DecodeSummary, SglItemSink,
 };
-pub use decode_prp::decode_prp;
-pub use decode_sgl::decode_sgl;
 pub use descriptor::{
     SglCapabilities, SglDescriptor, SglDescriptorType, SglItem, SGL_SUBTYPE_ADDRESS,
     SGL_SUBTYPE_INVALIDATE_KEY, SGL_SUBTYPE_OFFSET,

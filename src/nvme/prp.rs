@@ -81,11 +81,6 @@ pub enum PrpIncompatibility {
 pub enum PrpError {
     /// No ranges.
     Empty,
-    /// Input range `index` has length 0 (only possible in slices cast from raw bytes).
-    EmptySegment {
-        /// Index of the range in the input.
-        index: usize,
-    },
     /// Input range `index` cannot be expressed with PRPs.
     NotPrpCompatible {
         /// Index of the offending range in the input.
@@ -124,7 +119,6 @@ impl PrpError {
     pub const fn kind(&self) -> &'static str {
         match self {
             PrpError::Empty => "empty",
-            PrpError::EmptySegment { .. } => "empty_segment",
             PrpError::NotPrpCompatible { .. } => "not_prp_compatible",
             PrpError::TooFewListPages { .. } => "too_few_list_pages",
             PrpError::ListPageMisaligned { .. } => "list_page_misaligned",
@@ -135,8 +129,7 @@ impl PrpError {
     /// Index of the offending input range or list page, when there is one.
     pub const fn index(&self) -> Option<usize> {
         match *self {
-            PrpError::EmptySegment { index }
-            | PrpError::NotPrpCompatible { index, .. }
+            PrpError::NotPrpCompatible { index, .. }
             | PrpError::ListPageMisaligned { index, .. }
             | PrpError::ListPageTooSmall { index, .. } => Some(index),
             PrpError::Empty | PrpError::TooFewListPages { .. } => None,
@@ -148,7 +141,6 @@ impl fmt::Display for PrpError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             PrpError::Empty => f.write_str("no ranges to encode"),
-            PrpError::EmptySegment { index } => write!(f, "segment {index} has length 0"),
             PrpError::NotPrpCompatible { index, reason } => {
                 let why = match reason {
                     PrpIncompatibility::Prp1NotDwordAligned => {
@@ -247,7 +239,7 @@ impl Prp {
 /// (including PRP1). Contiguous ranges are coalesced first. O(n), no allocation.
 ///
 /// # Errors
-/// [`PrpError::Empty`], [`PrpError::EmptySegment`] or [`PrpError::NotPrpCompatible`]
+/// [`PrpError::Empty`] or [`PrpError::NotPrpCompatible`]
 /// naming the first offending input range.
 ///
 /// ```
@@ -455,9 +447,8 @@ where
 }
 
 /// Calls `f(run, first_index, last_index)` for every maximal run of contiguous input
-/// ranges, in order (the data-only, inlined equivalent of `Runs`). An empty or
-/// overflowing input range (possible in slices cast from raw bytes) is
-/// [`PrpError::EmptySegment`], reported after the run before it was handed to `f`.
+/// ranges, in order (the data-only, inlined equivalent of `Runs`). Every `DmaRange` is
+/// valid by construction, so nothing is re-checked here.
 #[inline]
 fn fold_data_runs<I, F>(ranges: I, mut f: F) -> Result<(), PrpError>
 where
@@ -467,12 +458,6 @@ where
     let mut pending: Option<(DmaRange, usize)> = None;
     let mut index = 0usize;
     for r in ranges {
-        if r.validate().is_err() {
-            if let Some((p, first)) = pending {
-                f(p, first, index - 1)?;
-            }
-            return Err(PrpError::EmptySegment { index });
-        }
         pending = match pending {
             None => Some((r, index)),
             Some((p, first)) => match p.merge(r) {

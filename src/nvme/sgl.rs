@@ -107,8 +107,8 @@ impl SglOptions {
 pub enum SglError {
     /// Nothing to encode.
     Empty,
-    /// Input item `index` is empty (a zero-length bit bucket or raw-cast range).
-    EmptySegment {
+    /// Input item `index` is a zero-length bit bucket (data ranges are never empty).
+    EmptyBitBucket {
         /// Index in the input.
         index: usize,
     },
@@ -152,7 +152,7 @@ impl SglError {
     pub const fn kind(&self) -> &'static str {
         match self {
             SglError::Empty => "empty",
-            SglError::EmptySegment { .. } => "empty_segment",
+            SglError::EmptyBitBucket { .. } => "empty_bit_bucket",
             SglError::NotSupported => "sgl_not_supported",
             SglError::KeyedNotSupported => "keyed_not_supported",
             SglError::BitBucketNotSupported { .. } => "bit_bucket_not_supported",
@@ -166,7 +166,7 @@ impl SglError {
     /// Index of the offending input item or segment page, when there is one.
     pub const fn index(&self) -> Option<usize> {
         match *self {
-            SglError::EmptySegment { index }
+            SglError::EmptyBitBucket { index }
             | SglError::BitBucketNotSupported { index }
             | SglError::NotDwordAligned { index }
             | SglError::SegmentPageTooSmall { index, .. }
@@ -180,7 +180,7 @@ impl fmt::Display for SglError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             SglError::Empty => f.write_str("no segments to encode"),
-            SglError::EmptySegment { index } => write!(f, "segment {index} has length 0"),
+            SglError::EmptyBitBucket { index } => write!(f, "bit bucket {index} has length 0"),
             SglError::NotSupported => f.write_str("the controller does not support SGLs"),
             SglError::KeyedNotSupported => {
                 f.write_str("the controller does not support Keyed SGL Data Blocks")
@@ -281,7 +281,7 @@ impl<I: Iterator<Item = SglItem>> Descriptors<I> {
     fn next_run(&mut self) -> Option<Result<super::runs::Run, SglError>> {
         let run = match self.runs.next()? {
             Ok(r) => r,
-            Err(index) => return Some(Err(SglError::EmptySegment { index })),
+            Err(index) => return Some(Err(SglError::EmptyBitBucket { index })),
         };
         match run.item {
             SglItem::BitBucket(_) if !self.caps.bit_bucket() => {

@@ -13,7 +13,7 @@ use core::fmt;
 use crate::addr::{Dma, Phys};
 use crate::mem::MemoryReader;
 use crate::range::Range;
-use crate::vec::RangeSink;
+use crate::sink::{Coalescing, RangeSink};
 
 use super::layout::{BioVec, Scatterlist, SgTable, DMA_MAPPING_ERROR, SG_PAGE_SIZE};
 use super::page::PageModel;
@@ -391,34 +391,13 @@ fn page_range<P: PageModel + ?Sized>(
     Range::try_new(addr, u64::from(len)).map_err(|_| SgImportError::EntryOverflow { index })
 }
 
-/// Pushes `r` into `sink`, merging it with the last range this call pushed when
-/// contiguous.
-fn push_coalesced<S: crate::AddrSpace, K: RangeSink<S> + ?Sized>(
-    sink: &mut K,
-    pushed: &mut usize,
-    r: Range<S>,
-    index: u32,
-) -> Result<(), SgImportError> {
-    if *pushed > 0 {
-        if let Some(&last) = sink.ranges().last() {
-            if let Some(m) = last.merge(r) {
-                sink.replace_last(m);
-                return Ok(());
-            }
-        }
-    }
-    sink.push_range(r)
-        .map_err(|_| SgImportError::SinkFull { index })?;
-    *pushed += 1;
-    Ok(())
-}
-
 /// Walks the CPU view of a table from `sgl` (see [`SgWalk::new`] for `nents`) and
 /// pushes its physical ranges into `sink`, coalesced. Returns the number of data
 /// entries walked.
 ///
 /// # Errors
-/// Any [`SgImportError`] of the walk or of an entry.
+/// Any [`SgImportError`] of the walk or of an entry; `sink` is then left exactly as it
+/// was found.
 ///
 /// # Examples
 /// ```
@@ -445,13 +424,20 @@ where
     P: PageModel + ?Sized,
     K: RangeSink<Phys> + ?Sized,
 {
-    let mut pushed = 0;
-    let mut n = 0;
+    let mut out = Coalescing::new(sink);
+    let mut n = 0u32;
     for e in SgWalk::new(mem, sgl, nents, max_entries) {
-        let e = e?;
-        let r = entry_phys(model, e.index, &e.entry)?;
-        push_coalesced(sink, &mut pushed, r, e.index)?;
-        n += 1;
+        let pushed = e.and_then(|e| {
+            let r = entry_phys(model, e.index, &e.entry)?;
+            out.push(r)
+                .map_err(|_| SgImportError::SinkFull { index: e.index })
+        });
+        if let Err(err) = pushed {
+            out.rollback();
+            return Err(err);
+        }
+        // At most `max_entries` (a u32) entries are walked.
+        n = n.saturating_add(1);
     }
     Ok(n)
 }
@@ -540,11 +526,15 @@ where
     P: PageModel + ?Sized,
     K: RangeSink<Phys> + ?Sized,
 {
-    let mut pushed = 0;
+    let mut out = Coalescing::new(sink);
     for (i, b) in bvecs.iter().enumerate() {
         let index = u32::try_from(i).unwrap_or(u32::MAX);
-        let r = page_range(model, index, b.bv_page, b.bv_offset, b.bv_len)?;
-        push_coalesced(sink, &mut pushed, r, index)?;
+        let pushed = page_range(model, index, b.bv_page, b.bv_offset, b.bv_len)
+            .and_then(|r| out.push(r).map_err(|_| SgImportError::SinkFull { index }));
+        if let Err(err) = pushed {
+            out.rollback();
+            return Err(err);
+        }
     }
     Ok(bvecs.len())
 }

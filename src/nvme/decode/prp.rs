@@ -11,11 +11,14 @@
 //! which the specification does not forbid. Work is bounded by the transfer length and
 //! [`DecodeOptions::max_descriptors`].
 
-use super::decode::{data, DecodeError, DecodeOptions, DecodeSummary, Emit, RangeEmit};
-use super::page::MemoryPageSize;
+use super::error::DecodeError;
+use super::options::{DecodeOptions, DecodeSummary};
+use super::output::{data, Emit, RangeEmit};
+use crate::nvme::page::MemoryPageSize;
+
 use crate::addr::Dma;
 use crate::mem::MemoryReader;
-use crate::vec::RangeSink;
+use crate::sink::RangeSink;
 
 /// Decodes PRP1/PRP2 for a transfer of `len` bytes with memory page size `mps`, reading
 /// PRP lists through `mem`, and appends the transfer's ranges (coalesced) to `out`.
@@ -28,7 +31,7 @@ use crate::vec::RangeSink;
 /// # Errors
 /// [`DecodeError`] with the controller's status: `PrpOffsetInvalid` (13h),
 /// `MemoryUnreadable` (04h), `TransferTooLarge` (02h), `LimitExceeded` / `OutputFull`
-/// (06h). On error `out` is restored to its previous length.
+/// (06h). On error `out` is left exactly as it was found.
 ///
 /// # Examples
 /// ```
@@ -57,11 +60,18 @@ where
     M: MemoryReader + ?Sized,
     K: RangeSink<Dma>,
 {
-    let start = out.ranges().len();
-    let mut emit = RangeEmit { sink: out, start };
-    let r = decode_prp_into(prp1, prp2, len, mps, mem, &mut emit, opts);
+    let mut out = crate::sink::Coalescing::new(out);
+    let r = decode_prp_into(
+        prp1,
+        prp2,
+        len,
+        mps,
+        mem,
+        &mut RangeEmit { out: &mut out },
+        opts,
+    );
     if r.is_err() {
-        emit.sink.truncate_ranges(start);
+        out.rollback();
     }
     r
 }

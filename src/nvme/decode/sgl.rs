@@ -22,10 +22,12 @@
 //! segment may chain is decided by the type of the descriptor that pointed at it, which
 //! this decoder keeps in its own variable.
 
-use super::decode::{data, DecodeError, DecodeOptions, DecodeSummary, Emit, ItemEmit, SglItemSink};
-use super::descriptor::{SglDescriptor, SglDescriptorType, SglItem};
-use super::descriptor::{SGL_SUBTYPE_ADDRESS, SGL_SUBTYPE_INVALIDATE_KEY};
+use super::error::DecodeError;
+use super::options::{DecodeOptions, DecodeSummary};
+use super::output::{data, with_items, Emit, SglItemSink};
 use crate::mem::MemoryReader;
+use crate::nvme::descriptor::{SglDescriptor, SglDescriptorType, SglItem};
+use crate::nvme::descriptor::{SGL_SUBTYPE_ADDRESS, SGL_SUBTYPE_INVALIDATE_KEY};
 
 /// Decodes SGL1 for a transfer of `len` bytes, reading segments through `mem`, and
 /// appends the transfer to `out` as [`SglItem`]s (adjacent contiguous data merged,
@@ -36,7 +38,7 @@ use crate::mem::MemoryReader;
 /// # Errors
 /// [`DecodeError`] carrying the controller's status (0Dh, 0Eh, 0Fh, 11h, 1Dh, 04h for an
 /// unreadable segment, 02h, 06h); see the module documentation for the order of checks.
-/// On error `out` holds a prefix of the transfer.
+/// On error `out` is left exactly as it was found.
 ///
 /// # Examples
 /// ```
@@ -63,11 +65,7 @@ where
     M: MemoryReader + ?Sized,
     K: SglItemSink,
 {
-    let mut emit = ItemEmit {
-        sink: out,
-        pushed: false,
-    };
-    decode_sgl_into(sgl1, len, mem, &mut emit, opts)
+    with_items(out, |emit| decode_sgl_into(sgl1, len, mem, emit, opts))
 }
 
 struct State<'o, E> {
