@@ -161,7 +161,7 @@ impl Env {
             mem,
             kdom: KernelDomain::new_4k(),
             iommu: SoftIommu::new_4k(),
-            direct: DirectMapper::new(0, u64::MAX),
+            direct: DirectMapper::new(0, physvec::DmaMask::BITS_64),
             regions: [P2pRegion {
                 bar: PhysRange::new(BAR.0, BAR.1),
                 map: P2pMapType::BusAddr {

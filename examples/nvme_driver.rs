@@ -48,7 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sgls = SglCapabilities::from_raw(0x1); // SGLs supported, byte granularity
     let limits = DmaConstraints::new()
         .with_segment_boundary_mask(0xffff_ffff) // what Linux's nvme-pci sets
-        .with_dma_mask_bits(64);
+        .with_dma_mask(physvec::DmaMask::BITS_64);
     println!(
         "controller: MPS {mps}, MDTS {}, SGLs supported; segment boundary 4 GiB",
         Bytes(mdts_bytes)

@@ -224,7 +224,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     ///
     /// ```
     /// use physvec::{BuildError, DmaConstraints, PhysRange, PhysVec, RangeBuilder};
-    /// let c = DmaConstraints::new().with_dma_mask_bits(32);
+    /// let c = DmaConstraints::new().with_dma_mask(physvec::DmaMask::BITS_32);
     /// let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
     /// assert!(matches!(
     ///     b.push(PhysRange::new(0xffff_f000, 0x2000)),
@@ -241,7 +241,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let len = range.len();
         // The two input checks both fast paths need; failures go to `push_slow`, which
         // reports them.
-        let acceptable = addr & (c.alignment() - 1) == 0 && range.last().as_u64() <= c.dma_mask();
+        let acceptable = addr & (c.alignment() - 1) == 0 && c.dma_mask().covers(range);
         if acceptable
             && !self.tail.is_some_and(|t| t.is_contiguous_with(range))
             && len <= c.final_room_at(addr)
@@ -304,11 +304,11 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
             });
         }
         let last = range.last().as_u64();
-        if last > c.dma_mask() {
+        if !c.dma_mask().covers(range) {
             return Err(BuildError::AboveDmaMask {
                 index,
                 last,
-                mask: c.dma_mask(),
+                mask: c.dma_mask().get(),
             });
         }
         let new_total = self

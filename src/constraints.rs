@@ -5,6 +5,7 @@
 use core::fmt;
 
 use crate::error::ConstraintsError;
+use crate::mask::DmaMask;
 
 /// What a device accepts in one scatter-gather segment and one I/O.
 ///
@@ -14,7 +15,7 @@ use crate::error::ConstraintsError;
 ///   addresses differ above the mask bits (it may not cross a `2^k` boundary);
 /// - `alignment` is a power of two in bytes, every segment *starts* on it, and it is no
 ///   larger than the boundary or `max_segment_size`;
-/// - `dma_mask` is the highest address the device can reach (`u64::MAX` = 64-bit).
+/// - `dma_mask` is the highest address the device can reach ([`DmaMask`]).
 ///
 /// # Examples
 /// ```
@@ -23,16 +24,16 @@ use crate::error::ConstraintsError;
 /// let c = DmaConstraints::new()
 ///     .with_max_segment_size(1 << 20)
 ///     .with_segment_boundary_mask(0xffff_ffff)
-///     .with_dma_mask_bits(32)
+///     .with_dma_mask(physvec::DmaMask::BITS_32)
 ///     .with_max_segments(128);
 /// assert!(c.validate().is_ok());
-/// assert_eq!(c.dma_mask(), 0xffff_ffff);
+/// assert_eq!(c.dma_mask().get(), 0xffff_ffff);
 /// ```
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct DmaConstraints {
     max_segment_size: u64,
     segment_boundary_mask: u64,
-    dma_mask: u64,
+    dma_mask: DmaMask,
     alignment: u64,
     max_segments: usize,
 }
@@ -54,7 +55,7 @@ impl fmt::Debug for DmaConstraints {
                 "segment_boundary_mask",
                 &format_args!("{:#x}", self.segment_boundary_mask),
             )
-            .field("dma_mask", &format_args!("{:#x}", self.dma_mask))
+            .field("dma_mask", &self.dma_mask)
             .field("alignment", &format_args!("{:#x}", self.alignment))
             .field("max_segments", &self.max_segments)
             .finish()
@@ -73,7 +74,7 @@ impl DmaConstraints {
         Self {
             max_segment_size: u64::MAX,
             segment_boundary_mask: u64::MAX,
-            dma_mask: u64::MAX,
+            dma_mask: DmaMask::BITS_64,
             alignment: 1,
             max_segments: usize::MAX,
         }
@@ -91,7 +92,7 @@ impl DmaConstraints {
         Self {
             max_segment_size: 65536,
             segment_boundary_mask: 0xffff_ffff,
-            dma_mask: 0xffff_ffff,
+            dma_mask: DmaMask::BITS_32,
             alignment: 512,
             max_segments: 128,
         }
@@ -121,28 +122,16 @@ impl DmaConstraints {
         self
     }
 
-    /// Sets the DMA mask: the highest reachable address.
+    /// Sets the DMA mask: the highest reachable address (`dma_set_mask`).
     ///
     /// ```
-    /// let c = physvec::DmaConstraints::new().with_dma_mask(0xffff_ffff);
-    /// assert_eq!(c.dma_mask(), 0xffff_ffff);
+    /// use physvec::{DmaConstraints, DmaMask};
+    /// let c = DmaConstraints::new().with_dma_mask(DmaMask::new::<32>());
+    /// assert_eq!(c.dma_mask().get(), 0xffff_ffff);
     /// ```
     #[must_use]
-    pub const fn with_dma_mask(mut self, mask: u64) -> Self {
+    pub const fn with_dma_mask(mut self, mask: DmaMask) -> Self {
         self.dma_mask = mask;
-        self
-    }
-
-    /// Sets the DMA mask to `bits` address bits (`DMA_BIT_MASK(bits)`; 64 and above mean
-    /// all of them).
-    ///
-    /// ```
-    /// let c = physvec::DmaConstraints::new().with_dma_mask_bits(40);
-    /// assert_eq!(c.dma_mask(), (1 << 40) - 1);
-    /// ```
-    #[must_use]
-    pub const fn with_dma_mask_bits(mut self, bits: u32) -> Self {
-        self.dma_mask = dma_bit_mask(bits);
         self
     }
 
@@ -194,12 +183,12 @@ impl DmaConstraints {
         self.segment_boundary_mask
     }
 
-    /// The highest reachable address.
+    /// The device's DMA mask.
     ///
     /// ```
-    /// assert_eq!(physvec::DmaConstraints::new().dma_mask(), u64::MAX);
+    /// assert_eq!(physvec::DmaConstraints::new().dma_mask(), physvec::DmaMask::BITS_64);
     /// ```
-    pub const fn dma_mask(&self) -> u64 {
+    pub const fn dma_mask(&self) -> DmaMask {
         self.dma_mask
     }
 
@@ -332,12 +321,13 @@ impl DmaConstraints {
         let Some(last) = addr.checked_add(len - 1) else {
             return false;
         };
-        last <= self.dma_mask
+        last <= self.dma_mask.get()
             && (addr & !self.segment_boundary_mask) == (last & !self.segment_boundary_mask)
     }
 }
 
-/// `DMA_BIT_MASK(bits)`: the mask of the low `bits` bits (all ones for 64 and above).
+/// `DMA_BIT_MASK(bits)`: the mask of the low `bits` bits (all ones for 64 and above), as
+/// the kernel's macro saturates. Prefer [`DmaMask::bits`], which refuses a bad width.
 ///
 /// ```
 /// assert_eq!(physvec::dma_bit_mask(32), 0xffff_ffff);

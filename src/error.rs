@@ -444,7 +444,7 @@ impl BuildError {
     ///
     /// ```
     /// # use physvec::*;
-    /// let mut b = RangeBuilder::new(DmaConstraints::new().with_dma_mask_bits(32), PhysVec::new()).unwrap();
+    /// let mut b = RangeBuilder::new(DmaConstraints::new().with_dma_mask(physvec::DmaMask::BITS_32), PhysVec::new()).unwrap();
     /// assert_eq!(b.push_raw(1 << 40, 1).unwrap_err().kind(), "above_dma_mask");
     /// ```
     pub fn kind(&self) -> &'static str {

@@ -140,6 +140,7 @@ pub mod constraints;
 pub mod error;
 pub mod fmt;
 pub mod map;
+pub mod mask;
 pub mod mem;
 pub mod nvme;
 pub mod range;
@@ -160,6 +161,7 @@ pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
+pub use mask::{DmaMask, DmaMaskError};
 pub use range::{DmaRange, Pages, PhysRange, Range, RawRange};
 pub use sink::{Coalescing, RangeSink, SinkMark};
 pub use vec::{DmaArray, PhysArray, RangeArray, RangeList};

@@ -2,6 +2,7 @@
 //! are the same, every output segment satisfies every constraint, coalescing is maximal,
 //! and rejected inputs change nothing.
 
+use physvec::DmaMask;
 use physvec::{BuildError, DmaConstraints, PhysArray, PhysRange, PhysVec, RangeBuilder};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -31,7 +32,11 @@ fn constraints() -> impl Strategy<Value = DmaConstraints> {
             Just(0x3000u64)
         ],
         prop_oneof![Just(u64::MAX), (9u32..20).prop_map(|k| (1u64 << k) - 1)],
-        prop_oneof![Just(u64::MAX), Just(0xffff_ffffu64), Just(0xf_ffffu64)],
+        prop_oneof![
+            Just(DmaMask::BITS_64),
+            Just(DmaMask::BITS_32),
+            Just(DmaMask::new::<20>())
+        ],
         (0u32..10).prop_map(|k| 1u64 << k),
         prop_oneof![Just(usize::MAX), 1usize..40],
     )

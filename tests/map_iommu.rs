@@ -102,7 +102,7 @@ proptest! {
         for r in &phys {
             for k in probes(*r, g) {
                 let dma = m.dma_addr_at(off + k).unwrap();
-                prop_assert!(dma.as_u64() <= iommu.dma_mask());
+                prop_assert!(iommu.dma_mask().reaches(dma));
                 prop_assert_eq!(iommu.translate(dma), Some(PhysAddr::new(r.addr().as_u64() + k)));
                 // The device view and the page-table view agree.
                 prop_assert_eq!(iommu.walk(dma).map(|w| w.0), Some(PhysAddr::new(r.addr().as_u64() + k)));
@@ -133,7 +133,7 @@ fn large_leaves_are_used_when_aligned() {
 #[test]
 fn aperture_under_the_mask_is_respected_and_exhausts() {
     let cfg = IommuConfig::new(PageSize::SIZE_4K)
-        .with_dma_mask(u32::MAX as u64)
+        .with_dma_mask(physvec::DmaMask::BITS_32)
         .with_aperture(0x10_0000, 0x10_ffff);
     let iommu = SoftIommu::new(cfg).unwrap();
     let ranges: Vec<PhysRange> = (0..16).map(|i| PhysRange::new(i << 30, 0x1000)).collect();
@@ -145,7 +145,7 @@ fn aperture_under_the_mask_is_respected_and_exhausts() {
     assert!(iommu.is_idle());
     assert!(SoftIommu::new(
         IommuConfig::new(PageSize::SIZE_4K)
-            .with_dma_mask(0xffff)
+            .with_dma_mask(physvec::DmaMask::new::<16>())
             .with_aperture(0x1000, 0x1_ffff)
     )
     .is_err());

@@ -40,7 +40,7 @@ impl<M: DmaMapper> DmaMapper for Faulty<M> {
     fn granule(&self) -> PageSize {
         self.inner.granule()
     }
-    fn dma_mask(&self) -> u64 {
+    fn dma_mask(&self) -> physvec::DmaMask {
         self.inner.dma_mask()
     }
     fn reserve(&self, hint: PhysAddr, size: u64) -> Result<Option<IovaSpace>, MapError> {
@@ -154,7 +154,7 @@ fn direct_failure_at_every_map_unwinds_bounces() {
     let list = scattered();
     for n in 0..=list.len() {
         let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
-        let d = DirectMapper::new(0, u32::MAX as u64).with_bounce_pool(pool);
+        let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
         let f = Faulty::new(&d, n);
         let r = map::map(&f, &list, DataDirection::FromDevice);
         assert_eq!(r.is_err(), n < list.len());
@@ -170,7 +170,7 @@ fn direct_failure_at_every_map_unwinds_bounces() {
 
 #[test]
 fn direct_mapper_maps_per_range_and_checks_the_mask() {
-    let d = DirectMapper::new(0x8000_0000, u32::MAX as u64);
+    let d = DirectMapper::new(0x8000_0000, physvec::DmaMask::BITS_32);
     let m = map::map(
         &d,
         &[

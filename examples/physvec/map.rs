@@ -4,7 +4,7 @@ use physvec::fmt::Bytes;
 use physvec::map::{
     self, DataDirection, DirectMapper, DmaMapper, IommuConfig, MapError, SoftIommu,
 };
-use physvec::{dma_bit_mask, PageSize, PhysRange};
+use physvec::{DmaMask, PageSize, PhysRange};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -88,13 +88,12 @@ fn respond<M: DmaMapper>(m: &M, phys: &[PhysRange], dir: DataDirection) -> Resul
 pub fn map(input: &str) -> Result<Value, CliError> {
     let req: Request = cli::parse(input)?;
     let phys = cli::segments::<physvec::Phys>(&req.segments)?;
-    if !(1..=64).contains(&req.dma_mask_bits) {
-        return Err(CliError::rejected(
+    let mask = DmaMask::bits(req.dma_mask_bits).map_err(|_| {
+        CliError::rejected(
             "invalid_dma_mask",
             format!("dma_mask_bits {} is not in 1..=64", req.dma_mask_bits),
-        ));
-    }
-    let mask = dma_bit_mask(req.dma_mask_bits);
+        )
+    })?;
     let dir = req.direction.into();
     match req.mapper {
         MapperKind::Iommu => {
@@ -183,7 +182,7 @@ pub fn tour() {
     );
     show(
         "direct (dma = phys)",
-        &DirectMapper::new(0, u64::MAX),
+        &DirectMapper::new(0, physvec::DmaMask::BITS_64),
         &phys,
         String::new,
     );

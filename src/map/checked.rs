@@ -24,6 +24,7 @@ use super::{
     Attrs, DataDirection, DmaMapper, IovaSpace, Linking, MapError, SpaceState, SyncError, Synced,
 };
 use crate::addr::{PageSize, PhysAddr};
+use crate::mask::DmaMask;
 use crate::range::{DmaRange, PhysRange};
 
 /// What [`Checked`] does when it is dropped with live mappings.
@@ -233,7 +234,7 @@ impl<M: DmaMapper> DmaMapper for Checked<M> {
         self.inner.granule()
     }
 
-    fn dma_mask(&self) -> u64 {
+    fn dma_mask(&self) -> DmaMask {
         self.inner.dma_mask()
     }
 

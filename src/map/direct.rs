@@ -14,6 +14,7 @@ use arrayvec::ArrayVec;
 
 use super::{Attrs, DataDirection, DmaMapper, MapError};
 use crate::addr::{PageSize, PhysAddr};
+use crate::mask::DmaMask;
 use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
 use crate::range::{DmaRange, PhysRange};
 
@@ -192,7 +193,7 @@ impl BouncePool {
 ///
 /// // A 32-bit device; a 4 KiB-slot bounce pool at 16 MiB.
 /// let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 16)?;
-/// let d = DirectMapper::new(0, u32::MAX as u64).with_bounce_pool(pool);
+/// let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
 /// let high = PhysRange::new(0x1_0000_0000, 8); // above 4 GiB
 /// let dma = d.map_phys(high, DataDirection::ToDevice, Attrs::empty())?;
 /// assert_eq!(dma.addr().as_u64(), 0x100_0000); // bounced
@@ -213,14 +214,22 @@ impl BouncePool {
 #[derive(Debug)]
 pub struct DirectMapper {
     dma_offset: u64,
-    dma_mask: u64,
+    dma_mask: DmaMask,
     granule: PageSize,
     bounce: Option<BouncePool>,
 }
 
 impl DirectMapper {
-    /// A direct mapper with `dma = phys + dma_offset` for a device with `dma_mask`.
-    pub const fn new(dma_offset: u64, dma_mask: u64) -> Self {
+    /// A direct mapper with `dma = phys + dma_offset` (bytes) for a device with
+    /// `dma_mask`.
+    ///
+    /// ```
+    /// use physvec::map::{DirectMapper, DmaMapper};
+    /// use physvec::DmaMask;
+    /// let d = DirectMapper::new(0x8000_0000, DmaMask::BITS_32);
+    /// assert_eq!((d.dma_offset(), d.dma_mask()), (0x8000_0000, DmaMask::BITS_32));
+    /// ```
+    pub const fn new(dma_offset: u64, dma_mask: DmaMask) -> Self {
         Self {
             dma_offset,
             dma_mask,
@@ -261,7 +270,7 @@ impl DirectMapper {
         let above = MapError::AboveDmaMask {
             dma: dma.addr().as_u64(),
             len: dma.len(),
-            mask: self.dma_mask,
+            mask: self.dma_mask.get(),
         };
         let pool = match &self.bounce {
             Some(p) if !attrs.contains(Attrs::MMIO) => p,
@@ -298,7 +307,7 @@ impl DirectMapper {
     }
 
     fn reachable(&self, dma: DmaRange) -> bool {
-        dma.last().as_u64() <= self.dma_mask
+        self.dma_mask.covers(dma)
     }
 
     fn bounced(&self, dma: DmaRange) -> Option<(&BouncePool, usize, Bounce)> {
@@ -372,7 +381,7 @@ impl DmaMapper for DirectMapper {
         self.granule
     }
 
-    fn dma_mask(&self) -> u64 {
+    fn dma_mask(&self) -> DmaMask {
         self.dma_mask
     }
 
@@ -394,7 +403,7 @@ impl DmaMapper for DirectMapper {
         // mask (the checks of `to_dma` and `reachable`, on the last byte).
         let a = phys.addr().as_u64();
         if let Some(last) = phys.last().as_u64().checked_add(self.dma_offset) {
-            if last <= self.dma_mask {
+            if last <= self.dma_mask.get() {
                 // `a + offset <= last` does not wrap either, and `len > 0`.
                 return Ok(DmaRange::new_unchecked(a + self.dma_offset, phys.len()));
             }
@@ -438,7 +447,7 @@ mod tests {
     #[test]
     fn offset_mask_and_bounce() {
         let pool = BouncePool::new(PhysAddr::new(0x10_0000), PageSize::SIZE_4K, 4).unwrap();
-        let d = DirectMapper::new(0x1000, 0xffff_ffff).with_bounce_pool(pool);
+        let d = DirectMapper::new(0x1000, DmaMask::BITS_32).with_bounce_pool(pool);
         let dir = DataDirection::FromDevice;
         let a = Attrs::empty();
         assert_eq!(

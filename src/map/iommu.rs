@@ -19,6 +19,7 @@ use super::{
     Synced,
 };
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
+use crate::mask::DmaMask;
 use crate::range::{DmaRange, PhysRange};
 
 /// Permissions of an I/O page-table leaf (`IOMMU_READ`, `IOMMU_WRITE`, `IOMMU_MMIO`).
@@ -914,7 +915,7 @@ impl Iotlb {
 /// ```
 /// use physvec::map::IommuConfig;
 /// use physvec::PageSize;
-/// let c = IommuConfig::new(PageSize::SIZE_4K).with_dma_mask(u32::MAX as u64);
+/// let c = IommuConfig::new(PageSize::SIZE_4K).with_dma_mask(physvec::DmaMask::BITS_32);
 /// assert_eq!(c.aperture, (0x1000, 0xffff_ffff));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -922,7 +923,7 @@ pub struct IommuConfig {
     /// I/O page size: 4 KiB, 16 KiB or 64 KiB.
     pub granule: PageSize,
     /// Highest IOVA the device can emit.
-    pub dma_mask: u64,
+    pub dma_mask: DmaMask,
     /// `[first, last]` IOVAs the allocator hands out (inclusive; clipped to the mask).
     /// IOVA 0 is kept out by default, as the kernel's IOVA domains do.
     pub aperture: (u64, u64),
@@ -935,16 +936,16 @@ impl IommuConfig {
     pub fn new(granule: PageSize) -> Self {
         IommuConfig {
             granule,
-            dma_mask: (1 << 48) - 1,
+            dma_mask: DmaMask::new::<48>(),
             aperture: (granule.get(), (1 << 48) - 1),
             large_leaves: true,
         }
     }
 
     /// Sets the DMA mask and clips the aperture's end to it.
-    pub fn with_dma_mask(mut self, mask: u64) -> Self {
+    pub fn with_dma_mask(mut self, mask: DmaMask) -> Self {
         self.dma_mask = mask;
-        self.aperture.1 = self.aperture.1.min(mask);
+        self.aperture.1 = self.aperture.1.min(mask.get());
         self
     }
 
@@ -1062,13 +1063,13 @@ impl SoftIommu {
     /// [`MapError::InvalidGranule`], [`MapError::InvalidConfig`] (aperture empty or above
     /// the DMA mask, mask below one granule).
     pub fn new(cfg: IommuConfig) -> Result<Self, MapError> {
-        let va_bits = 64 - cfg.dma_mask.leading_zeros();
+        let va_bits = cfg.dma_mask.width();
         let pt = IoPageTable::new(
             cfg.granule,
             va_bits.max(cfg.granule.shift() + 1),
             cfg.large_leaves,
         )?;
-        if cfg.aperture.1 > cfg.dma_mask || cfg.aperture.0 > cfg.aperture.1 {
+        if cfg.aperture.1 > cfg.dma_mask.get() || cfg.aperture.0 > cfg.aperture.1 {
             return Err(MapError::InvalidConfig {
                 what: "IOVA aperture must be non-empty and under the DMA mask",
             });
@@ -1281,7 +1282,7 @@ impl DmaMapper for SoftIommu {
         self.cfg.granule
     }
 
-    fn dma_mask(&self) -> u64 {
+    fn dma_mask(&self) -> DmaMask {
         self.cfg.dma_mask
     }
 

@@ -142,7 +142,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     /// ```
     /// use physvec::map::{self, DataDirection, DirectMapper};
     /// use physvec::{DmaAddr, PhysRange};
-    /// let d = DirectMapper::new(0x1_0000_0000, u64::MAX);
+    /// let d = DirectMapper::new(0x1_0000_0000, physvec::DmaMask::BITS_64);
     /// let m = map::map(&d, &[PhysRange::new(0x1000, 0x10), PhysRange::new(0x8000, 0x10)], DataDirection::ToDevice)?;
     /// assert_eq!(m.dma_addr_at(0x14), Some(DmaAddr::new(0x1_0000_8004)));
     /// # Ok::<(), physvec::map::MapError>(())
@@ -205,7 +205,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Drop for Mapping<'_, M, K> {
 /// ```
 /// use physvec::map::{map_into, Attrs, DataDirection, DirectMapper, NoP2p};
 /// use physvec::{DmaArray, DmaRange, PhysRange, RangeView};
-/// let d = DirectMapper::new(0, u32::MAX as u64);
+/// let d = DirectMapper::new(0, physvec::DmaMask::BITS_32);
 /// let phys = [PhysRange::new(0x1000, 0x200), PhysRange::new(0x3000, 0x200)];
 /// let m = map_into(&d, RangeView::full(&phys)?, DataDirection::FromDevice, Attrs::empty(), &NoP2p, DmaArray::<4>::new())?;
 /// assert_eq!(m.dma(), [DmaRange::new(0x1000, 0x200), DmaRange::new(0x3000, 0x200)]);

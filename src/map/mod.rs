@@ -61,6 +61,7 @@ use core::fmt;
 use core::ops::{BitOr, BitOrAssign};
 
 use crate::addr::{PageSize, PhysAddr};
+use crate::mask::DmaMask;
 use crate::range::{DmaRange, PhysRange};
 
 #[cfg(feature = "alloc")]
@@ -264,7 +265,7 @@ pub trait DmaMapper {
     fn granule(&self) -> PageSize;
 
     /// The highest DMA address the device can emit.
-    fn dma_mask(&self) -> u64;
+    fn dma_mask(&self) -> DmaMask;
 
     /// Reserves contiguous IOVA space for a transfer of `size` bytes
     /// (`dma_iova_try_alloc`). Only the sub-granule offset of `phys_hint` matters: byte 0
@@ -383,7 +384,7 @@ pub trait DmaMapper {
     ///
     /// ```
     /// use physvec::map::{DirectMapper, DmaMapper, SoftIommu};
-    /// assert!(!DirectMapper::new(0, u64::MAX).need_unmap());
+    /// assert!(!DirectMapper::new(0, physvec::DmaMask::BITS_64).need_unmap());
     /// assert!(SoftIommu::new_4k().need_unmap());
     /// ```
     #[inline]
@@ -403,7 +404,7 @@ impl<M: DmaMapper + ?Sized> DmaMapper for &M {
     fn granule(&self) -> PageSize {
         (**self).granule()
     }
-    fn dma_mask(&self) -> u64 {
+    fn dma_mask(&self) -> DmaMask {
         (**self).dma_mask()
     }
     fn reserve(&self, phys_hint: PhysAddr, size: u64) -> Result<Option<IovaSpace>, MapError> {
