@@ -142,15 +142,15 @@ pub fn benches_rdma_decode(c: &mut Criterion) {
     let pool = [PrpListPage::new(DmaAddr::new(list_bus), &mut list)];
     let prp = encode_prp(scattered.iter().copied(), MemoryPageSize::SIZE_4K, pool).expect("prp");
     let bytes: Vec<u8> = list.iter().flat_map(|e| e.to_le_bytes()).collect();
-    let mem = SliceMemory::new(list_bus, &bytes);
+    let mem = SliceMemory::new(physvec::DmaAddr::new(list_bus), &bytes);
     let mut out: Vec<DmaRange> = Vec::with_capacity(512);
     let opts = DecodeOptions::default();
     g.bench_function("prp_decode/512_scattered_pages", |b| {
         b.iter(|| {
             out.clear();
             decode_prp(
-                prp.prp1,
-                prp.prp2,
+                physvec::DmaAddr::new(prp.prp1),
+                physvec::DmaAddr::new(prp.prp2),
                 2 << 20,
                 MemoryPageSize::SIZE_4K,
                 &mem,

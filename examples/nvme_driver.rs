@@ -213,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             bytemuck::cast_slice(&sgl_seg)
         };
-        let bus_view = SliceMemory::new(pool_bus.as_u64(), pool_bytes);
+        let bus_view = SliceMemory::new(pool_bus, pool_bytes);
         let mut items = Vec::new();
         nvme::decode_command(
             &sqe,

@@ -154,7 +154,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &sqe,
         m.length,
         MemoryPageSize::SIZE_4K,
-        &SliceMemory::new(0, &[]),
+        &SliceMemory::new(physvec::DmaAddr::new(0), &[]),
         &mut items,
         &DecodeOptions::default(),
     )?;

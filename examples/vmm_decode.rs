@@ -38,7 +38,10 @@ fn process(
 ) -> NvmeStatus {
     // 1. Fetch the 64-byte command from the queue in guest memory.
     let mut raw = [0u8; 64];
-    if guest.read(SQ_BASE + slot * 64, &mut raw).is_err() {
+    if guest
+        .read(physvec::DmaAddr::new(SQ_BASE + slot * 64), &mut raw)
+        .is_err()
+    {
         return NvmeStatus::DATA_TRANSFER_ERROR;
     }
     let sqe = SubmissionQueueEntry::from_bytes(raw);
@@ -87,18 +90,12 @@ fn process(
         let n = it.len() as usize;
         match (*it, sqe.opcode()) {
             (SglItem::Data(r), OPC_WRITE) => {
-                if guest
-                    .read(r.addr().as_u64(), &mut disk.0[pos..pos + n])
-                    .is_err()
-                {
+                if guest.read(r.addr(), &mut disk.0[pos..pos + n]).is_err() {
                     return NvmeStatus::DATA_TRANSFER_ERROR;
                 }
             }
             (SglItem::Data(r), OPC_READ) => {
-                if guest
-                    .write(r.addr().as_u64(), &disk.0[pos..pos + n])
-                    .is_err()
-                {
+                if guest.write(r.addr(), &disk.0[pos..pos + n]).is_err() {
                     return NvmeStatus::DATA_TRANSFER_ERROR;
                 }
             }
@@ -114,7 +111,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mps = MemoryPageSize::SIZE_4K;
     let mut guest = SparseMemory::new();
     let mut disk = Disk(vec![0; 1 << 20]);
-    guest.add_zeroed(SQ_BASE, 4096);
+    guest.add_zeroed(physvec::DmaAddr::new(SQ_BASE), 4096);
 
     // ---- What the guest's driver did (normally inside the guest) ----
     // A 10 KiB write buffer scattered over three guest pages, the first half-used.
@@ -124,7 +121,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (i, (&a, &l)) in pages.iter().zip(&lens).enumerate() {
         let bytes: Vec<u8> = (0..l).map(|b| (b as u8) ^ (i as u8 * 0x40)).collect();
         pattern.extend_from_slice(&bytes);
-        guest.add(a, bytes);
+        guest.add(physvec::DmaAddr::new(a), bytes);
     }
     let ranges: Vec<DmaRange> = pages
         .iter()
@@ -137,19 +134,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mps,
         [PrpListPage::new(DmaAddr::new(0x50_0000), &mut list)],
     )?;
-    guest.add(0x50_0000, bytemuck::cast_slice(&list).to_vec());
+    guest.add(
+        physvec::DmaAddr::new(0x50_0000),
+        bytemuck::cast_slice(&list).to_vec(),
+    );
     let mut write = SubmissionQueueEntry::new(OPC_WRITE);
     write.set_cid(1);
     write.set_nsid(1);
     write.set_cdw10(8); // SLBA 8
     write.set_cdw12((pattern.len() as u64 / LBA - 1) as u32);
     write.set_data_pointer(prp.data_pointer());
-    guest.write(SQ_BASE, bytemuck::bytes_of(&write))?;
+    guest.write(physvec::DmaAddr::new(SQ_BASE), bytemuck::bytes_of(&write))?;
 
     // A read of the same blocks back through an SGL: the first 512 bytes to a bit
     // bucket, the rest into two fresh guest buffers.
-    guest.add_zeroed(0x60_0000, 0x1000);
-    guest.add_zeroed(0x61_0000, 0x2000);
+    guest.add_zeroed(physvec::DmaAddr::new(0x60_0000), 0x1000);
+    guest.add_zeroed(physvec::DmaAddr::new(0x61_0000), 0x2000);
     let read_items = [
         SglItem::BitBucket(0x200),
         SglItem::Data(DmaRange::new(0x60_0000, 0xe00)),
@@ -161,14 +161,20 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         SglOptions::default(),
         [SglSegmentPage::new(DmaAddr::new(0x52_0000), &mut seg)],
     )?;
-    guest.add(0x52_0000, bytemuck::cast_slice(&seg).to_vec());
+    guest.add(
+        physvec::DmaAddr::new(0x52_0000),
+        bytemuck::cast_slice(&seg).to_vec(),
+    );
     let mut read = SubmissionQueueEntry::new(OPC_READ);
     read.set_cid(2);
     read.set_nsid(1);
     read.set_cdw10(8);
     read.set_cdw12((pattern.len() as u64 / LBA - 1) as u32);
     read.set_data_pointer(sgl.data_pointer());
-    guest.write(SQ_BASE + 64, bytemuck::bytes_of(&read))?;
+    guest.write(
+        physvec::DmaAddr::new(SQ_BASE + 64),
+        bytemuck::bytes_of(&read),
+    )?;
 
     // A buggy (or hostile) guest: PRP2 points into the middle of a page while more
     // than one page of data remains, so it must be a page-aligned list pointer.
@@ -178,21 +184,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         prp1: 0x10_0800,
         prp2: 0x50_0010 + 4,
     });
-    guest.write(SQ_BASE + 128, bytemuck::bytes_of(&bad))?;
+    guest.write(
+        physvec::DmaAddr::new(SQ_BASE + 128),
+        bytemuck::bytes_of(&bad),
+    )?;
 
     // And an SGL whose segment points at itself: loop detection, bounded work.
     let self_loop = [
         SglDescriptor::data_block(DmaAddr::new(0x60_0000), 0x200),
         SglDescriptor::segment(DmaAddr::new(0x53_0000), 32),
     ];
-    guest.add(0x53_0000, bytemuck::cast_slice(&self_loop).to_vec());
+    guest.add(
+        physvec::DmaAddr::new(0x53_0000),
+        bytemuck::cast_slice(&self_loop).to_vec(),
+    );
     let mut looping = read;
     looping.set_cid(4);
     looping.set_data_pointer(physvec::nvme::DataPointer::Sgl(SglDescriptor::segment(
         DmaAddr::new(0x53_0000),
         32,
     )));
-    guest.write(SQ_BASE + 192, bytemuck::bytes_of(&looping))?;
+    guest.write(
+        physvec::DmaAddr::new(SQ_BASE + 192),
+        bytemuck::bytes_of(&looping),
+    )?;
 
     // ---- The VMM ----
     // The controller advertises SGL support with bit buckets (SGLS bits 0 and 16).
@@ -208,8 +223,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The read put bytes 0x200.. of the same blocks into the guest's two buffers.
     assert_eq!(statuses[1], NvmeStatus::SUCCESS);
     let mut back = vec![0u8; 0x2600];
-    guest.read(0x60_0000, &mut back[..0xe00])?;
-    guest.read(0x61_0000, &mut back[0xe00..])?;
+    guest.read(physvec::DmaAddr::new(0x60_0000), &mut back[..0xe00])?;
+    guest.read(physvec::DmaAddr::new(0x61_0000), &mut back[0xe00..])?;
     assert_eq!(&back[..], &pattern[0x200..]);
     // The malformed commands completed with the spec's statuses, nothing copied.
     assert_eq!(statuses[2], NvmeStatus::PRP_OFFSET_INVALID);

@@ -21,7 +21,8 @@ mod sealed {
 
 /// An address space: the marker that keeps [`PhysAddr`] and [`DmaAddr`] apart.
 ///
-/// This trait is sealed; the crate defines exactly two spaces, [`Phys`] and [`Dma`].
+/// This trait is sealed; the crate defines exactly three spaces: [`Phys`], [`Dma`] and
+/// [`Virt`].
 pub trait AddrSpace:
     sealed::Sealed + Copy + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static
 {
@@ -37,8 +38,17 @@ pub enum Phys {}
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Dma {}
 
+/// Marker for CPU virtual addresses: a process's (what VFIO maps, what pagemap is
+/// indexed by) or the kernel's (where a `struct scatterlist` table lives).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Virt {}
+
 impl sealed::Sealed for Phys {}
 impl sealed::Sealed for Dma {}
+impl sealed::Sealed for Virt {}
+impl AddrSpace for Virt {
+    const NAME: &'static str = "virt";
+}
 impl AddrSpace for Phys {
     const NAME: &'static str = "phys";
 }
@@ -80,6 +90,14 @@ pub type PhysAddr = Addr<Phys>;
 /// assert_eq!(format!("{:?}", DmaAddr::new(0x1000)), "dma:0x1000");
 /// ```
 pub type DmaAddr = Addr<Dma>;
+
+/// A CPU virtual address (a process's or the kernel's).
+///
+/// ```
+/// use physvec::VirtAddr;
+/// assert_eq!(format!("{:?}", VirtAddr::new(0x7f00_0000_1000)), "virt:0x7f0000001000");
+/// ```
+pub type VirtAddr = Addr<Virt>;
 
 const _: () = assert!(core::mem::size_of::<PhysAddr>() == 8);
 const _: () = assert!(core::mem::size_of::<DmaAddr>() == 8);
@@ -139,6 +157,27 @@ impl<S: AddrSpace> fmt::Display for Addr<S> {
 impl<S: AddrSpace> fmt::LowerHex for Addr<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::LowerHex::fmt(&self.value, f)
+    }
+}
+/// ```
+/// assert_eq!(format!("{:#X}", physvec::DmaAddr::new(0xabc)), "0xABC");
+/// ```
+impl<S: AddrSpace> fmt::UpperHex for Addr<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::UpperHex::fmt(&self.value, f)
+    }
+}
+
+/// The raw value, for writing into a register or descriptor.
+///
+/// ```
+/// let raw: u64 = physvec::DmaAddr::new(0x1000).into();
+/// assert_eq!(raw, 0x1000);
+/// ```
+impl<S: AddrSpace> From<Addr<S>> for u64 {
+    #[inline]
+    fn from(a: Addr<S>) -> u64 {
+        a.value
     }
 }
 

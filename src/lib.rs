@@ -82,7 +82,7 @@
 //! sqe.set_data_pointer(prp.data_pointer());
 //!
 //! // 4. Decode, as the controller does: the same bytes back to the same DMA range.
-//! let mem = SliceMemory::new(0x8_0000, bytemuck::cast_slice(&list));
+//! let mem = SliceMemory::new(DmaAddr::new(0x8_0000), bytemuck::cast_slice(&list));
 //! let mut items = Vec::new();
 //! nvme::decode_command(&sqe, 0x4000, mps, &mem, &mut items, &nvme::DecodeOptions::default())?;
 //! assert_eq!(items, [nvme::SglItem::Data(dma[0])]);
@@ -155,14 +155,14 @@ pub mod view;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr};
+pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr, Virt, VirtAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
 pub use mask::{DmaMask, DmaMaskError};
-pub use range::{DmaRange, Pages, PhysRange, Range, RawRange};
+pub use range::{DmaRange, Pages, PhysRange, Range, RawRange, VirtRange};
 pub use sink::{Coalescing, RangeSink, SinkMark};
 pub use vec::{DmaArray, PhysArray, RangeArray, RangeList};
 #[cfg(feature = "alloc")]

@@ -12,7 +12,7 @@
 
 use core::fmt;
 
-use crate::addr::{Addr, AddrSpace, Dma, PageSize, Phys};
+use crate::addr::{Addr, AddrSpace, Dma, PageSize, Phys, Virt};
 use crate::error::RangeError;
 
 /// A non-empty byte range `[addr, addr + len)` in address space `S`.
@@ -53,6 +53,14 @@ pub type PhysRange = Range<Phys>;
 /// assert_eq!(r.addr().as_u64(), 0x1000);
 /// ```
 pub type DmaRange = Range<Dma>;
+
+/// A range of CPU virtual addresses (a buffer of a process, a kernel table).
+///
+/// ```
+/// let r = physvec::VirtRange::new(0x7f00_0000_0000, 0x1000);
+/// assert_eq!(r.len(), 0x1000);
+/// ```
+pub type VirtRange = Range<Virt>;
 
 const _: () = assert!(core::mem::size_of::<PhysRange>() == 16);
 const _: () = assert!(core::mem::align_of::<PhysRange>() == 8);

@@ -79,8 +79,8 @@ impl<M> Counted<M> {
     }
 }
 
-impl<M: MemoryReader> MemoryReader for Counted<M> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+impl<S: physvec::AddrSpace, M: MemoryReader<S>> MemoryReader<S> for Counted<M> {
+    fn read(&self, addr: physvec::Addr<S>, buf: &mut [u8]) -> Result<(), MemoryError<S>> {
         self.reads.set(self.reads.get() + 1);
         self.max_read.set(self.max_read.get().max(buf.len()));
         self.inner.read(addr, buf)
@@ -91,8 +91,11 @@ impl<M: MemoryReader> MemoryReader for Counted<M> {
 /// `N`-byte cell holding `addr`. Endless, never repeating structures without storing them.
 struct Procedural<F, const N: usize>(F);
 
-impl<F: Fn(u64) -> [u8; N], const N: usize> MemoryReader for Procedural<F, N> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+impl<S: physvec::AddrSpace, F: Fn(u64) -> [u8; N], const N: usize> MemoryReader<S>
+    for Procedural<F, N>
+{
+    fn read(&self, addr: physvec::Addr<S>, buf: &mut [u8]) -> Result<(), MemoryError<S>> {
+        let addr = addr.as_u64();
         for (i, b) in buf.iter_mut().enumerate() {
             let a = addr + i as u64;
             let cell = (self.0)(a - a % N as u64);
@@ -127,8 +130,8 @@ fn prp_maximal_chain_stops_at_the_budget() {
     let opts = DecodeOptions::default();
     let (r, allocs) = allocations(|| {
         decode_prp(
-            DATA - 4096,
-            LIST,
+            physvec::DmaAddr::new(DATA - 4096),
+            physvec::DmaAddr::new(LIST),
             u64::MAX,
             MemoryPageSize::SIZE_4K,
             &mem,
@@ -153,12 +156,12 @@ fn prp_self_referencing_list_is_bounded() {
     // One list page whose every slot (data and chain) is its own address.
     let page = [0x8_0000u64.to_le(); 512];
     let bytes: &[u8] = bytemuck::cast_slice(&page);
-    let mem = Counted::new(SliceMemory::new(0x8_0000, bytes));
+    let mem = Counted::new(SliceMemory::new(physvec::DmaAddr::new(0x8_0000), bytes));
     let mut out = DmaArray::<4>::new();
     let opts = DecodeOptions::default().with_max_descriptors(5000);
     let r = decode_prp(
-        0x1_0000,
-        0x8_0000,
+        physvec::DmaAddr::new(0x1_0000),
+        physvec::DmaAddr::new(0x8_0000),
         u64::MAX,
         MemoryPageSize::SIZE_4K,
         &mem,
@@ -190,8 +193,8 @@ fn prp_summary_counts_entries_and_pages() {
     }));
     let mut out = DmaArray::<1>::new();
     let sum = decode_prp(
-        0x1_0000_0000,
-        LIST,
+        physvec::DmaAddr::new(0x1_0000_0000),
+        physvec::DmaAddr::new(LIST),
         pages * 4096,
         MemoryPageSize::SIZE_4K,
         &mem,
@@ -215,10 +218,15 @@ fn db(a: u64, l: u32) -> SglDescriptor {
 fn sgl_self_referencing_segment_is_a_loop() {
     let seg = SglDescriptor::segment(DmaAddr::new(0xa000), 16);
     let bytes = seg.to_bytes();
-    let mem = Counted::new(SliceMemory::new(0xa000, &bytes));
+    let mem = Counted::new(SliceMemory::new(physvec::DmaAddr::new(0xa000), &bytes));
     let mut out: Vec<SglItem> = Vec::new();
     let r = decode_sgl(seg, 0x200, &mem, &mut out, &DecodeOptions::default());
-    assert_eq!(r, Err(DecodeError::LoopDetected { at: 0xa000 }));
+    assert_eq!(
+        r,
+        Err(DecodeError::LoopDetected {
+            at: physvec::DmaAddr::new(0xa000)
+        })
+    );
     assert_eq!(r.unwrap_err().nvme_status().raw(), 0x0d);
     assert_eq!(mem.reads.get(), 1);
 
@@ -228,9 +236,14 @@ fn sgl_self_referencing_segment_is_a_loop() {
         SglDescriptor::segment(DmaAddr::new(0xa000), 32),
     ];
     let bytes: Vec<u8> = segs.iter().flat_map(|d| d.to_bytes()).collect();
-    let mem = Counted::new(SliceMemory::new(0xa000, &bytes));
+    let mem = Counted::new(SliceMemory::new(physvec::DmaAddr::new(0xa000), &bytes));
     let r = decode_sgl(segs[1], u64::MAX, &mem, &mut out, &DecodeOptions::default());
-    assert_eq!(r, Err(DecodeError::LoopDetected { at: 0xa010 }));
+    assert_eq!(
+        r,
+        Err(DecodeError::LoopDetected {
+            at: physvec::DmaAddr::new(0xa010)
+        })
+    );
     assert_eq!(mem.reads.get(), 2);
 }
 
@@ -277,7 +290,7 @@ fn sgl_huge_segment_length_costs_nothing_up_front() {
     // A Last Segment of 2^32 - 16 bytes (268 M descriptors) over unreadable memory:
     // one read fails, nothing else happens.
     let last = SglDescriptor::last_segment(DmaAddr::new(0x10_0000), u32::MAX - 15);
-    let mem = Counted::new(SliceMemory::new(0, &[]));
+    let mem = Counted::new(SliceMemory::new(physvec::DmaAddr::new(0), &[]));
     let mut out: Vec<SglItem> = Vec::new();
     let r = decode_sgl(last, 0x1000, &mem, &mut out, &DecodeOptions::default());
     assert_eq!(r.unwrap_err().kind(), "memory_unreadable");

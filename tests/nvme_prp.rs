@@ -60,7 +60,7 @@ fn encode(rs: &[DmaRange], mps: MemoryPageSize, pages: usize) -> Result<Encoded,
     for i in 0..prp.list_pages_used() {
         let k = prp.list_page_entries(i) as usize;
         memory.add(
-            addrs[i],
+            physvec::DmaAddr::new(addrs[i]),
             bufs[i][..k]
                 .iter()
                 .flat_map(|e| u64::from_le(*e).to_le_bytes())
@@ -147,7 +147,7 @@ proptest! {
         }
         let total: u64 = rs.iter().map(|r| r.len()).sum();
         let mut out: Vec<DmaRange> = Vec::new();
-        decode_prp(enc.prp1, enc.prp2, total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
+        decode_prp(physvec::DmaAddr::new(enc.prp1), physvec::DmaAddr::new(enc.prp2), total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
         prop_assert_eq!(out, coalesce(&rs));
     }
 
@@ -167,7 +167,7 @@ proptest! {
                 prop_assert!(model);
                 let total: u64 = rs.iter().map(|r| r.len()).sum();
                 let mut out: Vec<DmaRange> = Vec::new();
-                decode_prp(enc.prp1, enc.prp2, total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
+                decode_prp(physvec::DmaAddr::new(enc.prp1), physvec::DmaAddr::new(enc.prp2), total, mps, &enc.memory, &mut out, &DecodeOptions::default()).unwrap();
                 prop_assert_eq!(out, coalesce(&rs));
             }
             Err(PrpError::NotPrpCompatible { index, .. }) => {
@@ -204,25 +204,25 @@ proptest! {
         let mut out: Vec<DmaRange> = Vec::new();
         let base = page << 12;
         // PRP2 used as data with an offset → 13h.
-        let e = decode_prp(base, base + 0x1000 + off, 0x2000, mps, &none, &mut out, &o).unwrap_err();
+        let e = decode_prp(physvec::DmaAddr::new(base), physvec::DmaAddr::new(base + 0x1000 + off), 0x2000, mps, &none, &mut out, &o).unwrap_err();
         prop_assert_eq!(e.nvme_status().raw(), 0x13);
         // PRP1 not dword aligned → 13h strict, accepted by the QEMU-compatible decoder.
         if off % 4 != 0 {
-            let e = decode_prp(base + off, 0, 0x10, mps, &none, &mut out, &o).unwrap_err();
+            let e = decode_prp(physvec::DmaAddr::new(base + off), physvec::DmaAddr::new(0), 0x10, mps, &none, &mut out, &o).unwrap_err();
             prop_assert_eq!(e.nvme_status().raw(), 0x13);
-            prop_assert!(decode_prp(base + off, 0, 0x10, mps, &none, &mut out, &o.with_qemu_compat(true)).is_ok());
+            prop_assert!(decode_prp(physvec::DmaAddr::new(base + off), physvec::DmaAddr::new(0), 0x10, mps, &none, &mut out, &o.with_qemu_compat(true)).is_ok());
         }
         // A list entry with an offset → 13h at that entry's address.
         let list = 0xF000_0000u64;
         let bad = bad % (n as usize - 1);
         let entries: Vec<u64> = (0..n - 1).map(|i| base + (i + 1) * 0x1000 + if i as usize == bad { off & !3 | 4 } else { 0 }).collect();
         let mut m = SparseMemory::new();
-        m.add(list, entries.iter().flat_map(|e| e.to_le_bytes()).collect());
-        let e = decode_prp(base, list, n * 0x1000, mps, &m, &mut out, &o).unwrap_err();
-        prop_assert_eq!((e.nvme_status().raw(), e.at()), (0x13, Some(list + 8 * bad as u64)));
+        m.add(physvec::DmaAddr::new(list), entries.iter().flat_map(|e| e.to_le_bytes()).collect());
+        let e = decode_prp(physvec::DmaAddr::new(base), physvec::DmaAddr::new(list), n * 0x1000, mps, &m, &mut out, &o).unwrap_err();
+        prop_assert_eq!((e.nvme_status().raw(), e.at()), (0x13, Some(physvec::DmaAddr::new(list + 8 * bad as u64))));
         // The list is missing → Data Transfer Error; the sink is left as it was.
         out.clear();
-        let e = decode_prp(base, list, n * 0x1000, mps, &none, &mut out, &o).unwrap_err();
+        let e = decode_prp(physvec::DmaAddr::new(base), physvec::DmaAddr::new(list), n * 0x1000, mps, &none, &mut out, &o).unwrap_err();
         prop_assert_eq!((e.kind(), e.nvme_status().raw()), ("memory_unreadable", 0x04));
         prop_assert!(out.is_empty());
     }

@@ -47,7 +47,7 @@ fn encode(
     let mut memory = SparseMemory::new();
     for (i, b) in bufs.iter().enumerate().take(sgl.segments_used()) {
         memory.add(
-            SEG_BASE + i as u64 * 0x10000,
+            physvec::DmaAddr::new(SEG_BASE + i as u64 * 0x10000),
             bytemuck::cast_slice(b).to_vec(),
         );
     }
@@ -179,9 +179,9 @@ proptest! {
                 let mut b = e2.pages[0][i].to_bytes();
                 b[15] = ident;
                 e2.pages[0][i] = SglDescriptor::from_bytes(b);
-                e2.memory.add(SEG_BASE, bytemuck::cast_slice(&e2.pages[0]).to_vec());
+                e2.memory.add(physvec::DmaAddr::new(SEG_BASE), bytemuck::cast_slice(&e2.pages[0]).to_vec());
                 let err = decode(&e2, total, &o).unwrap_err();
-                prop_assert_eq!((err.nvme_status().raw(), err.at()), (status, Some(at)));
+                prop_assert_eq!((err.nvme_status().raw(), err.at()), (status, Some(physvec::DmaAddr::new(at))));
             }
         }
         // The first segment's link pointed back at itself → loop (or, for a final page,
@@ -189,7 +189,7 @@ proptest! {
         let mut e2 = clone(&e);
         let n0 = segment_counts(&e)[0];
         e2.pages[0][n0 - 1] = e.dptr;
-        e2.memory.add(SEG_BASE, bytemuck::cast_slice(&e2.pages[0]).to_vec());
+        e2.memory.add(physvec::DmaAddr::new(SEG_BASE), bytemuck::cast_slice(&e2.pages[0]).to_vec());
         let err = decode(&e2, u64::MAX, &o).unwrap_err();
         prop_assert_eq!(err.nvme_status().raw(), 0x0d);
         // Unreadable segment → 04h.

@@ -167,7 +167,7 @@ proptest! {
                 bytes[at..at + 8].copy_from_slice(&((0x1000 + target * 8) | 1).to_le_bytes());
             }
         }
-        let mem = SliceMemory::new(0x1000, &bytes);
+        let mem = SliceMemory::new(physvec::VirtAddr::new(0x1000), &bytes);
         let mut out: Vec<PhysRange> = Vec::new();
         let limit = 64;
         let r = import(&mem, 0x1000 + start * 8, None, &Vmemmap::new(0), limit, &mut out);

@@ -114,10 +114,10 @@ pub struct MemoryEntry {
 }
 
 /// Builds the memory a decoder reads from a request's `memory` list.
-pub fn memory(entries: &[MemoryEntry]) -> Result<SparseMemory, CliError> {
-    let mut m = SparseMemory::new();
+pub fn memory<S: physvec::AddrSpace>(entries: &[MemoryEntry]) -> Result<SparseMemory<S>, CliError> {
+    let mut m = SparseMemory::default();
     for e in entries {
-        m.add(e.addr, unhex(&e.hex)?);
+        m.add(physvec::Addr::new(e.addr), unhex(&e.hex)?);
     }
     Ok(m)
 }

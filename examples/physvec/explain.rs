@@ -222,7 +222,7 @@ pub fn prp<M: MemoryReader + ?Sized>(
                 return;
             }
             shown += 1;
-            let Ok(e) = mem.read_u64_le(at) else {
+            let Ok(e) = mem.read_u64_le(physvec::DmaAddr::new(at)) else {
                 p.push(
                     format!("    [{slot:>3}] {at:#x}  <unreadable>"),
                     Some(at),
@@ -361,7 +361,7 @@ pub fn sgl<M: MemoryReader + ?Sized>(
             }
             shown += 1;
             let mut b = [0u8; 16];
-            if mem.read(at, &mut b).is_err() {
+            if mem.read(physvec::DmaAddr::new(at), &mut b).is_err() {
                 p.push(
                     format!("    [{i:>3}] {at:#x}  <unreadable>"),
                     Some(at),
@@ -396,7 +396,12 @@ pub fn sgl<M: MemoryReader + ?Sized>(
 
 /// A Linux `struct scatterlist` table from `sgl`: chunks, data entries (index = data
 /// entry number) and chain entries.
-pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vmemmap, mem: &M) {
+pub fn scatterlist<M: MemoryReader<physvec::Virt> + ?Sized>(
+    p: &mut Picture,
+    sgl: u64,
+    vm: &Vmemmap,
+    mem: &M,
+) {
     p.text(format!(
         "struct scatterlist table at {sgl:#x} (32-byte entries, vmemmap {:#x}):",
         vm.base()
@@ -408,7 +413,7 @@ pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vme
     let mut total = 0u64;
     for _ in 0..MAX_LINES {
         let mut b = [0u8; 32];
-        if mem.read(at, &mut b).is_err() {
+        if mem.read(physvec::VirtAddr::new(at), &mut b).is_err() {
             p.push(format!("    {at:#x}  <unreadable>"), Some(at), None, None);
             return;
         }
@@ -572,7 +577,7 @@ fn pairs(v: Option<&Value>) -> Vec<[u64; 2]> {
         .unwrap_or_default()
 }
 
-fn memory(v: Option<&Value>) -> Result<SparseMemory, CliError> {
+fn memory<S: physvec::AddrSpace>(v: Option<&Value>) -> Result<SparseMemory<S>, CliError> {
     let entries: Vec<crate::cli::MemoryEntry> = match v {
         Some(v) => serde_json::from_value(v.clone())
             .map_err(|e| CliError::Malformed(format!("bad memory: {e}")))?,

@@ -183,7 +183,7 @@ fn dptr_bytes(hex: &str) -> Result<[u8; 16], CliError> {
 fn decode_error(e: nvme::DecodeError) -> CliError {
     let err = CliError::rejected(e.kind(), e).with("nvme_status", e.nvme_status().raw());
     match e.at() {
-        Some(at) => err.with("at", at),
+        Some(at) => err.with("at", at.as_u64()),
         None => err,
     }
 }
@@ -198,8 +198,8 @@ pub fn decode_prp(input: &str) -> Result<Value, CliError> {
     };
     let mut out: Vec<DmaRange> = Vec::new();
     nvme::decode_prp(
-        prp1,
-        prp2,
+        physvec::DmaAddr::new(prp1),
+        physvec::DmaAddr::new(prp2),
         req.length,
         mps,
         &mem,
@@ -258,7 +258,10 @@ pub fn tour() {
     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
     match nvme::encode_prp(ranges.iter().copied(), mps, pool) {
         Ok(prp) => {
-            let mem = physvec::mem::SliceMemory::new(0x8_0000, bytemuck::cast_slice(&list));
+            let mem = physvec::mem::SliceMemory::new(
+                physvec::DmaAddr::new(0x8_0000),
+                bytemuck::cast_slice(&list),
+            );
             let mut p = crate::explain::Picture::new();
             crate::explain::prp(&mut p, mps.get(), 0x4800, prp.prp1, prp.prp2, &mem);
             print!("{}", p.render());
@@ -290,8 +293,14 @@ pub fn tour() {
                 many.len()
             );
             let mut mem = physvec::mem::SparseMemory::new();
-            mem.add(0x9_0000, bytemuck::cast_slice(&pages[0]).to_vec());
-            mem.add(0x9_1000, bytemuck::cast_slice(&pages[1]).to_vec());
+            mem.add(
+                physvec::DmaAddr::new(0x9_0000),
+                bytemuck::cast_slice(&pages[0]).to_vec(),
+            );
+            mem.add(
+                physvec::DmaAddr::new(0x9_1000),
+                bytemuck::cast_slice(&pages[1]).to_vec(),
+            );
             let mut p = crate::explain::Picture::new();
             crate::explain::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
             print!("{}", p.render());

@@ -166,6 +166,8 @@ pub fn tour() {
     for r in &back {
         println!("  {r}");
     }
-    let first = chunks[..].read_u64_le(x.table.sgl).unwrap_or(0);
+    let first = chunks[..]
+        .read_u64_le(physvec::VirtAddr::new(x.table.sgl))
+        .unwrap_or(0);
     println!("first page_link word in memory: {first:#018x}\n");
 }

@@ -51,7 +51,10 @@ fuzz_target!(|input: Input| {
     let Ok(c) = DmaConstraints::new()
         .with_max_segment_size(input.max_segment_size)
         .with_segment_boundary_mask(boundary)
-        .with_dma_mask(physvec::DmaMask::bits(u32::from(input.dma_mask_bits)).unwrap_or(physvec::DmaMask::BITS_64))
+        .with_dma_mask(
+            physvec::DmaMask::bits(u32::from(input.dma_mask_bits))
+                .unwrap_or(physvec::DmaMask::BITS_64),
+        )
         .with_alignment(1u64 << (input.align_shift % 13))
         .map(|c| c.with_max_segments(usize::from(input.max_segments).max(1)))
     else {

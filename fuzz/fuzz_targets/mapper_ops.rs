@@ -151,7 +151,8 @@ fuzz_target!(|input: Input| {
         .with_aperture(gs, (1u64 << ap_bits) - 1)
         .with_large_leaves(input.large_leaves);
     if input.mask_bits % 4 == 0 {
-        cfg = cfg.with_dma_mask(physvec::DmaMask::bits(24 + u32::from(input.mask_bits % 40)).unwrap());
+        cfg = cfg
+            .with_dma_mask(physvec::DmaMask::bits(24 + u32::from(input.mask_bits % 40)).unwrap());
     }
     let Ok(iommu) = SoftIommu::new(cfg) else {
         return;

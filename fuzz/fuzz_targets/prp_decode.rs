@@ -82,7 +82,9 @@ fn model(
             return Err("limit_exceeded");
         }
         reads += 1;
-        let e = mem.read_u64_le(slot).map_err(|_| "memory_unreadable")?;
+        let e = mem
+            .read_u64_le(physvec::DmaAddr::new(slot))
+            .map_err(|_| "memory_unreadable")?;
         if e % ps != 0 {
             return Err("invalid_prp_offset");
         }
@@ -121,7 +123,15 @@ fuzz_target!(|input: Input<'_>| {
     // Growable sink with a sentinel range that must survive.
     let sentinel = DmaRange::new(0x1, 0x1);
     let mut out = vec![sentinel];
-    let r = decode_prp(input.prp1, input.prp2, len, mps, &mem, &mut out, &o);
+    let r = decode_prp(
+        physvec::DmaAddr::new(input.prp1),
+        physvec::DmaAddr::new(input.prp2),
+        len,
+        mps,
+        &mem,
+        &mut out,
+        &o,
+    );
     let reads = mem.reads.get();
     assert!(reads <= budget, "{reads} reads with a budget of {budget}");
     assert!(mem.max_read.get() <= 8);
@@ -157,7 +167,15 @@ fuzz_target!(|input: Input<'_>| {
     // A small fixed sink: the same result, or OutputFull when the output is larger.
     mem.reset();
     let mut small = DmaArray::<3>::new();
-    let rs = decode_prp(input.prp1, input.prp2, len, mps, &mem, &mut small, &o);
+    let rs = decode_prp(
+        physvec::DmaAddr::new(input.prp1),
+        physvec::DmaAddr::new(input.prp2),
+        len,
+        mps,
+        &mem,
+        &mut small,
+        &o,
+    );
     match rs {
         Err(DecodeError::OutputFull) => {
             assert!(small.is_empty());
@@ -175,7 +193,15 @@ fuzz_target!(|input: Input<'_>| {
     if r.is_ok() && !input.compat {
         let mut c = Vec::new();
         let oc = o.with_qemu_compat(true);
-        let rc = decode_prp(input.prp1, input.prp2, len, mps, &mem, &mut c, &oc);
+        let rc = decode_prp(
+            physvec::DmaAddr::new(input.prp1),
+            physvec::DmaAddr::new(input.prp2),
+            len,
+            mps,
+            &mem,
+            &mut c,
+            &oc,
+        );
         assert_eq!(rc, r);
         assert_eq!(c, &out[1..]);
     }

@@ -111,13 +111,24 @@ fuzz_target!(|input: Input| {
     for (i, (s, &b)) in storage.iter().zip(&bus).enumerate() {
         let used = prp.list_page_entries(i) as usize;
         if used > 0 {
-            mem.add(b, s[..used].iter().flat_map(|e| e.to_ne_bytes()).collect());
+            mem.add(
+                physvec::DmaAddr::new(b),
+                s[..used].iter().flat_map(|e| e.to_ne_bytes()).collect(),
+            );
         }
     }
     let mut out: Vec<DmaRange> = Vec::new();
     let o = DecodeOptions::default();
-    decode_prp(prp.prp1, prp.prp2, total as u64, mps, &mem, &mut out, &o)
-        .unwrap_or_else(|e| panic!("decode of an encoding failed: {e:?} ({prp:?})"));
+    decode_prp(
+        physvec::DmaAddr::new(prp.prp1),
+        physvec::DmaAddr::new(prp.prp2),
+        total as u64,
+        mps,
+        &mem,
+        &mut out,
+        &o,
+    )
+    .unwrap_or_else(|e| panic!("decode of an encoding failed: {e:?} ({prp:?})"));
     let pairs = |v: &[DmaRange]| -> Vec<(u64, u64)> {
         v.iter().map(|r| (r.addr().as_u64(), r.len())).collect()
     };

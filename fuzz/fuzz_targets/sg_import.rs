@@ -64,8 +64,12 @@ struct Counting<'c, 'a> {
     max_read: Cell<usize>,
 }
 
-impl MemoryReader for Counting<'_, '_> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+impl MemoryReader<physvec::Virt> for Counting<'_, '_> {
+    fn read(
+        &self,
+        addr: physvec::VirtAddr,
+        buf: &mut [u8],
+    ) -> Result<(), MemoryError<physvec::Virt>> {
         self.reads.set(self.reads.get() + 1);
         self.max_read.set(self.max_read.get().max(buf.len()));
         self.chunks.read(addr, buf)
@@ -81,7 +85,12 @@ enum Step {
 
 /// Reference `sg_next` walk without loop detection (the entry limit stops it), recording
 /// the address of each data entry.
-fn reference(mem: &dyn MemoryReader, sgl: u64, nents: Option<u32>, limit: u32) -> Vec<Step> {
+fn reference(
+    mem: &dyn MemoryReader<physvec::Virt>,
+    sgl: u64,
+    nents: Option<u32>,
+    limit: u32,
+) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut reads = 0u32;
     let mut read = |a: u64| -> Result<Scatterlist, SgImportError> {
@@ -90,7 +99,7 @@ fn reference(mem: &dyn MemoryReader, sgl: u64, nents: Option<u32>, limit: u32) -
         }
         reads += 1;
         let mut b = [0u8; 32];
-        mem.read(a, &mut b)
+        mem.read(physvec::VirtAddr::new(a), &mut b)
             .map_err(|_| SgImportError::Unreadable { addr: a })?;
         Ok(Scatterlist::from_le_bytes(&b))
     };

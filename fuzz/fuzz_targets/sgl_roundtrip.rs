@@ -117,7 +117,7 @@ fuzz_target!(|input: Input| {
     let mut mem = SparseMemory::new();
     for (i, s) in storage.iter().enumerate().take(sgl.segments_used()) {
         mem.add(
-            SEG_BASE + 0x1000 * i as u64,
+            physvec::DmaAddr::new(SEG_BASE + 0x1000 * i as u64),
             s.iter().flat_map(|d| d.to_bytes()).collect(),
         );
     }

@@ -13,7 +13,7 @@ use core::fmt;
 use arrayvec::ArrayVec;
 
 use super::{Attrs, DataDirection, DmaMapper, MapError};
-use crate::addr::{PageSize, PhysAddr};
+use crate::addr::{PageSize, Phys, PhysAddr};
 use crate::mask::DmaMask;
 use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
 use crate::range::{DmaRange, PhysRange};
@@ -198,12 +198,13 @@ impl BouncePool {
 /// let dma = d.map_phys(high, DataDirection::ToDevice, Attrs::empty())?;
 /// assert_eq!(dma.addr().as_u64(), 0x100_0000); // bounced
 ///
-/// let mut ram = SparseMemory::new();
-/// ram.add(0x1_0000_0000, b"payload!".to_vec());
-/// ram.add_zeroed(0x100_0000, 0x1000);
+/// // Physical memory, indexed by physical addresses.
+/// let mut ram = SparseMemory::<physvec::Phys>::default();
+/// ram.add(PhysAddr::new(0x1_0000_0000), b"payload!".to_vec());
+/// ram.add_zeroed(PhysAddr::new(0x100_0000), 0x1000);
 /// d.sync_for_device(dma, &mut ram)?; // copy-in
 /// let mut buf = [0u8; 8];
-/// ram.read(0x100_0000, &mut buf)?;
+/// ram.read(PhysAddr::new(0x100_0000), &mut buf)?;
 /// assert_eq!(&buf, b"payload!");
 /// d.unmap_phys(dma, DataDirection::ToDevice, Attrs::empty())?;
 ///
@@ -317,18 +318,18 @@ impl DirectMapper {
         pool.find(phys).map(|(i, b)| (pool, i, b))
     }
 
-    fn copy<R: MemoryReader + MemoryWriter + ?Sized>(
+    fn copy<R: MemoryReader<Phys> + MemoryWriter<Phys> + ?Sized>(
         mem: &mut R,
         from: u64,
         to: u64,
         len: u64,
-    ) -> Result<(), MemoryError> {
+    ) -> Result<(), MemoryError<Phys>> {
         let mut buf = [0u8; 256];
         let mut done = 0;
         while done < len {
             let n = (len - done).min(buf.len() as u64) as usize;
-            mem.read(from + done, &mut buf[..n])?;
-            mem.write(to + done, &buf[..n])?;
+            mem.read(PhysAddr::new(from + done), &mut buf[..n])?;
+            mem.write(PhysAddr::new(to + done), &buf[..n])?;
             done += n as u64;
         }
         Ok(())
@@ -339,11 +340,11 @@ impl DirectMapper {
     ///
     /// # Errors
     /// [`MemoryError`] from the memory.
-    pub fn sync_for_device<R: MemoryReader + MemoryWriter + ?Sized>(
+    pub fn sync_for_device<R: MemoryReader<Phys> + MemoryWriter<Phys> + ?Sized>(
         &self,
         dma: DmaRange,
         mem: &mut R,
-    ) -> Result<bool, MemoryError> {
+    ) -> Result<bool, MemoryError<Phys>> {
         match self.bounced(dma) {
             Some((_, _, b)) if b.dir.device_reads() => {
                 let to = dma.addr().as_u64() - self.dma_offset;
@@ -360,11 +361,11 @@ impl DirectMapper {
     ///
     /// # Errors
     /// [`MemoryError`] from the memory.
-    pub fn sync_for_cpu<R: MemoryReader + MemoryWriter + ?Sized>(
+    pub fn sync_for_cpu<R: MemoryReader<Phys> + MemoryWriter<Phys> + ?Sized>(
         &self,
         dma: DmaRange,
         mem: &mut R,
-    ) -> Result<bool, MemoryError> {
+    ) -> Result<bool, MemoryError<Phys>> {
         match self.bounced(dma) {
             Some((_, _, b)) if b.dir.device_writes() => {
                 let from = dma.addr().as_u64() - self.dma_offset;
@@ -462,12 +463,12 @@ mod tests {
             d.map_phys(hi, dir, a),
             Err(MapError::BounceExhausted { len: 0x3000 })
         );
-        let mut ram = crate::mem::SparseMemory::new();
-        ram.add_zeroed(0x2_0000_0000, 0x3000);
-        ram.add(0x10_0000, [7u8; 0x4000].to_vec());
+        let mut ram = crate::mem::SparseMemory::<Phys>::default();
+        ram.add_zeroed(PhysAddr::new(0x2_0000_0000), 0x3000);
+        ram.add(PhysAddr::new(0x10_0000), [7u8; 0x4000].to_vec());
         assert!(d.sync_for_cpu(b1, &mut ram).unwrap());
         let mut buf = [0u8; 4];
-        ram.read(0x2_0000_2ffc, &mut buf).unwrap();
+        ram.read(PhysAddr::new(0x2_0000_2ffc), &mut buf).unwrap();
         assert_eq!(buf, [7; 4]);
         d.unmap_phys(b1, dir, a).unwrap();
         assert!(d.unmap_phys(b1, dir, a).is_err());

@@ -22,6 +22,7 @@
 use core::fmt;
 
 use crate::addr::{DmaAddr, PageSize, Phys};
+use crate::addr::{Virt, VirtAddr};
 use crate::constraints::DmaConstraints;
 use crate::mem::{MemoryReader, MemoryWriter};
 use crate::range::Range;
@@ -232,7 +233,7 @@ fn for_each_placement<M, P>(
     mut f: impl FnMut(&SgEntry, Range<Phys>, &Placement) -> Result<(), SgDmaError>,
 ) -> Result<u64, SgDmaError>
 where
-    M: MemoryReader + ?Sized,
+    M: MemoryReader<Virt> + ?Sized,
     P: PageModel + ?Sized,
 {
     let mut layout = Layout::new(params)?;
@@ -259,13 +260,13 @@ pub fn iommu_iova_len<M, P>(
     max_entries: u32,
 ) -> Result<u64, SgDmaError>
 where
-    M: MemoryReader + ?Sized,
+    M: MemoryReader<Virt> + ?Sized,
     P: PageModel + ?Sized,
 {
     for_each_placement(mem, table, model, params, max_entries, |_, _, _| Ok(()))
 }
 
-fn write_dma<M: MemoryWriter + ?Sized>(
+fn write_dma<M: MemoryWriter<Virt> + ?Sized>(
     mem: &mut M,
     addr: u64,
     dma_address: Option<u64>,
@@ -276,12 +277,14 @@ fn write_dma<M: MemoryWriter + ?Sized>(
         let at = addr
             .checked_add(Scatterlist::DMA_ADDRESS_OFFSET)
             .ok_or(err)?;
-        mem.write(at, &a.to_le_bytes()).map_err(|_| err)?;
+        mem.write(VirtAddr::new(at), &a.to_le_bytes())
+            .map_err(|_| err)?;
     }
     let at = addr
         .checked_add(Scatterlist::DMA_LENGTH_OFFSET)
         .ok_or(err)?;
-    mem.write(at, &dma_length.to_le_bytes()).map_err(|_| err)
+    mem.write(VirtAddr::new(at), &dma_length.to_le_bytes())
+        .map_err(|_| err)
 }
 
 /// Maps a table through an IOMMU as `iommu_dma_map_sg` does: calls `map(iova, phys)`
@@ -323,7 +326,7 @@ pub fn iommu_map_sg<M, P, F>(
     mut map: F,
 ) -> Result<u32, SgDmaError>
 where
-    M: MemoryReader + MemoryWriter + ?Sized,
+    M: MemoryReader<Virt> + MemoryWriter<Virt> + ?Sized,
     P: PageModel + ?Sized,
     F: FnMut(DmaAddr, Range<Phys>) -> bool,
 {
@@ -408,7 +411,7 @@ pub fn direct_map_sg<M, P>(
     max_entries: u32,
 ) -> Result<u32, SgDmaError>
 where
-    M: MemoryReader + MemoryWriter + ?Sized,
+    M: MemoryReader<Virt> + MemoryWriter<Virt> + ?Sized,
     P: PageModel + ?Sized,
 {
     let mut cur = SgCursor::new(table.sgl, Some(table.orig_nents), max_entries);

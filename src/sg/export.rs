@@ -22,6 +22,7 @@
 use core::fmt;
 
 use crate::addr::Phys;
+use crate::addr::{Virt, VirtAddr};
 use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
 use crate::view::RangeView;
 
@@ -347,13 +348,10 @@ fn locate_chunk(chunks: &[SgChunk<'_>], addr: u64, len: usize) -> Option<(usize,
     })
 }
 
-impl MemoryReader for [SgChunk<'_>] {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
-        let err = MemoryError {
-            addr,
-            len: buf.len() as u64,
-        };
-        let (ci, mut off) = locate_chunk(self, addr, buf.len()).ok_or(err)?;
+impl MemoryReader<Virt> for [SgChunk<'_>] {
+    fn read(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<(), MemoryError<Virt>> {
+        let err = MemoryError::at(addr, buf.len());
+        let (ci, mut off) = locate_chunk(self, addr.as_u64(), buf.len()).ok_or(err)?;
         let entries = &self[ci].entries;
         let mut done = 0;
         while done < buf.len() {
@@ -368,13 +366,10 @@ impl MemoryReader for [SgChunk<'_>] {
     }
 }
 
-impl MemoryWriter for [SgChunk<'_>] {
-    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryError> {
-        let err = MemoryError {
-            addr,
-            len: buf.len() as u64,
-        };
-        let (ci, mut off) = locate_chunk(self, addr, buf.len()).ok_or(err)?;
+impl MemoryWriter<Virt> for [SgChunk<'_>] {
+    fn write(&mut self, addr: VirtAddr, buf: &[u8]) -> Result<(), MemoryError<Virt>> {
+        let err = MemoryError::at(addr, buf.len());
+        let (ci, mut off) = locate_chunk(self, addr.as_u64(), buf.len()).ok_or(err)?;
         let entries = &mut self[ci].entries;
         let mut done = 0;
         while done < buf.len() {
@@ -530,9 +525,11 @@ mod tests {
             addr: 0x1000,
             entries: &mut a,
         }];
-        assert_eq!(chunks.read_u64_le(0x1000).unwrap(), 0x42);
-        chunks.write(0x1010, &7u64.to_le_bytes()).unwrap();
-        assert!(chunks.read_u64_le(0x1020).is_err());
+        assert_eq!(chunks.read_u64_le(VirtAddr::new(0x1000)).unwrap(), 0x42);
+        chunks
+            .write(VirtAddr::new(0x1010), &7u64.to_le_bytes())
+            .unwrap();
+        assert!(chunks.read_u64_le(VirtAddr::new(0x1020)).is_err());
         assert_eq!(a[0].dma_address, 7);
     }
 }

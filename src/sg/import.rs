@@ -11,6 +11,7 @@
 use core::fmt;
 
 use crate::addr::{Dma, Phys};
+use crate::addr::{Virt, VirtAddr};
 use crate::mem::MemoryReader;
 use crate::range::Range;
 use crate::sink::{Coalescing, RangeSink};
@@ -188,9 +189,12 @@ pub struct SgEntry {
     pub entry: Scatterlist,
 }
 
-fn read_entry<M: MemoryReader + ?Sized>(mem: &M, addr: u64) -> Result<Scatterlist, SgImportError> {
+fn read_entry<M: MemoryReader<Virt> + ?Sized>(
+    mem: &M,
+    addr: u64,
+) -> Result<Scatterlist, SgImportError> {
     let mut b = [0u8; 32];
-    mem.read(addr, &mut b)
+    mem.read(VirtAddr::new(addr), &mut b)
         .map_err(|_| SgImportError::Unreadable { addr })?;
     Ok(Scatterlist::from_le_bytes(&b))
 }
@@ -225,7 +229,7 @@ impl SgCursor {
         }
     }
 
-    fn read<M: MemoryReader + ?Sized>(
+    fn read<M: MemoryReader<Virt> + ?Sized>(
         &mut self,
         mem: &M,
         addr: u64,
@@ -237,7 +241,7 @@ impl SgCursor {
         read_entry(mem, addr)
     }
 
-    pub(crate) fn step<M: MemoryReader + ?Sized>(
+    pub(crate) fn step<M: MemoryReader<Virt> + ?Sized>(
         &mut self,
         mem: &M,
     ) -> Result<Option<SgEntry>, SgImportError> {
@@ -316,13 +320,13 @@ impl SgCursor {
 /// assert_eq!(addrs, [0x1000, 0x2000]);
 /// ```
 #[derive(Debug)]
-pub struct SgWalk<'m, M: MemoryReader + ?Sized> {
+pub struct SgWalk<'m, M: MemoryReader<Virt> + ?Sized> {
     mem: &'m M,
     cursor: SgCursor,
     done: bool,
 }
 
-impl<'m, M: MemoryReader + ?Sized> SgWalk<'m, M> {
+impl<'m, M: MemoryReader<Virt> + ?Sized> SgWalk<'m, M> {
     /// Walks from `sgl`: `nents = Some(n)` visits exactly `n` data entries
     /// (`for_each_sg`, an early `SG_END` is an error); `None` walks to `SG_END`
     /// (`sg_nents`). At most `max_entries` entries are read.
@@ -335,7 +339,7 @@ impl<'m, M: MemoryReader + ?Sized> SgWalk<'m, M> {
     }
 }
 
-impl<M: MemoryReader + ?Sized> Iterator for SgWalk<'_, M> {
+impl<M: MemoryReader<Virt> + ?Sized> Iterator for SgWalk<'_, M> {
     type Item = Result<SgEntry, SgImportError>;
 
     fn next(&mut self) -> Option<Self::Item> {
@@ -356,7 +360,7 @@ impl<M: MemoryReader + ?Sized> Iterator for SgWalk<'_, M> {
     }
 }
 
-impl<M: MemoryReader + ?Sized> core::iter::FusedIterator for SgWalk<'_, M> {}
+impl<M: MemoryReader<Virt> + ?Sized> core::iter::FusedIterator for SgWalk<'_, M> {}
 
 /// The physical range of a data entry: `pfn_of(page) * 4096 + offset`, `length` bytes.
 ///
@@ -420,7 +424,7 @@ pub fn import<M, P, K>(
     sink: &mut K,
 ) -> Result<u32, SgImportError>
 where
-    M: MemoryReader + ?Sized,
+    M: MemoryReader<Virt> + ?Sized,
     P: PageModel + ?Sized,
     K: RangeSink<Phys> + ?Sized,
 {
@@ -474,7 +478,7 @@ pub fn import_dma<M, K>(
     sink: &mut K,
 ) -> Result<u32, SgImportError>
 where
-    M: MemoryReader + ?Sized,
+    M: MemoryReader<Virt> + ?Sized,
     K: RangeSink<Dma> + ?Sized,
 {
     if table.nents > table.orig_nents {

@@ -104,10 +104,11 @@ impl<'a> GuestMemory<'a> {
 }
 
 impl MemoryReader for GuestMemory<'_> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+    fn read(&self, at: physvec::DmaAddr, buf: &mut [u8]) -> Result<(), MemoryError> {
         let len = buf.len() as u64;
+        let addr = at.as_u64();
         if addr.checked_add(len).map_or(true, |e| e > self.ram) {
-            return Err(MemoryError { addr, len });
+            return Err(MemoryError { addr: at, len });
         }
         let mut cache = self.cache.borrow_mut();
         let mut done = 0usize;

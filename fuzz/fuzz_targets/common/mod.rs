@@ -45,16 +45,14 @@ impl<'a> FuzzMem<'a> {
     }
 }
 
-impl MemoryReader for FuzzMem<'_> {
-    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+impl<S: physvec::AddrSpace> MemoryReader<S> for FuzzMem<'_> {
+    fn read(&self, at: physvec::Addr<S>, buf: &mut [u8]) -> Result<(), MemoryError<S>> {
+        let addr = at.as_u64();
         self.reads.set(self.reads.get() + 1);
         self.bytes_read
             .set(self.bytes_read.get() + buf.len() as u64);
         self.max_read.set(self.max_read.get().max(buf.len()));
-        let err = MemoryError {
-            addr,
-            len: buf.len() as u64,
-        };
+        let err = MemoryError::at(at, buf.len());
         if self.fold {
             let n = self.bytes.len() as u64;
             if n == 0 || addr >= FOLD_LIMIT {

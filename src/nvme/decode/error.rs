@@ -3,6 +3,7 @@
 
 use core::fmt;
 
+use crate::addr::DmaAddr;
 use crate::nvme::status::NvmeStatus;
 
 /// Why a data pointer was rejected. Every variant maps to the status a controller
@@ -35,25 +36,25 @@ pub enum DecodeError {
         /// The entry's value.
         entry: u64,
         /// Where it was read, `None` for DPTR.
-        at: Option<u64>,
+        at: Option<DmaAddr>,
     },
     /// A bad Segment / Last Segment descriptor: length 0 or not a multiple of 16,
     /// misaligned or wrapping segment, or a segment descriptor inside a last segment
     /// (0Dh).
     InvalidSegmentDescriptor {
         /// Where the descriptor is, `None` for DPTR.
-        at: Option<u64>,
+        at: Option<DmaAddr>,
     },
     /// A Segment or Last Segment descriptor that is not the last of its segment (0Eh).
     InvalidDescriptorCount {
         /// Where it is.
-        at: u64,
+        at: DmaAddr,
     },
     /// The SGL describes less data than the transfer, or more when SGLS bit 18 is clear,
     /// or a data block wraps past 2^64 (0Fh).
     SglLengthInvalid {
         /// The offending descriptor, `None` when the SGL ended short or it is DPTR.
-        at: Option<u64>,
+        at: Option<DmaAddr>,
         /// Bytes of the transfer not covered (0 for excess).
         uncovered: u64,
     },
@@ -61,24 +62,24 @@ pub enum DecodeError {
     /// (11h).
     DescriptorTypeInvalid {
         /// Where it is, `None` for DPTR.
-        at: Option<u64>,
+        at: Option<DmaAddr>,
         /// Its SGL Identifier byte (`type << 4 | subtype`).
         identifier: u8,
     },
     /// A Data Block address or length not dword aligned when SGLS requires it (1Dh).
     GranularityInvalid {
         /// Where it is, `None` for DPTR.
-        at: Option<u64>,
+        at: Option<DmaAddr>,
     },
     /// An SGL segment chain that returns to a segment it already visited (0Dh).
     LoopDetected {
         /// The descriptor that closes the cycle.
-        at: u64,
+        at: DmaAddr,
     },
     /// A read of a PRP list or SGL segment failed (04h).
     MemoryUnreadable {
         /// Start of the failed read.
-        addr: u64,
+        addr: DmaAddr,
         /// Its length in bytes.
         len: u64,
     },
@@ -137,7 +138,7 @@ impl DecodeError {
     }
 
     /// The bus address of the offending entry or failed read, when known.
-    pub const fn at(&self) -> Option<u64> {
+    pub const fn at(&self) -> Option<DmaAddr> {
         match *self {
             DecodeError::PrpOffsetInvalid { at, .. }
             | DecodeError::InvalidSegmentDescriptor { at }
@@ -191,15 +192,20 @@ impl fmt::Display for DecodeError {
                 f.write_str("the SGL segment chain loops back to a visited segment")?
             }
             DecodeError::MemoryUnreadable { addr, len } => {
-                write!(f, "cannot read {len} bytes at {addr:#x}")?
+                let unit = if len == 1 { "byte" } else { "bytes" };
+                write!(f, "cannot read {len} {unit} at {:#x}", addr.as_u64())?
             }
             DecodeError::LimitExceeded { limit } => {
                 write!(f, "more than {limit} descriptors would be read")?
             }
             DecodeError::OutputFull => f.write_str("the output sink is full")?,
         }
-        if let Some(at) = self.at() {
-            write!(f, " (at {at:#x})")?;
+        // The failed read already names its address.
+        if let (Some(at), false) = (
+            self.at(),
+            matches!(self, DecodeError::MemoryUnreadable { .. }),
+        ) {
+            write!(f, " (at {:#x})", at.as_u64())?;
         }
         write!(f, ": {status}")
     }

@@ -42,7 +42,7 @@ use output::with_items;
 /// let mut sqe = SubmissionQueueEntry::new(0x02);
 /// sqe.set_data_pointer(DataPointer::Prp { prp1: 0x10800, prp2: 0x11000 });
 /// let mut out = Vec::new();
-/// decode_command(&sqe, 0x1000, MemoryPageSize::SIZE_4K, &SliceMemory::new(0, &[]), &mut out,
+/// decode_command(&sqe, 0x1000, MemoryPageSize::SIZE_4K, &SliceMemory::new(physvec::DmaAddr::new(0), &[]), &mut out,
 ///                &DecodeOptions::default())?;
 /// assert_eq!(out, [SglItem::Data(DmaRange::new(0x10800, 0x1000))]);
 /// # Ok::<(), physvec::nvme::DecodeError>(())
@@ -98,7 +98,7 @@ mod tests {
         for e in [0x12000u64, 0x13004] {
             list.extend_from_slice(&e.to_le_bytes());
         }
-        let mem = SliceMemory::new(0x80000, &list);
+        let mem = SliceMemory::new(crate::DmaAddr::new(0x80000), &list);
         let mut sqe = SubmissionQueueEntry::new(0x02);
         sqe.set_data_pointer(DataPointer::Prp {
             prp1: 0x10800,
@@ -114,7 +114,16 @@ mod tests {
 
         let mut ranges = DmaArray::<8>::new();
         ranges.try_push(DmaRange::new(0x9000, 0x10)).unwrap();
-        assert!(decode_prp(0x10800, 0x80000, 0x2800, mps, &mem, &mut ranges, &opts).is_err());
+        assert!(decode_prp(
+            crate::DmaAddr::new(0x10800),
+            crate::DmaAddr::new(0x80000),
+            0x2800,
+            mps,
+            &mem,
+            &mut ranges,
+            &opts
+        )
+        .is_err());
         assert_eq!(ranges.as_slice(), [DmaRange::new(0x9000, 0x10)]);
 
         // An SGL whose segment is unreadable after a data block in DPTR... a Last

@@ -16,7 +16,7 @@ use super::options::{DecodeOptions, DecodeSummary};
 use super::output::{data, Emit, RangeEmit};
 use crate::nvme::page::MemoryPageSize;
 
-use crate::addr::Dma;
+use crate::addr::{Dma, DmaAddr};
 use crate::mem::MemoryReader;
 use crate::sink::RangeSink;
 
@@ -37,19 +37,19 @@ use crate::sink::RangeSink;
 /// ```
 /// use physvec::nvme::{decode_prp, DecodeOptions, MemoryPageSize};
 /// use physvec::mem::SliceMemory;
-/// use physvec::{DmaArray, DmaRange};
+/// use physvec::{DmaAddr, DmaArray, DmaRange};
 /// // PRP2 points at a list with two entries at 0x80000.
 /// let mut list = Vec::new();
 /// for e in [0x12000u64, 0x13000] { list.extend_from_slice(&e.to_le_bytes()); }
-/// let mem = SliceMemory::new(0x80000, &list);
+/// let mem = SliceMemory::new(DmaAddr::new(0x80000), &list);
 /// let mut out = DmaArray::<4>::new();
-/// decode_prp(0x10800, 0x80000, 0x2800, MemoryPageSize::SIZE_4K, &mem, &mut out, &DecodeOptions::default())?;
+/// decode_prp(DmaAddr::new(0x10800), DmaAddr::new(0x80000), 0x2800, MemoryPageSize::SIZE_4K, &mem, &mut out, &DecodeOptions::default())?;
 /// assert_eq!(out.as_slice(), [DmaRange::new(0x10800, 0x800), DmaRange::new(0x12000, 0x2000)]);
 /// # Ok::<(), physvec::nvme::DecodeError>(())
 /// ```
 pub fn decode_prp<M, K>(
-    prp1: u64,
-    prp2: u64,
+    prp1: DmaAddr,
+    prp2: DmaAddr,
     len: u64,
     mps: MemoryPageSize,
     mem: &M,
@@ -62,8 +62,8 @@ where
 {
     let mut out = crate::sink::Coalescing::new(out);
     let r = decode_prp_into(
-        prp1,
-        prp2,
+        prp1.as_u64(),
+        prp2.as_u64(),
         len,
         mps,
         mem,
@@ -140,15 +140,15 @@ where
                 limit: opts.max_descriptors,
             });
         }
-        let entry = mem
-            .read_u64_le(at)
-            .map_err(|e| DecodeError::MemoryUnreadable {
-                addr: e.addr,
-                len: e.len,
-            })?;
+        let entry =
+            mem.read_u64_le(DmaAddr::new(at))
+                .map_err(|e| DecodeError::MemoryUnreadable {
+                    addr: e.addr,
+                    len: e.len,
+                })?;
         sum.descriptors_read += 1;
         if entry & mask != 0 {
-            return Err(bad(entry, Some(at)));
+            return Err(bad(entry, Some(DmaAddr::new(at))));
         }
         if i + 1 == nents && rem > ps {
             list = entry;
@@ -158,7 +158,7 @@ where
             continue;
         }
         let n = rem.min(ps);
-        out.emit(data(entry, n).ok_or(bad(entry, Some(at)))?)?;
+        out.emit(data(entry, n).ok_or(bad(entry, Some(DmaAddr::new(at))))?)?;
         rem -= n;
         i += 1;
     }
@@ -175,7 +175,10 @@ mod tests {
     fn mem(entries: &[(u64, &[u64])]) -> SparseMemory {
         let mut m = SparseMemory::new();
         for (a, e) in entries {
-            m.add(*a, e.iter().flat_map(|x| x.to_le_bytes()).collect());
+            m.add(
+                crate::DmaAddr::new(*a),
+                e.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            );
         }
         m
     }
@@ -189,7 +192,16 @@ mod tests {
     ) -> Result<Vec<DmaRange>, DecodeError> {
         let mut out = Vec::new();
         let o = DecodeOptions::default().with_qemu_compat(compat);
-        decode_prp(prp1, prp2, len, MemoryPageSize::SIZE_4K, m, &mut out, &o).map(|_| out)
+        decode_prp(
+            crate::DmaAddr::new(prp1),
+            crate::DmaAddr::new(prp2),
+            len,
+            MemoryPageSize::SIZE_4K,
+            m,
+            &mut out,
+            &o,
+        )
+        .map(|_| out)
     }
 
     #[test]
@@ -231,7 +243,10 @@ mod tests {
         // List entry with offset.
         let m = mem(&[(0x80000, &[0x20000, 0x30100])]);
         let e = run(0x10000, 0x80000, 0x3000, &m, false).unwrap_err();
-        assert_eq!((e.nvme_status().raw(), e.at()), (0x13, Some(0x80008)));
+        assert_eq!(
+            (e.nvme_status().raw(), e.at()),
+            (0x13, Some(crate::DmaAddr::new(0x80008)))
+        );
         // Chained: PRP2 = list + 0xff0 (2 slots), slot 1 → next page.
         let m = mem(&[
             (0x80ff0, &[0x20000, 0x90000]),
@@ -248,7 +263,7 @@ mod tests {
         let m = mem(&[(0x80ff0, &[0x20000, 0x90008])]);
         assert_eq!(
             run(0x10000, 0x80ff0, 0x4000, &m, false).unwrap_err().at(),
-            Some(0x80ff8)
+            Some(crate::DmaAddr::new(0x80ff8))
         );
         // Unreadable list.
         let e = run(0x10000, 0x80000, 0x3000, &none, false).unwrap_err();
@@ -268,8 +283,8 @@ mod tests {
         let mut out = Vec::new();
         let o = DecodeOptions::default().with_max_descriptors(4096);
         let e = decode_prp(
-            0x10000,
-            0x80000,
+            crate::DmaAddr::new(0x10000),
+            crate::DmaAddr::new(0x80000),
             u64::MAX,
             MemoryPageSize::SIZE_4K,
             &m,

@@ -25,6 +25,7 @@
 use super::error::DecodeError;
 use super::options::{DecodeOptions, DecodeSummary};
 use super::output::{data, with_items, Emit, SglItemSink};
+use crate::addr::DmaAddr;
 use crate::mem::MemoryReader;
 use crate::nvme::descriptor::{SglDescriptor, SglDescriptorType, SglItem};
 use crate::nvme::descriptor::{SGL_SUBTYPE_ADDRESS, SGL_SUBTYPE_INVALIDATE_KEY};
@@ -47,7 +48,7 @@ use crate::nvme::descriptor::{SGL_SUBTYPE_ADDRESS, SGL_SUBTYPE_INVALIDATE_KEY};
 /// use physvec::{DmaAddr, DmaRange};
 /// // DPTR = Last Segment → [Data Block 0x200 @ 0x10000, Bit Bucket 0x100]
 /// let seg = [SglDescriptor::data_block(DmaAddr::new(0x10000), 0x200), SglDescriptor::bit_bucket(0x100)];
-/// let mem = SliceMemory::new(0x80000, bytemuck::cast_slice(&seg));
+/// let mem = SliceMemory::new(DmaAddr::new(0x80000), bytemuck::cast_slice(&seg));
 /// let mut out = Vec::new();
 /// decode_sgl(SglDescriptor::last_segment(DmaAddr::new(0x80000), 32), 0x300, &mem, &mut out,
 ///            &DecodeOptions::default())?;
@@ -87,7 +88,7 @@ impl<E: Emit> State<'_, E> {
             });
         }
         let mut b = [0u8; 16];
-        mem.read(at, &mut b)
+        mem.read(DmaAddr::new(at), &mut b)
             .map_err(|e| DecodeError::MemoryUnreadable {
                 addr: e.addr,
                 len: e.len,
@@ -98,6 +99,7 @@ impl<E: Emit> State<'_, E> {
 
     /// A descriptor that is not Segment / Last Segment.
     fn data_descriptor(&mut self, d: SglDescriptor, at: Option<u64>) -> Result<(), DecodeError> {
+        let at = at.map(DmaAddr::new);
         let caps = self.opts.sgls;
         let compat = self.opts.qemu_compat;
         let type_invalid = DecodeError::DescriptorTypeInvalid {
@@ -221,7 +223,9 @@ where
         let is_last = cur.descriptor_type() == SglDescriptorType::LastSegment;
         let seg_len = cur.length() as u64;
         let addr = cur.address();
-        let bad_segment = DecodeError::InvalidSegmentDescriptor { at: cur_at };
+        let bad_segment = DecodeError::InvalidSegmentDescriptor {
+            at: cur_at.map(DmaAddr::new),
+        };
         if seg_len == 0 || seg_len % 16 != 0 {
             return Err(bad_segment);
         }
@@ -238,7 +242,9 @@ where
             let last_at = addr + 16 * (n - 1);
             let t = st.read(mem, last_at)?.descriptor_type();
             if t != SglDescriptorType::DataBlock && (is_last || !t.is_segment()) {
-                return Err(DecodeError::InvalidSegmentDescriptor { at: Some(last_at) });
+                return Err(DecodeError::InvalidSegmentDescriptor {
+                    at: Some(DmaAddr::new(last_at)),
+                });
             }
         }
         let mut next = None;
@@ -247,10 +253,14 @@ where
             let d = st.read(mem, at)?;
             if d.descriptor_type().is_segment() {
                 if i + 1 != n {
-                    return Err(DecodeError::InvalidDescriptorCount { at });
+                    return Err(DecodeError::InvalidDescriptorCount {
+                        at: DmaAddr::new(at),
+                    });
                 }
                 if is_last {
-                    return Err(DecodeError::InvalidSegmentDescriptor { at: Some(at) });
+                    return Err(DecodeError::InvalidSegmentDescriptor {
+                        at: Some(DmaAddr::new(at)),
+                    });
                 }
                 next = Some((d, at));
             } else {
@@ -259,7 +269,9 @@ where
         }
         let Some((d, at)) = next else { break };
         if key(d) == saved {
-            return Err(DecodeError::LoopDetected { at });
+            return Err(DecodeError::LoopDetected {
+                at: DmaAddr::new(at),
+            });
         }
         if power == lam {
             saved = key(d);
@@ -304,7 +316,7 @@ mod tests {
     fn mem(segs: &[(u64, &[SglDescriptor])]) -> SparseMemory {
         let mut m = SparseMemory::new();
         for (a, d) in segs {
-            m.add(*a, bytemuck::cast_slice(d).to_vec());
+            m.add(crate::DmaAddr::new(*a), bytemuck::cast_slice(d).to_vec());
         }
         m
     }
