@@ -181,7 +181,9 @@ fn dptr_bytes(hex: &str) -> Result<[u8; 16], CliError> {
 }
 
 fn decode_error(e: nvme::DecodeError) -> CliError {
-    let err = CliError::rejected(e.kind(), e).with("nvme_status", e.nvme_status().raw());
+    let err = CliError::rejected(e.kind(), e)
+        .with("nvme_status", e.nvme_status().raw())
+        .with("nvme_status_hex", format!("{:#06x}", e.nvme_status().raw()));
     match e.at() {
         Some(at) => err.with("at", at.as_u64()),
         None => err,

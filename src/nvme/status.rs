@@ -17,8 +17,25 @@ use core::fmt;
 /// // As it appears in CQE DW3 bits 31:17 (phase tag 0), with Do Not Retry set:
 /// assert_eq!(s.cqe_dw3_status(true), (0x13 << 17) | (1 << 31));
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NvmeStatus(u16);
+
+/// Hex, as the specification writes status values: `NvmeStatus(SCT 0h, SC 13h)`.
+///
+/// ```
+/// use physvec::nvme::NvmeStatus;
+/// assert_eq!(format!("{:?}", NvmeStatus::PRP_OFFSET_INVALID), "NvmeStatus(SCT 0h, SC 13h)");
+/// ```
+impl fmt::Debug for NvmeStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "NvmeStatus(SCT {:x}h, SC {:02x}h)",
+            self.sct(),
+            self.sc()
+        )
+    }
+}
 
 impl NvmeStatus {
     /// Successful Completion (00h).
