@@ -5,6 +5,110 @@
 
 use core::fmt;
 
+use crate::nvme::NvmeStatus;
+
+/// What every error of this crate tells a program, beyond its message: a stable name,
+/// where it happened, and the NVMe status a controller completes the command with.
+///
+/// Implemented by every error type of the crate, so a driver or a tool handles them
+/// all the same way (the `physvec` tool turns any of them into its JSON error object).
+///
+/// ```
+/// use physvec::error::{ErrorInfo, Position};
+/// use physvec::nvme::{DecodeError, NvmeStatus};
+/// use physvec::DmaAddr;
+/// fn report(e: &dyn ErrorInfo) -> String {
+///     let at = e.position().map(|p| format!(" at {p}")).unwrap_or_default();
+///     let sc = e.nvme_status().map(|s| format!(" -> {s}")).unwrap_or_default();
+///     format!("{}{at}{sc}", e.kind())
+/// }
+/// let e = DecodeError::LoopDetected { at: DmaAddr::new(0xa000) };
+/// assert_eq!(report(&e), "loop_detected at 0xa000 -> Invalid SGL Segment Descriptor (SCT 0h, SC 0dh)");
+/// assert_eq!(e.position(), Some(Position::Address(0xa000)));
+/// ```
+pub trait ErrorInfo: fmt::Display + fmt::Debug {
+    /// Stable snake_case name of the variant (the tool's `error.kind`).
+    fn kind(&self) -> &'static str;
+
+    /// Where: the index of the offending input (segment, entry, descriptor), or the
+    /// byte address of an offending structure in memory.
+    fn position(&self) -> Option<Position> {
+        None
+    }
+
+    /// The status an NVMe controller completes the command with, where the
+    /// specification names one for this failure.
+    fn nvme_status(&self) -> Option<NvmeStatus> {
+        None
+    }
+}
+
+/// Where an error happened (see [`ErrorInfo::position`]).
+///
+/// ```
+/// use physvec::error::Position;
+/// assert_eq!(Position::Index(3).to_string(), "index 3");
+/// assert_eq!(Position::Address(0x8000).to_string(), "0x8000");
+/// assert_eq!(Position::Address(0x8000).raw(), 0x8000);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Position {
+    /// Index of the offending input item (segment, entry, descriptor, list page).
+    Index(u64),
+    /// Byte address of the offending structure (a list entry, a descriptor, a table).
+    Address(u64),
+}
+
+impl Position {
+    /// The number alone (what the tool prints as `at`).
+    pub const fn raw(self) -> u64 {
+        match self {
+            Position::Index(i) | Position::Address(i) => i,
+        }
+    }
+
+    /// An index position from a `usize`.
+    pub fn index(i: usize) -> Self {
+        Position::Index(u64::try_from(i).unwrap_or(u64::MAX))
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Position::Index(i) => write!(f, "index {i}"),
+            Position::Address(a) => write!(f, "{a:#x}"),
+        }
+    }
+}
+
+/// Implements [`ErrorInfo`] from an inherent `kind()` and optional position / status
+/// functions.
+macro_rules! error_info {
+    ($ty:ty) => {
+        $crate::error::error_info!($ty, |_e| None, |_e| None);
+    };
+    ($ty:ty, $pos:expr) => {
+        $crate::error::error_info!($ty, $pos, |_e| None);
+    };
+    ($ty:ty, $pos:expr, $status:expr) => {
+        impl $crate::error::ErrorInfo for $ty {
+            fn kind(&self) -> &'static str {
+                <$ty>::kind(self)
+            }
+            fn position(&self) -> Option<$crate::error::Position> {
+                let f: fn(&$ty) -> Option<$crate::error::Position> = $pos;
+                f(self)
+            }
+            fn nvme_status(&self) -> Option<$crate::nvme::NvmeStatus> {
+                let f: fn(&$ty) -> Option<$crate::nvme::NvmeStatus> = $status;
+                f(self)
+            }
+        }
+    };
+}
+pub(crate) use error_info;
+
 /// An address computation that left the 64-bit address space, or a bad power of two.
 ///
 /// ```
@@ -498,3 +602,24 @@ impl fmt::Display for BuildError {
 }
 
 impl core::error::Error for BuildError {}
+
+error_info!(AddrError);
+error_info!(RangeError);
+error_info!(ViewError, |e| match *e {
+    ViewError::TotalOverflow { index } => Some(Position::index(index)),
+    _ => None,
+});
+error_info!(ConstraintsError);
+error_info!(BuildError, |e| Some(Position::index(e.index())));
+
+impl<T: fmt::Debug> ErrorInfo for CapacityError<T> {
+    fn kind(&self) -> &'static str {
+        "capacity_exceeded"
+    }
+}
+
+impl ErrorInfo for TotalLenOverflow {
+    fn kind(&self) -> &'static str {
+        "length_overflow"
+    }
+}

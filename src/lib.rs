@@ -138,6 +138,7 @@ pub mod addr;
 pub mod builder;
 pub mod constraints;
 pub mod error;
+pub mod flow;
 pub mod fmt;
 pub mod map;
 pub mod mask;
@@ -161,6 +162,7 @@ pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
+pub use flow::Error;
 pub use mask::{DmaMask, DmaMaskError};
 pub use range::{DmaRange, Pages, PhysRange, Range, RawRange, VirtRange};
 pub use sink::{Coalescing, RangeSink, SinkMark};

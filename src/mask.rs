@@ -240,6 +240,8 @@ impl TryFrom<u64> for DmaMask {
     }
 }
 
+crate::error::error_info!(DmaMaskError);
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -63,6 +63,15 @@ impl<S: AddrSpace> fmt::Display for MemoryError<S> {
 
 impl<S: AddrSpace> core::error::Error for MemoryError<S> {}
 
+impl<S: AddrSpace> crate::error::ErrorInfo for MemoryError<S> {
+    fn kind(&self) -> &'static str {
+        "memory_unreadable"
+    }
+    fn position(&self) -> Option<crate::error::Position> {
+        Some(crate::error::Position::Address(self.addr.as_u64()))
+    }
+}
+
 /// Reads bytes of host or guest memory at an address of space `S` (by default a bus
 /// address, as a device model sees memory).
 ///

@@ -367,3 +367,5 @@ impl fmt::Display for MapError {
 }
 
 impl core::error::Error for MapError {}
+
+crate::error::error_info!(MapError, |e| e.index().map(crate::error::Position::index));

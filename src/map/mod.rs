@@ -249,6 +249,15 @@ impl fmt::Display for SyncError {
 
 impl core::error::Error for SyncError {}
 
+impl crate::error::ErrorInfo for SyncError {
+    fn kind(&self) -> &'static str {
+        self.error.kind()
+    }
+    fn position(&self) -> Option<crate::error::Position> {
+        crate::error::ErrorInfo::position(&self.error)
+    }
+}
+
 /// A device's view of memory: the two-step IOVA API plus the per-range fallback.
 ///
 /// Methods take `&self` like the kernel's `struct device *`; mappers with state use

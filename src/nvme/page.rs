@@ -118,3 +118,5 @@ impl fmt::Display for MemoryPageSize {
         fmt::Display::fmt(&crate::fmt::Bytes(self.get()), f)
     }
 }
+
+crate::error::error_info!(InvalidPageSize);

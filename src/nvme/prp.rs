@@ -653,6 +653,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     }
 }
 
+crate::error::error_info!(PrpError, |e| e.index().map(crate::error::Position::index));
+
 #[cfg(test)]
 mod tests {
     use super::*;

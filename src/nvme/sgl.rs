@@ -543,3 +543,5 @@ pub fn sgl_segment_pages_needed(descriptors: u64, slots: u64) -> u64 {
         d => 1 + (d - (slots - 1) - 1).div_ceil(slots - 1),
     }
 }
+
+crate::error::error_info!(SglError, |e| e.index().map(crate::error::Position::index));

@@ -251,3 +251,5 @@ pub fn encode_ksm(
     }
     Ok(needed)
 }
+
+crate::error::error_info!(Mlx5Error);

@@ -87,3 +87,5 @@ pub fn keyed_sgl(
         SGL_SUBTYPE_ADDRESS
     }))
 }
+
+crate::error::error_info!(KeyedLengthError);

@@ -228,3 +228,5 @@ pub fn sg_to_pages(
         None => false,
     })
 }
+
+crate::error::error_info!(MrError);

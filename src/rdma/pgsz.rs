@@ -138,3 +138,5 @@ pub fn best_page_size(
         PageSize::from_shift(63 - bitmap.leading_zeros()).ok()
     })
 }
+
+crate::error::error_info!(PgszError);

@@ -231,3 +231,5 @@ pub fn plan_rw(segs: &[DmaRange], dir: RwDirection, caps: &RwCaps) -> Result<RwP
     }
     Ok(RwPlan::SingleSge)
 }
+
+crate::error::error_info!(RwError);

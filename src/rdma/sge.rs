@@ -169,3 +169,5 @@ pub fn build_sges(
     });
     Ok(i)
 }
+
+crate::error::error_info!(SgeError);

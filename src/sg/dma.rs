@@ -429,6 +429,8 @@ where
     Ok(table.nents)
 }
 
+crate::error::error_info!(SgDmaError);
+
 #[cfg(test)]
 mod tests {
     use super::super::export::{export, SgChunk};

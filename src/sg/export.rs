@@ -386,6 +386,8 @@ impl MemoryWriter<Virt> for [SgChunk<'_>] {
     }
 }
 
+crate::error::error_info!(SgExportError);
+
 #[cfg(test)]
 mod tests {
     use super::super::layout::{SG_CHAIN, SG_END};

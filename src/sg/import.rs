@@ -543,6 +543,14 @@ where
     Ok(bvecs.len())
 }
 
+crate::error::error_info!(SgImportError, |e| match *e {
+    SgImportError::Unreadable { addr: a }
+    | SgImportError::LoopDetected { at: a }
+    | SgImportError::InvalidChain { at: a, .. }
+    | SgImportError::AddressOverflow { at: a } => Some(crate::error::Position::Address(a)),
+    _ => e.at().map(crate::error::Position::Index),
+});
+
 #[cfg(test)]
 mod tests {
     use super::super::export::SgChunk;

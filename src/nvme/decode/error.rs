@@ -212,3 +212,9 @@ impl fmt::Display for DecodeError {
 }
 
 impl core::error::Error for DecodeError {}
+
+crate::error::error_info!(
+    DecodeError,
+    |e| e.at().map(|a| crate::error::Position::Address(a.as_u64())),
+    |e| Some(e.nvme_status())
+);
