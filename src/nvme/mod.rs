@@ -11,7 +11,8 @@
 //! | file | what |
 //! |---|---|
 //! | `page.rs` | [`MemoryPageSize`] (CC.MPS, 4 KiB..128 MiB) |
-//! | `cmd.rs` | [`SubmissionQueueEntry`], [`Psdt`], [`DataPointer`] |
+//! | `cmd.rs` | [`SubmissionQueueEntry`] and its command constructors, [`opcode`], [`NamespaceId`], [`LbaRange`], [`Psdt`], [`DataPointer`] |
+//! | `completion.rs` | [`CompletionQueueEntry`], [`CompletionStatus`] |
 //! | `descriptor.rs` | [`SglDescriptor`] (incl. Keyed SGL Data Block), [`SglCapabilities`], [`SglItem`] |
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
 //! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
@@ -55,14 +56,17 @@
 //! | non-data, non-segment type in DPTR | 11h | 0Dh (QEMU's loop wants a segment) |
 //! | non-Data-Block type closing a segment | 11h (or 0Dh for a segment type in a last segment) | 0Dh, checked before the other descriptors |
 //!
-//! QEMU's `nvme_map_sgl` also has a defect (notes §7): it re-reads the descriptor that
-//! pointed at the current segment from the buffer it just overwrote, so it rejects a
+//! QEMU's `nvme_map_sgl` (`hw/nvme/ctrl.c`; observed on QEMU 7.2, the code is unchanged
+//! since) also has a defect: it keeps a pointer into its local segment buffer and, after
+//! reading the next segment into that buffer, checks the descriptor that pointed at the
+//! current segment through it, so it rejects a
 //! **valid** chain with 0Dh when a segment that ends in a Last Segment descriptor has as
 //! many descriptors as the segment before it. The decoders here do not copy it, even
 //! with `qemu_compat`; the encoder offers [`SglOptions::qemu_chain_workaround`] to avoid
 //! the pattern when driving such a controller.
 
 mod cmd;
+mod completion;
 mod decode;
 mod decode_prp;
 mod decode_sgl;
@@ -74,7 +78,10 @@ mod runs;
 mod sgl;
 mod status;
 
-pub use cmd::{DataPointer, Psdt, SubmissionQueueEntry};
+pub use cmd::{
+    opcode, CommandError, DataPointer, LbaRange, NamespaceId, Psdt, SubmissionQueueEntry,
+};
+pub use completion::{CompletionQueueEntry, CompletionStatus};
 pub use decode::{
     decode_command, DataOnly, DecodeError, DecodeOptions, DecodeSummary, SglItemSink,
 };
