@@ -137,11 +137,15 @@ extern crate std;
 pub mod addr;
 pub mod builder;
 pub mod constraints;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod dma_buf;
 pub mod error;
 pub mod fmt;
 pub mod map;
 pub mod mem;
 pub mod nvme;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod pagemap;
 pub mod range;
 pub mod rdma;
 pub mod sg;
