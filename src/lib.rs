@@ -151,6 +151,8 @@ pub mod rdma;
 pub mod sg;
 pub mod vec;
 pub mod view;
+#[cfg(feature = "vm-memory")]
+pub mod vm_memory;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]

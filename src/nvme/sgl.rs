@@ -379,15 +379,17 @@ impl<I: Iterator<Item = SglItem>> Iterator for Descriptors<I> {
 /// ```
 pub fn sgl_descriptors<I>(items: I, opts: &SglOptions) -> Result<u64, SglError>
 where
-    I: IntoIterator<Item = SglItem>,
+    I: IntoIterator,
+    I::Item: Into<SglItem>,
 {
+    let items = items.into_iter().map(Into::into);
     if !opts.caps.supported() {
         return Err(SglError::NotSupported);
     }
     if opts.key.is_some() && !opts.caps.keyed() {
         return Err(SglError::KeyedNotSupported);
     }
-    let n = Descriptors::new(items.into_iter(), opts).count_checked()?;
+    let n = Descriptors::new(items, opts).count_checked()?;
     if n == 0 {
         return Err(SglError::Empty);
     }
@@ -395,8 +397,9 @@ where
 }
 
 /// Encodes a transfer as an SGL: `items` are data ranges and bit buckets in transfer
-/// order (map a `RangeView<Dma>` or `&[DmaRange]` with `SglItem::Data`), segment
-/// pages come from `pool` in order, only as many as needed.
+/// order — plain ranges (`&[DmaRange]`, a `&DmaVec`, a `RangeView<Dma>`, an array) need
+/// no wrapping; mix in bit buckets with [`SglItem`]s — segment pages come from `pool` in
+/// order, only as many as needed.
 ///
 /// Never allocates; O(items + descriptors).
 ///
@@ -408,7 +411,7 @@ where
 /// ```
 /// use physvec::nvme::{encode_sgl, SglDescriptor, SglDescriptorType, SglItem, SglOptions, SglSegmentPage};
 /// use physvec::{DmaAddr, DmaRange};
-/// let items = [DmaRange::new(0x10000, 0x200), DmaRange::new(0x20010, 0x300)].map(SglItem::Data);
+/// let items = [DmaRange::new(0x10000, 0x200), DmaRange::new(0x20010, 0x300)];
 /// let mut seg = [SglDescriptor::default(); 256];
 /// let pool = [SglSegmentPage::new(DmaAddr::new(0x80000), &mut seg)];
 /// let sgl = encode_sgl(items, SglOptions::default(), pool).unwrap();
@@ -417,11 +420,12 @@ where
 /// ```
 pub fn encode_sgl<'a, I, P>(items: I, opts: SglOptions, pool: P) -> Result<Sgl, SglError>
 where
-    I: IntoIterator<Item = SglItem>,
+    I: IntoIterator,
+    I::Item: Into<SglItem>,
     I::IntoIter: Clone,
     P: IntoIterator<Item = SglSegmentPage<'a>>,
 {
-    let items = items.into_iter();
+    let items = items.into_iter().map(Into::<SglItem>::into);
     let total = sgl_descriptors(items.clone(), &opts)?;
     let mut descs = Descriptors::new(items, &opts);
     if total == 1 {
