@@ -259,8 +259,8 @@ pub fn tour() {
     match nvme::encode_prp(ranges.iter().copied(), mps, pool) {
         Ok(prp) => {
             let mem = physvec::mem::SliceMemory::new(0x8_0000, bytemuck::cast_slice(&list));
-            let mut p = crate::explain::Picture::new();
-            crate::explain::prp(&mut p, mps.get(), 0x4800, prp.prp1, prp.prp2, &mem);
+            let mut p = crate::picture::Picture::new();
+            crate::picture::prp(&mut p, mps.get(), 0x4800, prp.prp1, prp.prp2, &mem);
             print!("{}", p.render());
         }
         Err(e) => println!("PRP: {e}"),
@@ -292,8 +292,8 @@ pub fn tour() {
             let mut mem = physvec::mem::SparseMemory::new();
             mem.add(0x9_0000, bytemuck::cast_slice(&pages[0]).to_vec());
             mem.add(0x9_1000, bytemuck::cast_slice(&pages[1]).to_vec());
-            let mut p = crate::explain::Picture::new();
-            crate::explain::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
+            let mut p = crate::picture::Picture::new();
+            crate::picture::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
             print!("{}", p.render());
             // The device side: decode it back from "memory".
             let mut out: Vec<SglItem> = Vec::new();

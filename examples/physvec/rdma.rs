@@ -132,8 +132,8 @@ pub fn tour() {
     println!("  {:x?}", &pages[..m.npages]);
     let mut mtt = [0u8; 64];
     let n = encode_mtt(&pages[..m.npages], MLX5_EN_RD | MLX5_EN_WR, &mut mtt).expect("aligned");
-    let mut p = crate::explain::Picture::new();
-    crate::explain::mtt(&mut p, &mtt[..n], m.npages);
+    let mut p = crate::picture::Picture::new();
+    crate::picture::mtt(&mut p, &mtt[..n], m.npages);
     print!("{}", p.render());
     let mut klm = [0u8; 64];
     let n = encode_klm(&segs, 0x1234, &mut klm).expect("fits");

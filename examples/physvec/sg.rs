@@ -157,8 +157,8 @@ pub fn tour() {
         "sg_table: sgl {:#x}, orig_nents {}, {} chunks (a full chunk's last slot is the chain link)",
         x.table.sgl, x.table.orig_nents, x.chunks
     );
-    let mut p = crate::explain::Picture::new();
-    crate::explain::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
+    let mut p = crate::picture::Picture::new();
+    crate::picture::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
     print!("{}", p.render());
     let mut back: Vec<PhysRange> = Vec::new();
     import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back).expect("walks");
