@@ -11,9 +11,8 @@
 
 use crate::cli::CliError;
 use crate::picture::{
-    klm, mr_pages, mtt, prp, scatterlist, segments, sgl, Picture, Target, MAX_LINES,
+    klm, mr_pages, mtt, prp, scatterlist, segments, sgl, Picture, Size, Target, MAX_LINES,
 };
-use physvec::fmt::Bytes;
 use physvec::mem::SparseMemory;
 use physvec::nvme::SglDescriptor;
 use physvec::sg::Vmemmap;
@@ -268,8 +267,8 @@ fn draw(command: &str, req: &Map<String, Value>, v: &Verdict) -> Result<Picture,
             let a = s.get(0).and_then(Value::as_u64);
             let l = s.get(1).and_then(Value::as_u64).unwrap_or(0);
             match a {
-                Some(a) => p.text(format!("  [{i}] {a:#x} {}", Bytes(l))),
-                None => p.text(format!("  [{i}] bit bucket {}", Bytes(l))),
+                Some(a) => p.text(format!("  [{i}] {a:#x} {}", Size(l))),
+                None => p.text(format!("  [{i}] bit bucket {}", Size(l))),
             }
         }
     }

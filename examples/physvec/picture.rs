@@ -6,12 +6,34 @@
 //! The walks here are for display only and bounded ([`MAX_LINES`] entries, loops cut);
 //! validation is always the library's.
 
-use physvec::fmt::Bytes;
 use physvec::mem::MemoryReader;
 use physvec::nvme::{SglDescriptor, SglDescriptorType};
 use physvec::sg::{PageModel, Scatterlist, Vmemmap};
 use std::collections::HashSet;
+use std::fmt;
 use std::fmt::Write as _;
+
+/// An exact size: `4 KiB`, `7.5 KiB` or `512 B` when [`physvec::fmt::Bytes`] shows it
+/// exactly, else the byte count (`3328 B`).
+#[derive(Clone, Copy)]
+pub struct Size(pub u64);
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let human = physvec::fmt::Bytes(self.0).to_string();
+        // Exact when whole, or when one decimal is exact (n * 10 a multiple of the unit).
+        let unit = (0..7u32)
+            .rev()
+            .find(|&u| self.0 >> (10 * u) >= 1)
+            .unwrap_or(0);
+        let scale = 1u128 << (10 * unit);
+        if (self.0 as u128 * 10) % scale == 0 {
+            f.write_str(&human)
+        } else {
+            write!(f, "{} B", self.0)
+        }
+    }
+}
 
 /// Entries drawn per structure before the picture is cut short.
 pub const MAX_LINES: usize = 2048;
@@ -124,7 +146,7 @@ pub fn segments(p: &mut Picture, title: &str, segs: &[[u64; 2]]) {
     p.text(format!(
         "{title}: {} segment(s), {}",
         segs.len(),
-        Bytes(u64::try_from(total).unwrap_or(u64::MAX))
+        Size(u64::try_from(total).unwrap_or(u64::MAX))
     ));
     for (i, &[a, l]) in segs.iter().enumerate().take(MAX_LINES) {
         let end = match a.checked_add(l) {
@@ -133,7 +155,7 @@ pub fn segments(p: &mut Picture, title: &str, segs: &[[u64; 2]]) {
             None => "past 2^64".into(),
         };
         p.push(
-            format!("  [{i}] {a:#x}..{end} ({})", Bytes(l)),
+            format!("  [{i}] {a:#x}..{end} ({})", Size(l)),
             None,
             Some(i as u64),
             None,
@@ -157,8 +179,8 @@ pub fn prp<M: MemoryReader + ?Sized>(
     let mask = mps - 1;
     p.text(format!(
         "PRP data pointer: {} transfer, {} memory pages",
-        Bytes(len),
-        Bytes(mps)
+        Size(len),
+        Size(mps)
     ));
     if len == 0 {
         p.text("  zero-length transfer: DPTR unused");
@@ -168,7 +190,7 @@ pub fn prp<M: MemoryReader + ?Sized>(
     p.push(
         format!(
             "  PRP1  {prp1:#018x}  data  {} (offset {:#x} in page {:#x})",
-            Bytes(first),
+            Size(first),
             prp1 & mask,
             prp1 & !mask
         ),
@@ -183,7 +205,7 @@ pub fn prp<M: MemoryReader + ?Sized>(
     }
     if rem <= mps {
         p.push(
-            format!("  PRP2  {prp2:#018x}  data  {}", Bytes(rem)),
+            format!("  PRP2  {prp2:#018x}  data  {}", Size(rem)),
             None,
             None,
             Some(2),
@@ -209,7 +231,7 @@ pub fn prp<M: MemoryReader + ?Sized>(
                 return;
             };
             if shown == MAX_LINES {
-                p.text(format!("    ... {} more to describe", Bytes(rem)));
+                p.text(format!("    ... {} more to describe", Size(rem)));
                 return;
             }
             shown += 1;
@@ -234,7 +256,7 @@ pub fn prp<M: MemoryReader + ?Sized>(
             }
             let l = rem.min(mps);
             p.push(
-                format!("    [{slot:>3}] {at:#x}  {e:#018x}  data  {}", Bytes(l)),
+                format!("    [{slot:>3}] {at:#x}  {e:#018x}  data  {}", Size(l)),
                 Some(at),
                 None,
                 None,
@@ -252,12 +274,12 @@ fn descriptor(d: &SglDescriptor) -> String {
         SglDescriptorType::DataBlock => format!(
             "Data Block        {:#x}, {}",
             d.address(),
-            Bytes(u64::from(d.length()))
+            Size(u64::from(d.length()))
         ),
         SglDescriptorType::BitBucket => {
             format!(
                 "Bit Bucket        {} discarded",
-                Bytes(u64::from(d.length()))
+                Size(u64::from(d.length()))
             )
         }
         SglDescriptorType::Segment => format!(
@@ -273,7 +295,7 @@ fn descriptor(d: &SglDescriptor) -> String {
         SglDescriptorType::KeyedDataBlock => format!(
             "Keyed Data Block  {:#x}, {}, key {:#x}",
             d.address(),
-            Bytes(u64::from(d.keyed_length())),
+            Size(u64::from(d.keyed_length())),
             d.key()
         ),
         t => format!(
@@ -298,7 +320,7 @@ pub fn sgl<M: MemoryReader + ?Sized>(
     mem: &M,
 ) {
     match len {
-        Some(l) => p.text(format!("SGL data pointer: {} transfer", Bytes(l))),
+        Some(l) => p.text(format!("SGL data pointer: {} transfer", Size(l))),
         None => p.text("SGL data pointer:"),
     }
     p.push(
@@ -376,9 +398,9 @@ pub fn sgl<M: MemoryReader + ?Sized>(
     }
     p.text(format!(
         "  describes {} of data{}",
-        Bytes(data),
+        Size(data),
         if bucket > 0 {
-            format!(" and {} of bit buckets", Bytes(bucket))
+            format!(" and {} of bit buckets", Size(bucket))
         } else {
             String::new()
         }
@@ -433,7 +455,7 @@ pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vme
             format!(
                 "  dma {:#x}+{}",
                 e.dma_address,
-                Bytes(u64::from(e.dma_length))
+                Size(u64::from(e.dma_length))
             )
         } else {
             String::new()
@@ -442,7 +464,7 @@ pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vme
             format!(
                 "    {at:#x}  [{index}] page {page:#x} +{:#x} {} ({phys}){dma}{}",
                 e.offset,
-                Bytes(u64::from(e.length)),
+                Size(u64::from(e.length)),
                 if e.is_last() { "  SG_END" } else { "" }
             ),
             Some(at),
@@ -452,7 +474,7 @@ pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vme
         total = total.saturating_add(e.length.into());
         index += 1;
         if e.is_last() {
-            p.text(format!("  {index} data entries, {}", Bytes(total)));
+            p.text(format!("  {index} data entries, {}", Size(total)));
             return;
         }
         match at.checked_add(32) {
@@ -470,9 +492,9 @@ pub fn scatterlist<M: MemoryReader + ?Sized>(p: &mut Picture, sgl: u64, vm: &Vme
 pub fn mr_pages(p: &mut Picture, page_size: u64, iova: u64, length: u64, pages: &[u64]) {
     p.text(format!(
         "MR: iova {iova:#x}, length {}, {} page(s) of {}:",
-        Bytes(length),
+        Size(length),
         pages.len(),
-        Bytes(page_size)
+        Size(page_size)
     ));
     let first_off = iova & page_size.wrapping_sub(1);
     for (i, pg) in pages.iter().enumerate().take(MAX_LINES) {
@@ -495,7 +517,7 @@ pub fn mtt(p: &mut Picture, bytes: &[u8], entries: usize) {
     p.text(format!(
         "mlx5 MTT: {} entries of 8 B, {} with padding",
         entries,
-        Bytes(bytes.len() as u64)
+        Size(bytes.len() as u64)
     ));
     for (i, e) in bytes.chunks_exact(8).enumerate().take(MAX_LINES) {
         let v = u64::from_be_bytes(e.try_into().unwrap_or([0; 8]));
@@ -522,7 +544,7 @@ pub fn klm(p: &mut Picture, bytes: &[u8], entries: usize) {
     p.text(format!(
         "mlx5 KLM: {} entries of 16 B, {} with padding",
         entries,
-        Bytes(bytes.len() as u64)
+        Size(bytes.len() as u64)
     ));
     for (i, e) in bytes.chunks_exact(16).enumerate().take(MAX_LINES) {
         if i >= entries {
@@ -535,7 +557,7 @@ pub fn klm(p: &mut Picture, bytes: &[u8], entries: usize) {
         p.push(
             format!(
                 "  [{i:>3}] va {va:#x}, {}, mkey {key:#x}",
-                Bytes(u64::from(bcount))
+                Size(u64::from(bcount))
             ),
             None,
             Some(i as u64),
