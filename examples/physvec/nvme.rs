@@ -259,7 +259,7 @@ pub fn tour() {
     }
     let mut list = [0u64; 512];
     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
-    let prp = match nvme::encode_prp(&ranges, mps, pool) {
+    let prp = match nvme::encode_prp(ranges, mps, pool) {
         Ok(prp) => prp,
         Err(e) => {
             println!("PRP: {e}");
@@ -297,7 +297,7 @@ pub fn tour() {
         DmaRange::new(0x10_0000, 0x200),
         DmaRange::new(0x20_0010, 0x300),
     ];
-    if let Err(e) = nvme::encode_prp(&odd, mps, core::iter::empty()) {
+    if let Err(e) = nvme::encode_prp(odd, mps, core::iter::empty()) {
         println!(
             "{} then {} as PRPs: rejected: {e}",
             range(odd[0]),
