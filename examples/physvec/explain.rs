@@ -342,7 +342,11 @@ pub fn explain(input: &str) -> Result<(String, i32), CliError> {
         }
     };
     let f = crate::command(&command).ok_or_else(|| CliError::Malformed(command.clone()))?;
-    let verdict = match f(&Value::Object(req.clone()).to_string()) {
+    // The command reads the request as sent, with the "command" member blanked out (same
+    // length), so the positions in its parse errors point into the caller's input.
+    let inner =
+        blank_member(input, "command").unwrap_or_else(|| Value::Object(req.clone()).to_string());
+    let verdict = match f(&inner) {
         Ok(v) => Verdict::Ok(v),
         Err(CliError::Rejected {
             kind,
@@ -369,4 +373,126 @@ pub fn explain(input: &str) -> Result<(String, i32), CliError> {
         }
     };
     Ok((text, code))
+}
+
+/// `input` (a JSON object) with the top-level member `key` (and one comma next to it)
+/// replaced by spaces, newlines kept: every other byte stays at its line and column.
+/// `None` when `key` is not a top-level member or the text is not a JSON object.
+fn blank_member(input: &str, key: &str) -> Option<String> {
+    let b = input.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // End (exclusive) of the string starting at `i` (a quote).
+    let string_end = |mut i: usize| {
+        i += 1;
+        while i < b.len() {
+            match b[i] {
+                b'\\' => i += 2,
+                b'"' => return Some(i + 1),
+                _ => i += 1,
+            }
+        }
+        None
+    };
+    // End (exclusive) of the value starting at `i`.
+    let value_end = |mut i: usize| {
+        let mut depth = 0usize;
+        while i < b.len() {
+            match b[i] {
+                b'"' => {
+                    i = string_end(i)?;
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                    continue;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    if depth == 0 {
+                        return Some(i);
+                    }
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(i + 1);
+                    }
+                }
+                b',' if depth == 0 => return Some(i),
+                _ => {}
+            }
+            i += 1;
+        }
+        None
+    };
+    let mut i = skip_ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i += 1;
+    let mut prev_comma: Option<usize> = None;
+    loop {
+        i = skip_ws(i);
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_start = i;
+        let key_end = string_end(i)?;
+        let name: String = serde_json::from_str(&input[key_start..key_end]).ok()?;
+        i = skip_ws(key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let end = value_end(skip_ws(i + 1))?;
+        let after = skip_ws(end);
+        if name == key {
+            // Blank `"key": value` and the comma after it, or, for the last member, the
+            // comma before it.
+            let (from, to) = match (b.get(after), prev_comma) {
+                (Some(b','), _) => (key_start, after + 1),
+                (_, Some(c)) => (c, end),
+                _ => (key_start, end),
+            };
+            let mut out = input.as_bytes().to_vec();
+            for c in &mut out[from..to] {
+                if *c != b'\n' {
+                    *c = b' ';
+                }
+            }
+            return String::from_utf8(out).ok();
+        }
+        match b.get(after) {
+            Some(b',') => {
+                prev_comma = Some(after);
+                i = after + 1;
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blank_member;
+
+    #[test]
+    fn blanking_keeps_positions() {
+        let s = r#"{"command": "prp", "a": [1, {"b": "x,}"}], "c": 2}"#;
+        let out = blank_member(s, "command").unwrap();
+        assert_eq!(out.len(), s.len());
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert!(v.get("command").is_none() && v["c"] == 2);
+        assert_eq!(out.find("\"c\""), s.find("\"c\""));
+        let last = r#"{"a": 1,
+ "command": "sg"}"#;
+        let out = blank_member(last, "command").unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&out).unwrap()["a"],
+            1
+        );
+        assert!(blank_member(r#"{"a": 1}"#, "command").is_none());
+        assert!(blank_member("[1]", "command").is_none());
+    }
 }

@@ -119,6 +119,7 @@ pub fn sgl(input: &str) -> Result<Value, CliError> {
     let needed = nvme::sgl_segment_pages_needed(d, page_slots);
     if needed > req.segment_pages.len() as u64 {
         return Err(sgl_error(SglError::TooFewSegmentPages {
+            needed,
             supplied: req.segment_pages.len(),
         }));
     }

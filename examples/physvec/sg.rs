@@ -79,8 +79,11 @@ pub fn sg(input: &str) -> Result<Value, CliError> {
     let vm = Vmemmap::new(req.vmemmap_base);
     let x = export(&view, &vm, req.max_segment_size, &mut chunks).map_err(|e| match e {
         // The tool allocated no more chunks than pages: report the caller's count.
-        SgExportError::TooFewChunks { entries, .. } => export_error(SgExportError::TooFewChunks {
+        SgExportError::TooFewChunks {
+            entries, needed, ..
+        } => export_error(SgExportError::TooFewChunks {
             entries,
+            needed,
             chunks: req.table_pages.len(),
         }),
         e => export_error(e),

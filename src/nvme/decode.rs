@@ -279,7 +279,11 @@ impl fmt::Display for DecodeError {
             }
             DecodeError::OutputFull => f.write_str("the output sink is full")?,
         }
-        if let Some(at) = self.at() {
+        // MemoryUnreadable names its address already.
+        if let (Some(at), false) = (
+            self.at(),
+            matches!(self, DecodeError::MemoryUnreadable { .. }),
+        ) {
             write!(f, " (at {at:#x})")?;
         }
         write!(f, ": {status}")

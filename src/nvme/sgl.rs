@@ -128,6 +128,9 @@ pub enum SglError {
     },
     /// The pool ran out of segment pages.
     TooFewSegmentPages {
+        /// Segment pages the SGL needs in all: exact when every page holds as many
+        /// descriptors as the last one supplied (at least 1 when none was).
+        needed: u64,
         /// Pages supplied before the pool ran dry.
         supplied: usize,
     },
@@ -193,9 +196,11 @@ impl fmt::Display for SglError {
                 f,
                 "segment {index}: the controller requires dword-aligned addresses and lengths"
             ),
-            SglError::TooFewSegmentPages { supplied } => write!(
+            SglError::TooFewSegmentPages { needed, supplied } => write!(
                 f,
-                "the SGL needs more segment pages than the {supplied} supplied"
+                "the SGL needs {needed} segment {}, only {supplied} {} supplied",
+                crate::fmt::plural(needed, "page", "pages"),
+                crate::fmt::plural(supplied as u64, "was", "were")
             ),
             SglError::SegmentPageTooSmall { index, slots } => write!(
                 f,
@@ -441,10 +446,12 @@ where
     }
     let mut pool = pool.into_iter();
     let mut used = 0usize;
-    let mut take = |used: &mut usize| -> Result<SglSegmentPage<'a>, SglError> {
-        let page = pool
-            .next()
-            .ok_or(SglError::TooFewSegmentPages { supplied: *used })?;
+    // `more`: pages still needed, counting the one being taken.
+    let mut take = |used: &mut usize, more: u64| -> Result<SglSegmentPage<'a>, SglError> {
+        let page = pool.next().ok_or(SglError::TooFewSegmentPages {
+            needed: (*used as u64).saturating_add(more),
+            supplied: *used,
+        })?;
         let index = *used;
         *used += 1;
         if page.bus.as_u64() & 7 != 0 {
@@ -471,7 +478,7 @@ where
     let mut pointer: Option<&'a mut SglDescriptor> = None;
     let mut prev_count: Option<u64> = None;
     let mut remaining = total;
-    let mut page = take(&mut used)?;
+    let mut page = take(&mut used, 1)?;
     loop {
         let bus = page.bus;
         let slots = page.descriptors;
@@ -486,7 +493,7 @@ where
                     slots: slots.len(),
                 });
             }
-            let next = take(&mut used)?;
+            let next = take(&mut used, pages_for(remaining - (cap - 1), cap))?;
             let next_cap = next.descriptors.len().min(MAX_SEGMENT_SLOTS) as u64;
             let mut data = cap - 1;
             let ends_in_last_segment = remaining - data <= next_cap;
@@ -525,6 +532,16 @@ where
         descriptors: total,
         segments: used,
     })
+}
+
+/// Pages that hold `rem` more descriptors when each holds `cap` (at least 2) and every
+/// page but the last spends one slot on the link to the next.
+fn pages_for(rem: u64, cap: u64) -> u64 {
+    if rem <= cap {
+        1
+    } else {
+        1 + (rem - cap).div_ceil(cap - 1)
+    }
 }
 
 /// Segment pages an SGL of `descriptors` data descriptors needs when every page holds
