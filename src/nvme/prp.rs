@@ -167,7 +167,7 @@ impl fmt::Display for PrpError {
             PrpError::TooFewListPages { needed, supplied } => write!(
                 f,
                 "the transfer needs {needed} PRP list {}, only {supplied} {} supplied",
-                crate::fmt::plural(needed as u64, "page", "pages"),
+                crate::fmt::plural(needed, "page", "pages"),
                 crate::fmt::plural(supplied as u64, "was", "were")
             ),
             PrpError::ListPageMisaligned { index, bus } => write!(
