@@ -23,15 +23,16 @@
 //!
 //! ## Driver side
 //! ```
-//! use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage, SubmissionQueueEntry};
+//! use physvec::nvme::{encode_prp, LbaRange, MemoryPageSize, NamespaceId, PrpListPage, SubmissionQueueEntry};
 //! use physvec::{DmaAddr, DmaRange, RangeView};
 //! let ranges = [DmaRange::new(0x10_0800, 0x800), DmaRange::new(0x20_0000, 0x2000)];
 //! let view = RangeView::full(&ranges)?;
 //! let mut list = [0u64; 512];                          // one page from the driver's DMA pool
 //! let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
 //! let prp = encode_prp(view, MemoryPageSize::SIZE_4K, pool)?;
-//! let mut sqe = SubmissionQueueEntry::new(0x02);       // Read
-//! sqe.set_data_pointer(prp.data_pointer());
+//! let lbas = LbaRange::from_bytes(0, 0x2800, 512)?;     // 10 KiB from LBA 0
+//! let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
+//!     .with_data_pointer(prp.data_pointer());
 //! assert_eq!((prp.prp1, prp.prp2), (0x10_0800, 0x8_0000));
 //! assert_eq!(&list[..2], &[0x20_0000u64.to_le(), 0x20_1000u64.to_le()]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
