@@ -33,6 +33,46 @@
 //! }
 //! # Ok::<(), physvec::dma_buf::DmaBufferError>(())
 //! ```
+//!
+//! # Example: one NVMe Read, from the buffer to the command
+//! The whole driver flow — buffer, physical ranges, the controller's limits, the
+//! two-step mapping, PRPs, the command — without a command dword written by hand:
+//! ```
+//! use physvec::dma_buf::DmaBuffer;
+//! use physvec::map::{self, DataDirection, SoftIommu};
+//! use physvec::nvme::{encode_prp, LbaRange, MemoryPageSize, NamespaceId, PrpListPage,
+//!                     SubmissionQueueEntry};
+//! use physvec::{DmaConstraints, PhysVec, RangeBuilder};
+//!
+//! let data = DmaBuffer::new(1 << 20)?;                 // where the controller writes
+//! let mut pool = DmaBuffer::new(4096)?;                // one page for the PRP list
+//! let (Ok(phys), Ok(pool_phys)) = (data.phys(), pool.phys()) else {
+//!     return Ok(()); // not root: the errors say how to grant CAP_SYS_ADMIN
+//! };
+//! // The controller's limits (here: never cross 4 GiB), then the two-step mapping.
+//! let limits = DmaConstraints::new().with_segment_boundary_mask(0xffff_ffff);
+//! let mut b = RangeBuilder::new(limits, PhysVec::new())?;
+//! b.extend_from(phys)?;
+//! let phys = b.finish();
+//! let iommu = SoftIommu::new_4k();                     // your IOMMU, or DirectMapper
+//! let io = map::map(&iommu, &phys, DataDirection::FromDevice)?;
+//! let list_page = map::map(&iommu, &pool_phys, DataDirection::ToDevice)?;
+//! // PRPs for the DMA ranges; the list is written straight into the (page-aligned) pool.
+//! let entries: &mut [u64] = bytemuck::cast_slice_mut(&mut pool[..]);
+//! let prp = encode_prp(io.dma(), MemoryPageSize::SIZE_4K,
+//!                      [PrpListPage::new(list_page.dma()[0].addr(), entries)])?;
+//! // Read the first MiB of namespace 1 (512-byte blocks) into the buffer.
+//! let lbas = LbaRange::from_bytes(0, 1 << 20, 512)?;
+//! let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
+//!     .with_cid(1)
+//!     .with_data_pointer(prp.data_pointer());
+//! assert_eq!(sqe.cdw12(), 2047);                       // NLB: 2048 blocks, 0's based
+//! // ... copy `sqe` into the submission queue, ring the doorbell, wait for the
+//! // completion entry (nvme::CompletionQueueEntry), then:
+//! io.unmap()?;
+//! list_page.unmap()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,

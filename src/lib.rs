@@ -167,6 +167,8 @@ pub struct ReadmeDoctests;
 pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub use dma_buf::DmaBuffer;
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
