@@ -21,7 +21,7 @@ proptest! {
         let ns = NamespaceId::try_new(nsid);
         prop_assert_eq!(ns.is_ok(), nsid != 0 && nsid != u32::MAX);
         let lbas = LbaRange::try_new(slba, blocks);
-        let fits = blocks >= 1 && blocks <= 65536 && slba.checked_add(u64::from(blocks) - 1).is_some();
+        let fits = (1..=65536).contains(&blocks) && slba.checked_add(u64::from(blocks) - 1).is_some();
         prop_assert_eq!(lbas.is_ok(), fits);
         if let (Ok(ns), Ok(lbas)) = (ns, lbas) {
             let sqe = if write { SubmissionQueueEntry::write(ns, lbas) } else { SubmissionQueueEntry::read(ns, lbas) };
@@ -210,7 +210,7 @@ fn encoders_take_slices_vecs_and_views() {
         SglItem::Data(ranges[1]),
     ];
     let opts = SglOptions::new(physvec::nvme::SglCapabilities::from_raw(1 | 1 << 16));
-    let d = nvme::encode_sgl(&mixed, opts, page(s3)).unwrap();
+    let d = nvme::encode_sgl(mixed.iter(), opts, page(s3)).unwrap();
     assert_eq!((a.dptr, b.dptr, c.dptr), (a.dptr, a.dptr, a.dptr));
     assert_eq!(segs[0], segs[1]);
     assert_eq!(segs[0], segs[2]);
