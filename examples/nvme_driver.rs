@@ -1,34 +1,33 @@
-//! A user-space NVMe driver's I/O path, end to end: a buffer of this process translated
-//! to physical addresses through `/proc/self/pagemap`, the controller's limits applied by
-//! the builder, the two-step DMA mapping through an IOMMU (the crate's software IOMMU
-//! stands in for VFIO's), PRP or SGL chosen by the policy helper, the 64-byte Write
-//! command filled in, checked from the controller's side, and the mapping released.
+//! A user-space NVMe driver's I/O path, end to end: a locked DMA buffer of this process
+//! ([`DmaBuffer`]) translated to physical addresses through `/proc/self/pagemap`, the
+//! controller's limits applied by the builder, the two-step DMA mapping through an IOMMU
+//! (the crate's software IOMMU stands in for VFIO's), PRP or SGL chosen by the policy
+//! helper, the Write command built by name, checked from the controller's side, its
+//! completion read back, and everything released.
 //!
 //! ```text
 //! cargo run --example nvme_driver
 //! ```
 //!
 //! Reading PFNs from pagemap needs `CAP_SYS_ADMIN` (Linux 4.2+ shows zeros otherwise);
-//! without it the example says so and uses a synthetic scattered layout instead. The
-//! example asserts its own results: running it is a test (CI runs it, also with
-//! `PHYSVEC_SYNTHETIC=1`, which forces the synthetic layout).
+//! without it the example prints the library's error (which says how to fix it) and uses
+//! a synthetic scattered layout instead. The example asserts its own results: running it
+//! is a test (CI runs it, also with `PHYSVEC_SYNTHETIC=1`, which forces the synthetic
+//! layout).
 
+use physvec::dma_buf::DmaBuffer;
 use physvec::fmt::Bytes;
 use physvec::map::{self, Attrs, DataDirection, DmaMapper, SoftIommu};
 use physvec::mem::SliceMemory;
 use physvec::nvme::{
-    self, DataPointerChoice, DataPointerPolicy, DecodeOptions, MemoryPageSize, PrpListPage,
-    SglCapabilities, SglDescriptor, SglItem, SglOptions, SglSegmentPage, SubmissionQueueEntry,
+    self, CompletionQueueEntry, CompletionStatus, DataPointerChoice, DataPointerPolicy,
+    DecodeOptions, LbaRange, MemoryPageSize, NamespaceId, NvmeStatus, PrpListPage, SglCapabilities,
+    SglDescriptor, SglOptions, SglSegmentPage, SubmissionQueueEntry,
 };
 use physvec::{DmaAddr, DmaConstraints, PhysAddr, PhysRange, PhysVec, RangeBuilder};
 
 const PAGE: u64 = 4096;
-
-/// PFNs of the pages under `[vaddr, vaddr + len)`, through the library's
-/// `/proc/self/pagemap` reader (an error, never a wrong address, when PFNs are hidden).
-fn pagemap_pfns(vaddr: u64, len: u64) -> Result<Vec<u64>, String> {
-    physvec::map::pagemap::pfns(vaddr, len).map_err(|e| e.to_string())
-}
+const LBA: u32 = 512;
 
 /// Physical address of byte `off` of the transfer described by `phys`.
 fn phys_at(phys: &[PhysRange], mut off: u64) -> u64 {
@@ -39,6 +38,30 @@ fn phys_at(phys: &[PhysRange], mut off: u64) -> u64 {
         off -= r.len();
     }
     panic!("offset past the transfer");
+}
+
+/// The physical ranges of bytes `[off, off + len)` of `buf`: through pagemap, or, when
+/// `synthetic`, made up from pairs of contiguous frames scattered over 64 GiB.
+fn translate(
+    buf: &DmaBuffer,
+    off: u64,
+    len: u64,
+    synthetic: bool,
+) -> Result<PhysVec, Box<dyn std::error::Error>> {
+    if !synthetic {
+        return Ok(buf.phys_window(off as usize, len as usize)?);
+    }
+    let mut out = PhysVec::new();
+    let va0 = buf.vaddr() + off;
+    let mut va = va0;
+    while va < va0 + len {
+        let i = (va - buf.vaddr()) / PAGE;
+        let pfn = 0x10_0000 + (i / 2) * 0x1_2345 + (i % 2);
+        let piece = (PAGE - va % PAGE).min(va0 + len - va);
+        out.push(PhysRange::new(pfn * PAGE + va % PAGE, piece));
+        va += piece;
+    }
+    Ok(out)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -60,44 +83,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = DataDirection::ToDevice;
 
     // ---- The buffers of this process ----
-    // 300 KiB, every page written so that it is present; I/O starts 0x200 into it.
-    let mut buf = vec![0u8; 300 << 10];
+    // 300 KiB of locked, pre-faulted DMA memory (2 MiB hugepages when the system has
+    // free ones), filled with a pattern; the I/Os start 0x200 into it. The pool page for
+    // PRP lists / SGL segments is a second, 4 KiB buffer.
+    let mut buf = DmaBuffer::new(300 << 10)?;
     for (i, b) in buf.iter_mut().enumerate() {
         *b = (i % 251) as u8;
     }
-    let base = buf.as_ptr() as u64;
-    let pool_buf = vec![0u8; 3 * PAGE as usize]; // holds at least one aligned 4 KiB page
-    let pool_va = (pool_buf.as_ptr() as u64).next_multiple_of(PAGE);
+    let pool_buf = DmaBuffer::new(PAGE as usize)?;
+    println!(
+        "data buffer: {} at virtual {:#x}, {}",
+        Bytes(buf.len() as u64),
+        buf.vaddr(),
+        buf.backing()
+    );
 
     // PHYSVEC_SYNTHETIC=1 forces the synthetic layout (CI runs both paths).
-    let real = std::env::var_os("PHYSVEC_SYNTHETIC")
-        .map_or(Ok(()), |_| Err("PHYSVEC_SYNTHETIC is set".to_string()))
-        .and_then(|()| pagemap_pfns(base, buf.len() as u64))
-        .and_then(|data| Ok((data, pagemap_pfns(pool_va, PAGE)?[0])));
-    let (pfns, pool_pfn) = match real {
-        Ok(p) => {
-            println!("translated through /proc/self/pagemap: real PFNs of this process");
-            p
+    let synthetic = match (std::env::var_os("PHYSVEC_SYNTHETIC"), pool_buf.phys()) {
+        (Some(_), _) => {
+            println!("PHYSVEC_SYNTHETIC is set: using a SYNTHETIC scattered layout");
+            true
         }
-        Err(why) => {
-            println!("pagemap not usable here ({why}): using a SYNTHETIC scattered layout");
-            let n = buf.len().div_ceil(PAGE as usize) + 1;
-            // Pairs of contiguous frames scattered over 64 GiB.
-            let pfns = (0..n as u64)
-                .map(|i| 0x10_0000 + (i / 2) * 0x1_2345 + (i % 2))
-                .collect();
-            (pfns, 0xff_f000)
+        (None, Err(e)) => {
+            println!("pagemap not usable here ({e}): using a SYNTHETIC scattered layout");
+            true
+        }
+        (None, Ok(_)) => {
+            println!("translated through /proc/self/pagemap: real physical pages of this process");
+            false
         }
     };
-    let list_page = map::DmaMapper::map_phys(
-        &iommu,
-        PhysRange::new(pool_pfn * PAGE, PAGE),
-        DataDirection::ToDevice,
-        Attrs::empty(),
-    )?;
+    let pool_phys = translate(&pool_buf, 0, PAGE, synthetic)?;
+    let pool_phys = if synthetic {
+        PhysRange::new(0xff_f000 * PAGE, PAGE)
+    } else {
+        pool_phys[0]
+    };
+    let list_page =
+        map::DmaMapper::map_phys(&iommu, pool_phys, DataDirection::ToDevice, Attrs::empty())?;
     println!(
-        "DMA pool page: phys {:#x} -> dma {}",
-        pool_pfn * PAGE,
+        "DMA pool page: phys {} -> dma {}",
+        pool_phys.addr(),
         list_page
     );
 
@@ -109,16 +135,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Bytes(len)
         );
         assert!(len <= mdts_bytes && len % 512 == 0);
-        // 1. Build: one piece per virtual page, coalesced and split by the limits.
+        // 1. Build: the buffer's physical ranges for this window, coalesced and split by
+        //    the controller's limits.
         let mut b = RangeBuilder::new(limits, PhysVec::new())?;
-        let va0 = base + off;
-        let mut va = va0;
-        while va < va0 + len {
-            let piece = (PAGE - va % PAGE).min(va0 + len - va);
-            let pfn = pfns[((va - base + base % PAGE) / PAGE) as usize];
-            b.push_raw(pfn * PAGE + va % PAGE, piece)?;
-            va += piece;
-        }
+        let va0 = buf.vaddr() + off;
+        b.extend_from(translate(&buf, off, len, synthetic)?)?;
         let phys = b.finish();
         println!(
             "physical: {} range(s) for {} virtual pages",
@@ -155,19 +176,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // 3. PRP or SGL, as Linux's nvme_pci_use_sgls would decide for an I/O queue.
         let policy = DataPointerPolicy::new(sgls, mps);
         let choice = nvme::choose_data_pointer(io.dma(), &policy);
-        let mut sqe = SubmissionQueueEntry::new(0x01); // Write
-        sqe.set_cid(n as u16);
-        sqe.set_nsid(1);
-        sqe.set_cdw10(slba as u32);
-        sqe.set_cdw11((slba >> 32) as u32);
-        sqe.set_cdw12((len / 512 - 1) as u32);
+        let lbas = LbaRange::from_bytes(slba * u64::from(LBA), len, LBA)?;
+        let mut sqe = SubmissionQueueEntry::write(NamespaceId::new(1), lbas).with_cid(n as u16);
         let mut prp_list = [0u64; 512];
         let mut sgl_seg = [SglDescriptor::default(); 256];
         let pool_bus = list_page.addr();
         match choice {
             DataPointerChoice::Prp => {
                 let pool = [PrpListPage::new(pool_bus, &mut prp_list)];
-                let prp = nvme::encode_prp(io.dma().iter().copied(), mps, pool)?;
+                let prp = nvme::encode_prp(io.dma(), mps, pool)?;
                 println!(
                     "policy: PRP (average segment {} < {}): PRP1 {:#x}, PRP2 {:#x}, {} list entries",
                     Bytes(len / io.dma().len() as u64),
@@ -179,11 +196,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 sqe.set_data_pointer(prp.data_pointer());
             }
             DataPointerChoice::Sgl => {
-                let items = io.dma().iter().copied().map(SglItem::Data);
                 let pool = [SglSegmentPage::new(pool_bus, &mut sgl_seg)];
-                let sgl = nvme::encode_sgl(items, SglOptions::new(sgls), pool)?;
+                let sgl = nvme::encode_sgl(io.dma(), SglOptions::new(sgls), pool)?;
                 println!(
-                    "policy: SGL (average segment {} >= {}): SGL1 {:?}",
+                    "policy: SGL (average segment {} >= {}): SGL1 {}",
                     Bytes(len / io.dma().len() as u64),
                     Bytes(policy.sgl_threshold),
                     sgl.dptr
@@ -200,7 +216,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 DataPointerChoice::Sgl
             }
         );
-        println!("command (64 bytes):");
+        println!("command: {sqe}");
+        println!("command (64 bytes as they go into the submission queue):");
         for row in sqe.as_bytes().chunks(16) {
             let h: Vec<String> = row.iter().map(|b| format!("{b:02x}")).collect();
             println!("  {}", h.join(" "));
@@ -243,7 +260,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             items.len()
         );
 
-        // 5. Completion: release the mapping (unlink, IOTLB invalidate, free the IOVA).
+        // 5. Completion: the controller posts a 16-byte entry; the driver checks the
+        //    phase tag (new entry), the command id and the status, then releases the
+        //    mapping (unlink, IOTLB invalidate, free the IOVA).
+        let posted =
+            CompletionQueueEntry::new(sqe.cid(), 1, n as u16 + 1, CompletionStatus::SUCCESS, true);
+        let cqe = CompletionQueueEntry::from_bytes(*posted.as_bytes());
+        println!("completion: {cqe}");
+        assert!(cqe.phase() && cqe.cid() == sqe.cid());
+        assert_eq!(cqe.status(), NvmeStatus::SUCCESS);
         io.unmap()?;
     }
 
@@ -257,7 +282,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         s.iotlb_syncs
     );
     assert!(iommu.is_idle());
-    drop(pool_buf);
+    drop(pool_buf); // munlock + munmap
     println!("\nnvme_driver: all checks passed");
     Ok(())
 }

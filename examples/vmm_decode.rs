@@ -1,75 +1,66 @@
 //! The device side: a virtual-machine monitor emulating an NVMe controller reads a
 //! guest's submission queue entry, decodes its PRP or SGL data pointer from guest memory
-//! into ranges, and copies the data — then rejects a malformed command with the status a
-//! real controller would return.
+//! into ranges, copies the data, and posts a completion queue entry — then rejects
+//! malformed commands with the status a real controller would return.
 //!
 //! ```text
-//! cargo run --example vmm_decode
+//! cargo run --features vm-memory --example vmm_decode
 //! ```
 //!
-//! Guest memory is a [`SparseMemory`] (a few byte arrays at guest-physical addresses);
-//! a real VMM implements [`MemoryReader`] over its guest RAM mapping. Every structure the
-//! guest wrote is untrusted: the decoders do bounded, checked work and never panic.
-//! The example asserts its own results: running it is a test (CI runs it).
+//! Guest RAM is a rust-vmm `GuestMemoryMmap`, as in Firecracker or Cloud Hypervisor;
+//! [`GuestMem`] makes it the [`MemoryReader`] / [`MemoryWriter`] the decoders read
+//! through. Every structure the guest wrote is untrusted: the decoders do bounded,
+//! checked work and never panic, and a read outside guest RAM becomes Data Transfer
+//! Error. The example asserts its own results: running it is a test (CI runs it).
 
-use physvec::fmt::Bytes;
-use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
+use physvec::fmt::Bytes as Size;
+use physvec::mem::{MemoryReader, MemoryWriter};
 use physvec::nvme::{
-    decode_command, encode_prp, encode_sgl, DecodeOptions, MemoryPageSize, NvmeStatus, PrpListPage,
+    decode_command, encode_prp, encode_sgl, opcode, CompletionQueueEntry, CompletionStatus,
+    DataPointer, DecodeOptions, LbaRange, MemoryPageSize, NamespaceId, NvmeStatus, PrpListPage,
     SglCapabilities, SglDescriptor, SglItem, SglOptions, SglSegmentPage, SubmissionQueueEntry,
 };
+use physvec::vm_memory::GuestMem;
 use physvec::{DmaAddr, DmaRange};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
-const OPC_WRITE: u8 = 0x01;
-const OPC_READ: u8 = 0x02;
-const LBA: u64 = 512;
-const SQ_BASE: u64 = 0x7000_0000; // the guest's I/O submission queue
+const LBA: u32 = 512;
+const SQ_BASE: u64 = 0x7000_0000; // the guest's I/O submission queue (64-byte entries)
+const CQ_BASE: u64 = 0x7000_1000; // its completion queue (16-byte entries)
+const SQ_ID: u16 = 1;
 
 /// The emulated namespace: a flat byte array.
 struct Disk(Vec<u8>);
 
-/// What the VMM's command loop does with one submission queue slot. Returns the status
-/// to post in the completion queue entry.
+/// What the VMM's command loop does with one submission queue slot: decode, move the
+/// data, and return the status to post in the completion queue entry.
 fn process(
-    guest: &mut SparseMemory,
+    guest: &mut GuestMem<'_, GuestMemoryMmap>,
     disk: &mut Disk,
-    slot: u64,
+    sqe: &SubmissionQueueEntry,
     opts: &DecodeOptions,
-) -> NvmeStatus {
-    // 1. Fetch the 64-byte command from the queue in guest memory.
-    let mut raw = [0u8; 64];
-    if guest
-        .read(physvec::DmaAddr::new(SQ_BASE + slot * 64), &mut raw)
-        .is_err()
-    {
-        return NvmeStatus::DATA_TRANSFER_ERROR;
-    }
-    let sqe = SubmissionQueueEntry::from_bytes(raw);
-    let slba = u64::from(sqe.cdw10()) | u64::from(sqe.cdw11()) << 32;
-    let nlb = u64::from(sqe.cdw12() & 0xffff) + 1;
-    let len = nlb * LBA;
+) -> CompletionStatus {
+    let failed = |s: NvmeStatus| CompletionStatus::new(s).with_dnr(true);
+    println!("  SQE {sqe}");
+    let Some(lbas) = sqe.lba_range() else {
+        return failed(NvmeStatus::INVALID_FIELD);
+    };
+    let len = lbas.byte_len(LBA);
     println!(
-        "  SQ slot {slot}: opcode {:#04x} cid {} psdt {:?} slba {slba} nlb {nlb} ({})",
-        sqe.opcode(),
-        sqe.cid(),
-        sqe.psdt(),
-        Bytes(len)
+        "    {} of {} ({lbas})",
+        opcode::io::name(sqe.opcode()).unwrap_or("?"),
+        Size(len)
     );
-    // 2. Decode DPTR (PRP or SGL by PSDT) into ranges of guest memory. The output is a
+    // 1. Decode DPTR (PRP or SGL by PSDT) into ranges of guest memory. The output is a
     //    Vec here; an allocation-free VMM passes an ArrayVec or DataOnly<DmaArray<N>>.
     let mut items: Vec<SglItem> = Vec::new();
-    let summary = match decode_command(&sqe, len, MemoryPageSize::SIZE_4K, guest, &mut items, opts)
+    let summary = match decode_command(sqe, len, MemoryPageSize::SIZE_4K, &*guest, &mut items, opts)
     {
         Ok(s) => s,
         Err(e) => {
-            println!(
-                "    rejected: {e}\n    -> completion status {:#05x} ({}), kind {}, at {}",
-                e.nvme_status().raw(),
-                e.nvme_status().name(),
-                e.kind(),
-                e.at().map_or("DPTR".to_string(), |a| format!("{a:#x}"))
-            );
-            return e.nvme_status();
+            let at = e.at().map_or("DPTR".to_string(), |a| format!("{a:#x}"));
+            println!("    rejected: {e} (kind {}, at {at})", e.kind());
+            return failed(e.nvme_status());
         }
     };
     println!(
@@ -78,40 +69,41 @@ fn process(
         summary.descriptors_read,
         summary.segments
     );
-    for it in &items {
-        match it {
-            SglItem::Data(r) => println!("      data   {r}"),
-            SglItem::BitBucket(l) => println!("      bucket {} (discarded)", Bytes(*l)),
-        }
-    }
-    // 3. Move the data between guest memory and the disk, range by range.
-    let mut pos = (slba * LBA) as usize;
+    // 2. Move the data between guest memory and the disk, range by range.
+    let mut pos = (lbas.slba() * u64::from(LBA)) as usize;
     for it in &items {
         let n = it.len() as usize;
-        match (*it, sqe.opcode()) {
-            (SglItem::Data(r), OPC_WRITE) => {
-                if guest.read(r.addr(), &mut disk.0[pos..pos + n]).is_err() {
-                    return NvmeStatus::DATA_TRANSFER_ERROR;
-                }
-            }
-            (SglItem::Data(r), OPC_READ) => {
-                if guest.write(r.addr(), &disk.0[pos..pos + n]).is_err() {
-                    return NvmeStatus::DATA_TRANSFER_ERROR;
-                }
-            }
-            (SglItem::BitBucket(_), OPC_READ) => {} // the guest does not want these bytes
-            _ => return NvmeStatus::INVALID_FIELD,
+        let Some(disk_bytes) = disk.0.get_mut(pos..pos + n) else {
+            return failed(NvmeStatus::INVALID_FIELD); // LBA out of range (simplified)
+        };
+        let moved = match (*it, sqe.opcode()) {
+            (SglItem::Data(r), opcode::io::WRITE) => guest.read(r.addr(), disk_bytes),
+            (SglItem::Data(r), opcode::io::READ) => guest.write(r.addr(), disk_bytes),
+            (SglItem::BitBucket(_), opcode::io::READ) => Ok(()), // the guest drops these bytes
+            _ => return failed(NvmeStatus::INVALID_FIELD),
+        };
+        match it {
+            SglItem::Data(r) => println!("      data   {r}"),
+            SglItem::BitBucket(l) => println!("      bucket {} (discarded)", Size(*l)),
+        }
+        if moved.is_err() {
+            return CompletionStatus::new(NvmeStatus::DATA_TRANSFER_ERROR);
         }
         pos += n;
     }
-    NvmeStatus::SUCCESS
+    CompletionStatus::SUCCESS
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mps = MemoryPageSize::SIZE_4K;
-    let mut guest = SparseMemory::new();
+    // Guest RAM: 8 MiB at 0, and one page each for the queues.
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[
+        (GuestAddress(0), 8 << 20),
+        (GuestAddress(SQ_BASE), 0x1000),
+        (GuestAddress(CQ_BASE), 0x1000),
+    ])?;
     let mut disk = Disk(vec![0; 1 << 20]);
-    guest.add_zeroed(physvec::DmaAddr::new(SQ_BASE), 4096);
+    let ns = NamespaceId::new(1);
 
     // ---- What the guest's driver did (normally inside the guest) ----
     // A 10 KiB write buffer scattered over three guest pages, the first half-used.
@@ -120,8 +112,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut pattern = Vec::new();
     for (i, (&a, &l)) in pages.iter().zip(&lens).enumerate() {
         let bytes: Vec<u8> = (0..l).map(|b| (b as u8) ^ (i as u8 * 0x40)).collect();
+        ram.write_slice(&bytes, GuestAddress(a))?;
         pattern.extend_from_slice(&bytes);
-        guest.add(physvec::DmaAddr::new(a), bytes);
     }
     let ranges: Vec<DmaRange> = pages
         .iter()
@@ -130,26 +122,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let mut list = [0u64; 512];
     let prp = encode_prp(
-        ranges.iter().copied(),
+        &ranges,
         mps,
         [PrpListPage::new(DmaAddr::new(0x50_0000), &mut list)],
     )?;
-    guest.add(
-        physvec::DmaAddr::new(0x50_0000),
-        bytemuck::cast_slice(&list).to_vec(),
-    );
-    let mut write = SubmissionQueueEntry::new(OPC_WRITE);
-    write.set_cid(1);
-    write.set_nsid(1);
-    write.set_cdw10(8); // SLBA 8
-    write.set_cdw12((pattern.len() as u64 / LBA - 1) as u32);
-    write.set_data_pointer(prp.data_pointer());
-    guest.write(physvec::DmaAddr::new(SQ_BASE), bytemuck::bytes_of(&write))?;
+    ram.write_slice(bytemuck::cast_slice(&list), GuestAddress(0x50_0000))?;
+    let lbas = LbaRange::from_bytes(8 * 512, pattern.len() as u64, LBA)?; // at LBA 8
+    let write = SubmissionQueueEntry::write(ns, lbas)
+        .with_cid(1)
+        .with_data_pointer(prp.data_pointer());
 
     // A read of the same blocks back through an SGL: the first 512 bytes to a bit
     // bucket, the rest into two fresh guest buffers.
-    guest.add_zeroed(physvec::DmaAddr::new(0x60_0000), 0x1000);
-    guest.add_zeroed(physvec::DmaAddr::new(0x61_0000), 0x2000);
     let read_items = [
         SglItem::BitBucket(0x200),
         SglItem::Data(DmaRange::new(0x60_0000, 0xe00)),
@@ -157,65 +141,70 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     let mut seg = [SglDescriptor::default(); 4];
     let sgl = encode_sgl(
-        read_items.iter().copied(),
+        read_items,
         SglOptions::default(),
         [SglSegmentPage::new(DmaAddr::new(0x52_0000), &mut seg)],
     )?;
-    guest.add(
-        physvec::DmaAddr::new(0x52_0000),
-        bytemuck::cast_slice(&seg).to_vec(),
-    );
-    let mut read = SubmissionQueueEntry::new(OPC_READ);
-    read.set_cid(2);
-    read.set_nsid(1);
-    read.set_cdw10(8);
-    read.set_cdw12((pattern.len() as u64 / LBA - 1) as u32);
-    read.set_data_pointer(sgl.data_pointer());
-    guest.write(
-        physvec::DmaAddr::new(SQ_BASE + 64),
-        bytemuck::bytes_of(&read),
-    )?;
+    ram.write_slice(bytemuck::cast_slice(&seg), GuestAddress(0x52_0000))?;
+    let read = SubmissionQueueEntry::read(ns, lbas)
+        .with_cid(2)
+        .with_data_pointer(sgl.data_pointer());
 
     // A buggy (or hostile) guest: PRP2 points into the middle of a page while more
     // than one page of data remains, so it must be a page-aligned list pointer.
-    let mut bad = write;
-    bad.set_cid(3);
-    bad.set_data_pointer(physvec::nvme::DataPointer::Prp {
+    let bad = write.with_cid(3).with_data_pointer(DataPointer::Prp {
         prp1: 0x10_0800,
-        prp2: 0x50_0010 + 4,
+        prp2: 0x50_0014,
     });
-    guest.write(
-        physvec::DmaAddr::new(SQ_BASE + 128),
-        bytemuck::bytes_of(&bad),
-    )?;
 
-    // And an SGL whose segment points at itself: loop detection, bounded work.
+    // An SGL whose segment points at itself: loop detection, bounded work.
     let self_loop = [
         SglDescriptor::data_block(DmaAddr::new(0x60_0000), 0x200),
         SglDescriptor::segment(DmaAddr::new(0x53_0000), 32),
     ];
-    guest.add(
-        physvec::DmaAddr::new(0x53_0000),
-        bytemuck::cast_slice(&self_loop).to_vec(),
-    );
-    let mut looping = read;
-    looping.set_cid(4);
-    looping.set_data_pointer(physvec::nvme::DataPointer::Sgl(SglDescriptor::segment(
-        DmaAddr::new(0x53_0000),
-        32,
-    )));
-    guest.write(
-        physvec::DmaAddr::new(SQ_BASE + 192),
-        bytemuck::bytes_of(&looping),
-    )?;
+    ram.write_slice(bytemuck::cast_slice(&self_loop), GuestAddress(0x53_0000))?;
+    let looping = read
+        .with_cid(4)
+        .with_data_pointer(DataPointer::Sgl(SglDescriptor::segment(
+            DmaAddr::new(0x53_0000),
+            32,
+        )));
+
+    // And a PRP list outside guest RAM (at 16 MiB): a Data Transfer Error.
+    let outside = write.with_cid(5).with_data_pointer(DataPointer::Prp {
+        prp1: 0x10_0800,
+        prp2: 0x100_0000,
+    });
+
+    let commands = [write, read, bad, looping, outside];
+    for (slot, sqe) in commands.iter().enumerate() {
+        ram.write_slice(
+            bytemuck::bytes_of(sqe),
+            GuestAddress(SQ_BASE + slot as u64 * 64),
+        )?;
+    }
 
     // ---- The VMM ----
     // The controller advertises SGL support with bit buckets (SGLS bits 0 and 16).
     let opts = DecodeOptions::default().with_sgls(SglCapabilities::from_raw(0x1 | 1 << 16));
-    println!("VMM: processing 4 commands from the guest's submission queue at {SQ_BASE:#x}");
-    let statuses: Vec<NvmeStatus> = (0..4)
-        .map(|slot| process(&mut guest, &mut disk, slot, &opts))
-        .collect();
+    let mut guest = GuestMem::new(&ram);
+    println!(
+        "VMM: processing {} commands from the guest's submission queue at {SQ_BASE:#x}",
+        commands.len()
+    );
+    let mut statuses = Vec::new();
+    for slot in 0..commands.len() as u16 {
+        // Fetch the 64-byte command from guest memory, process it, post the completion
+        // (phase 1 on the queue's first pass) at the completion queue tail.
+        let mut raw = [0u8; 64];
+        guest.read(DmaAddr::new(SQ_BASE + u64::from(slot) * 64), &mut raw)?;
+        let sqe = SubmissionQueueEntry::from_bytes(raw);
+        let status = process(&mut guest, &mut disk, &sqe, &opts);
+        let cqe = CompletionQueueEntry::new(sqe.cid(), SQ_ID, slot + 1, status, true);
+        guest.write(DmaAddr::new(CQ_BASE + u64::from(slot) * 16), cqe.as_bytes())?;
+        println!("    CQE {cqe}");
+        statuses.push(status);
+    }
 
     // The write landed on the disk byte for byte.
     assert_eq!(statuses[0], NvmeStatus::SUCCESS);
@@ -223,16 +212,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The read put bytes 0x200.. of the same blocks into the guest's two buffers.
     assert_eq!(statuses[1], NvmeStatus::SUCCESS);
     let mut back = vec![0u8; 0x2600];
-    guest.read(physvec::DmaAddr::new(0x60_0000), &mut back[..0xe00])?;
-    guest.read(physvec::DmaAddr::new(0x61_0000), &mut back[0xe00..])?;
+    ram.read_slice(&mut back[..0xe00], GuestAddress(0x60_0000))?;
+    ram.read_slice(&mut back[0xe00..], GuestAddress(0x61_0000))?;
     assert_eq!(&back[..], &pattern[0x200..]);
     // The malformed commands completed with the spec's statuses, nothing copied.
     assert_eq!(statuses[2], NvmeStatus::PRP_OFFSET_INVALID);
     assert_eq!(statuses[3], NvmeStatus::INVALID_SGL_SEGMENT_DESCRIPTOR);
-    println!(
-        "completion DW3 status for slot 2: {:#010x} (SCT 0, SC 13h, DNR)",
-        statuses[2].cqe_dw3_status(true)
-    );
+    assert_eq!(statuses[4], NvmeStatus::DATA_TRANSFER_ERROR);
+    // The guest's driver sees the completions in its queue, new ones with phase 1.
+    let mut raw = [0u8; 16];
+    ram.read_slice(&mut raw, GuestAddress(CQ_BASE + 2 * 16))?;
+    let cqe = CompletionQueueEntry::from_bytes(raw);
+    assert!(cqe.phase() && cqe.cid() == 3 && cqe.status().dnr());
+    assert_eq!(cqe.status(), NvmeStatus::PRP_OFFSET_INVALID);
     println!("\nvmm_decode: all checks passed");
     Ok(())
 }

@@ -20,6 +20,9 @@
 //! - [`constraints`] and [`builder`]: [`DmaConstraints`] (max segment size, boundary,
 //!   DMA mask, alignment, max segments) and [`RangeBuilder`].
 //! - [`mem`]: the memory-reader traits decoders read untrusted descriptors through.
+//! - `pagemap` and `dma_buf` (`std`, Linux): user-space DMA memory, a locked
+//!   `DmaBuffer` translated to a [`PhysVec`] through `/proc/self/pagemap`.
+//! - `vm_memory` (feature `vm-memory`): the decoders over any rust-vmm `GuestMemory`.
 //! - [`map`]: the two-step DMA mapper trait and its mappers.
 //! - [`nvme`], [`sg`], [`rdma`]: adapters to device formats and validating decoders.
 //!
@@ -76,10 +79,11 @@
 //! let policy = DataPointerPolicy::new(SglCapabilities::from_raw(1), mps);
 //! assert_eq!(nvme::choose_data_pointer(dma, &policy), DataPointerChoice::Prp);
 //! let mut list = [0u64; 512];
-//! let prp = nvme::encode_prp(dma.iter().copied(), mps,
+//! let prp = nvme::encode_prp(dma, mps,
 //!     [nvme::PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)])?;
-//! let mut sqe = nvme::SubmissionQueueEntry::new(0x02); // Read
-//! sqe.set_data_pointer(prp.data_pointer());
+//! let lbas = nvme::LbaRange::from_bytes(0, 0x4000, 512)?; // 16 KiB from LBA 0
+//! let sqe = nvme::SubmissionQueueEntry::read(nvme::NamespaceId::new(1), lbas)
+//!     .with_data_pointer(prp.data_pointer());
 //!
 //! // 4. Decode, as the controller does: the same bytes back to the same DMA range.
 //! let mem = SliceMemory::new(DmaAddr::new(0x8_0000), bytemuck::cast_slice(&list));
@@ -119,8 +123,9 @@
 //!
 //! | feature | default | what it adds |
 //! |---|---|---|
-//! | `std` | yes | implies `alloc`; the `/proc/self/pagemap` translator |
+//! | `std` | yes | implies `alloc`; on Linux the `/proc/self/pagemap` translator and `dma_buf::DmaBuffer` (through `rustix`) |
 //! | `alloc` | via `std` | [`PhysVec`]/[`DmaVec`], the software IOMMU, [`mem::SparseMemory`] |
+//! | `vm-memory` | no | implies `std`; `vm_memory::GuestMem`: decoders over rust-vmm `GuestMemory` (vm-memory 0.18) |
 //! | (none) | | everything else: addresses, ranges, fixed-capacity arrays, views, builder, encoders, decoders |
 //!
 //! The minimum supported Rust version is 1.81 (for `core::error::Error`).
@@ -137,6 +142,8 @@ extern crate std;
 pub mod addr;
 pub mod builder;
 pub mod constraints;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod dma_buf;
 pub mod error;
 pub mod flow;
 pub mod fmt;
@@ -144,12 +151,16 @@ pub mod map;
 pub mod mask;
 pub mod mem;
 pub mod nvme;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod pagemap;
 pub mod range;
 pub mod rdma;
 pub mod sg;
 pub mod sink;
 pub mod vec;
 pub mod view;
+#[cfg(feature = "vm-memory")]
+pub mod vm_memory;
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(doctest)]
@@ -159,6 +170,8 @@ pub struct ReadmeDoctests;
 pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr, Virt, VirtAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub use dma_buf::DmaBuffer;
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };

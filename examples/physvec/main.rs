@@ -17,6 +17,7 @@ mod cli;
 mod explain;
 mod map;
 mod nvme;
+mod picture;
 mod rdma;
 mod sg;
 mod tour;

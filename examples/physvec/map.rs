@@ -1,6 +1,7 @@
 //! `map` and the mapping part of the tour.
 use crate::cli::{self, CliError};
-use physvec::fmt::Bytes;
+use crate::tour::{self, size};
+use physvec::dma_buf::{DmaBuffer, HugePages};
 use physvec::map::{
     self, DataDirection, DirectMapper, DmaMapper, IommuConfig, MapError, SoftIommu,
 };
@@ -119,11 +120,8 @@ fn show<M: DmaMapper>(name: &str, m: &M, phys: &[PhysRange], extra: impl Fn() ->
                 mapping.iova_syncs(),
                 extra()
             );
-            for d in mapping.dma().iter().take(4) {
-                println!("    dma {:#014x}  {}", d.addr().as_u64(), Bytes(d.len()));
-            }
-            if mapping.dma().len() > 4 {
-                println!("    ... {} more", mapping.dma().len() - 4);
+            for d in mapping.dma() {
+                println!("    dma {}", tour::range(*d));
             }
             if let Err(e) = mapping.unmap() {
                 println!("    unmap failed: {e}");
@@ -134,37 +132,55 @@ fn show<M: DmaMapper>(name: &str, m: &M, phys: &[PhysRange], extra: impl Fn() ->
 }
 
 pub fn tour() {
-    println!("== Mapping: two-step DMA through a software IOMMU vs. direct mapping ==");
-    // A real buffer of this process: 64 KiB starting 0x300 bytes into a page.
-    let mut buf = vec![0u8; 17 * 4096];
-    for b in buf.iter_mut().step_by(1024) {
-        *b = 0xa5; // make every page resident
-    }
-    let window = &buf[0x300..0x300 + 64 * 1024];
-    let phys: Vec<PhysRange> = match map::pagemap::translate_buf(window) {
-        Ok(p) => p.to_vec(),
-        Err(e) => {
+    println!("A device sees DMA addresses, not physical ones. Behind an IOMMU the driver reserves");
+    println!("one range of I/O virtual addresses (IOVA) for the whole transfer, links each");
+    println!("physical range into it and flushes the IOMMU's TLB once (the two-step API);");
+    println!("without an IOMMU, DMA address = physical address (direct mapping).");
+    // A real buffer of this process: locked, pre-faulted, 4 KiB pages on purpose (a
+    // hugepage would be one physical range). The I/O is 64 KiB starting 0x300 into it.
+    let (off, len) = (0x300usize, 64 * 1024usize);
+    let buf = DmaBuffer::with_huge_pages(17 * 4096, HugePages::Never);
+    let real = match &buf {
+        Ok(b) => b.phys_window(off, len).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (phys, real): (Vec<PhysRange>, bool) = match real {
+        Ok(p) => {
+            let b = buf.as_ref().map(|b| b.vaddr()).unwrap_or(0);
             println!(
-                "  pagemap: {} ({e}); using a made-up scattered buffer instead",
-                e.kind()
+                "  the I/O: {} at virtual {:#x} in a locked DmaBuffer of 4 KiB pages,",
+                size(len as u64),
+                b + off as u64
             );
-            (0..16u64)
+            println!(
+                "  translated through /proc/self/pagemap (real physical pages of this process):"
+            );
+            (p.to_vec(), true)
+        }
+        Err(e) => {
+            println!("  pagemap cannot translate here: {e}");
+            println!(
+                "  so the physical pages below are MADE UP (16 pages scattered 192 KiB apart):"
+            );
+            let made_up = (0..16u64)
                 .map(|i| PhysRange::new(0x1_0000_0000 + i * 0x3_0000, 0x1000))
-                .collect()
+                .collect();
+            (made_up, false)
         }
     };
-    println!(
-        "  buffer at virtual {:#x}, {} -> {} physical segment(s) (pagemap)",
-        window.as_ptr() as u64,
-        Bytes(phys.iter().map(|r| r.len()).sum()),
-        phys.len()
-    );
-    for r in phys.iter().take(4) {
-        println!("    phys {:#014x}  {}", r.addr().as_u64(), Bytes(r.len()));
+    for r in &phys {
+        println!("    phys {}", tour::range(*r));
     }
-    if phys.len() > 4 {
-        println!("    ... {} more", phys.len() - 4);
+    let pages_touched = if real { (off + len - 1) / 4096 + 1 } else { 16 };
+    if real {
+        tour::why(&format!(
+            "64 KiB starting 0x300 into a page touches {pages_touched} pages; pages whose frames are \
+             physically adjacent merge, so {pages_touched} pages -> {} physical range(s).",
+            phys.len()
+        ));
     }
+    tour::why("4 KiB pages are used here on purpose, to show the scatter: DmaBuffer::new prefers");
+    tour::why("2 MiB hugepages, and then a whole I/O of up to 2 MiB is one physical range.");
     let iommu = SoftIommu::new_4k();
     show("software IOMMU (4 KiB granule)", &iommu, &phys, || {
         let s = iommu.stats();
@@ -173,10 +189,15 @@ pub fn tour() {
             s.iotlb_syncs, s.tables
         )
     });
+    tour::why(&format!(
+        "every range but the first starts on a 4 KiB boundary and every range but the last \
+         ends on one, so all {} link into one contiguous IOVA range: 1 DMA segment.",
+        phys.len()
+    ));
     let s = iommu.stats();
     println!(
         "    after unmap: {} mapped, {} IOTLB invalidation(s), IOVA space whole again: {}",
-        Bytes(s.mapped_bytes),
+        size(s.mapped_bytes),
         s.iotlb_invalidations,
         iommu.is_idle()
     );
@@ -186,6 +207,8 @@ pub fn tour() {
         &phys,
         String::new,
     );
-    println!("  The IOMMU links every page into one contiguous IOVA range (one descriptor, one");
-    println!("  sync); the direct mapper hands the device one DMA range per physical segment.\n");
+    tour::why(
+        "without an IOMMU nothing can join scattered pages: one DMA segment per physical range.",
+    );
+    println!();
 }

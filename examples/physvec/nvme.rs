@@ -119,6 +119,7 @@ pub fn sgl(input: &str) -> Result<Value, CliError> {
     let needed = nvme::sgl_segment_pages_needed(d, page_slots);
     if needed > req.segment_pages.len() as u64 {
         return Err(sgl_error(SglError::TooFewSegmentPages {
+            needed,
             supplied: req.segment_pages.len(),
         }));
     }
@@ -240,42 +241,73 @@ pub fn decode_sgl(input: &str) -> Result<Value, CliError> {
 }
 
 pub fn tour() {
-    use physvec::fmt::Bytes;
-    println!("== NVMe: PRP and SGL data pointers ==");
+    use crate::tour::{range, size, why};
+    use physvec::nvme::{
+        CompletionQueueEntry, CompletionStatus, LbaRange, NamespaceId, SubmissionQueueEntry,
+    };
+    println!("An NVMe command names its data with a data pointer (DPTR, 16 bytes). A PRP");
+    println!("(Physical Region Page) entry names one memory page; more than two go into a PRP");
+    println!("list in memory. An SGL (Scatter Gather List) describes any byte range with a");
+    println!("16-byte descriptor; lists of descriptors live in segments chained by pointers.");
     let mps = MemoryPageSize::SIZE_4K;
     let ranges = [
         DmaRange::new(0x10_0800, 0x800),
         DmaRange::new(0x20_0000, 0x3000),
         DmaRange::new(0x40_0000, 0x1000),
     ];
-    println!(
-        "a {} transfer in {} DMA ranges:",
-        Bytes(0x4800),
-        ranges.len()
-    );
+    let total: u64 = ranges.iter().map(|r| r.len()).sum();
+    println!("a {} transfer in {} DMA ranges:", size(total), ranges.len());
     for (i, r) in ranges.iter().enumerate() {
-        println!("  [{i}] {r}");
+        println!("  [{i}] {}", range(*r));
     }
     let mut list = [0u64; 512];
     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
-    match nvme::encode_prp(ranges.iter().copied(), mps, pool) {
-        Ok(prp) => {
-            let mem = physvec::mem::SliceMemory::new(
-                physvec::DmaAddr::new(0x8_0000),
-                bytemuck::cast_slice(&list),
-            );
-            let mut p = crate::explain::Picture::new();
-            crate::explain::prp(&mut p, mps.get(), 0x4800, prp.prp1, prp.prp2, &mem);
-            print!("{}", p.render());
+    let prp = match nvme::encode_prp(ranges, mps, pool) {
+        Ok(prp) => prp,
+        Err(e) => {
+            println!("PRP: {e}");
+            return;
         }
-        Err(e) => println!("PRP: {e}"),
-    }
+    };
+    let mem = physvec::mem::SliceMemory::new(DmaAddr::new(0x8_0000), bytemuck::cast_slice(&list));
+    let mut p = crate::picture::Picture::new();
+    crate::picture::prp(&mut p, mps.get(), total, prp.prp1, prp.prp2, &mem);
+    print!("{}", p.render());
+    why("one PRP entry per 4 KiB memory page: 1 for range [0], 3 for the 12 KiB of range [1],");
+    why("1 for range [2] = 5 entries. PRP1 holds the first; with more than two, PRP2 points at");
+    why("a list page holding the other 4.");
+    // The command that carries it: a Read of 18 KiB = 36 blocks of 512 bytes at LBA 0x100.
+    let lbas = LbaRange::from_bytes(0x100 * 512, total, 512).expect("whole blocks");
+    let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
+        .with_cid(0x11)
+        .with_data_pointer(prp.data_pointer());
+    println!("the Read command (64-byte submission queue entry), named fields:");
+    println!("  {sqe}");
+    why("cdw10/cdw11 hold the starting LBA 0x100; cdw12 holds NLB, the block count minus one:");
+    why(&format!(
+        "{} / 512 = {} blocks -> {:#x}; flags 0x00 = PRPs (0x40 would mean an SGL).",
+        size(total),
+        lbas.blocks(),
+        lbas.nlb()
+    ));
+    let cqe = CompletionQueueEntry::new(0x11, 1, 1, CompletionStatus::SUCCESS, true);
+    println!("its completion (16-byte completion queue entry), as the controller posts it:");
+    println!("  {cqe}");
+    why("the driver matches cid 0x11 to its command; p (the phase tag) flips each time the");
+    why("controller wraps the queue, so p=1 marks a new entry on the first pass.");
+
     let odd = [
         DmaRange::new(0x10_0000, 0x200),
         DmaRange::new(0x20_0010, 0x300),
     ];
-    if let Err(e) = nvme::encode_prp(odd.iter().copied(), mps, core::iter::empty()) {
-        println!("[{}, {}] as PRP: rejected: {e}", odd[0], odd[1]);
+    if let Err(e) = nvme::encode_prp(odd, mps, core::iter::empty()) {
+        println!(
+            "{} then {} as PRPs: rejected: {e}",
+            range(odd[0]),
+            range(odd[1])
+        );
+        why("a PRP entry names a whole page from some offset, so only the first range may start");
+        why("inside a page and only the last may end inside one. SGLs have no such rule:");
     }
     // An SGL with small segment pages (4 descriptors each) to show the chaining.
     let many: Vec<DmaRange> = (0..6u64)
@@ -287,34 +319,41 @@ pub fn tour() {
         SglSegmentPage::new(DmaAddr::new(0x9_0000), p0),
         SglSegmentPage::new(DmaAddr::new(0x9_1000), p1),
     ];
-    let items = many.iter().copied().map(SglItem::Data);
-    match nvme::encode_sgl(items, SglOptions::default(), pool) {
+    match nvme::encode_sgl(&many, SglOptions::default(), pool) {
         Ok(sgl) => {
             println!(
-                "SGL for {} unaligned ranges, 4-descriptor segment pages:",
+                "SGL for {} unaligned ranges of 512 bytes, segment pages of 4 descriptors:",
                 many.len()
             );
             let mut mem = physvec::mem::SparseMemory::new();
             mem.add(
-                physvec::DmaAddr::new(0x9_0000),
+                DmaAddr::new(0x9_0000),
                 bytemuck::cast_slice(&pages[0]).to_vec(),
             );
             mem.add(
-                physvec::DmaAddr::new(0x9_1000),
+                DmaAddr::new(0x9_1000),
                 bytemuck::cast_slice(&pages[1]).to_vec(),
             );
-            let mut p = crate::explain::Picture::new();
-            crate::explain::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
+            let mut p = crate::picture::Picture::new();
+            crate::picture::sgl(&mut p, Some(6 * 0x200), sgl.dptr, &mem);
             print!("{}", p.render());
+            why("6 Data Block descriptors do not fit in one 4-slot segment: its last slot becomes");
+            why("a Last Segment descriptor pointing at the next page, which holds the other 3.");
             // The device side: decode it back from "memory".
             let mut out: Vec<SglItem> = Vec::new();
             match nvme::decode_sgl(sgl.dptr, 6 * 0x200, &mem, &mut out, &Default::default()) {
-                Ok(s) => println!(
-                    "decoded by the controller side: {} ranges after reading {} descriptors in {} segments",
-                    out.len(),
-                    s.descriptors_read,
-                    s.segments
-                ),
+                Ok(s) => {
+                    println!(
+                        "decoded by the controller side: {} ranges after reading {} descriptors in {} segments",
+                        out.len(),
+                        s.descriptors_read,
+                        s.segments
+                    );
+                    why(
+                        "7 descriptors = 6 Data Blocks + the Last Segment link; the ranges are not",
+                    );
+                    why("contiguous (each starts 0x10010 after the previous), so none merge: 6 ranges.");
+                }
                 Err(e) => println!("decode: {e}"),
             }
             // And a malformed one: the same chain with DPTR typed Last Segment.
@@ -322,9 +361,11 @@ pub fn tour() {
                 SglDescriptor::last_segment(DmaAddr::new(sgl.dptr.address()), sgl.dptr.length());
             if let Err(e) = nvme::decode_sgl(bad, 6 * 0x200, &mem, &mut out, &Default::default()) {
                 println!(
-                    "DPTR retyped as Last Segment: {e} (nvme_status {:#x})",
+                    "the same chain with DPTR retyped as Last Segment: {e} (nvme_status {:#x})",
                     e.nvme_status().raw()
                 );
+                why("a Last Segment's segment must not link further, yet its last slot does; the");
+                why("controller completes the command with that status instead of reading on.");
             }
         }
         Err(e) => println!("SGL: {e}"),

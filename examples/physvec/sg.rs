@@ -1,6 +1,5 @@
 //! `sg`, `decode-sg` and the scatterlist part of the tour.
 use crate::cli::{memory, memory_json, parse, segments, segments_json, CliError, MemoryEntry};
-use physvec::fmt::Bytes;
 use physvec::mem::MemoryReader;
 use physvec::sg::{
     chunk_split, entries_needed, export, import, Scatterlist, SgChunk, SgExportError,
@@ -80,8 +79,11 @@ pub fn sg(input: &str) -> Result<Value, CliError> {
     let vm = Vmemmap::new(req.vmemmap_base);
     let x = export(&view, &vm, req.max_segment_size, &mut chunks).map_err(|e| match e {
         // The tool allocated no more chunks than pages: report the caller's count.
-        SgExportError::TooFewChunks { entries, .. } => export_error(SgExportError::TooFewChunks {
+        SgExportError::TooFewChunks {
+            entries, needed, ..
+        } => export_error(SgExportError::TooFewChunks {
             entries,
+            needed,
             chunks: req.table_pages.len(),
         }),
         e => export_error(e),
@@ -124,7 +126,10 @@ pub fn decode_sg(input: &str) -> Result<Value, CliError> {
 }
 
 pub fn tour() {
-    println!("== 4. legacy struct scatterlist (x86_64, 32-byte entries) ==");
+    use crate::tour::{range, size, why};
+    println!("Linux drivers still pass I/O as a struct scatterlist table: 32-byte entries naming");
+    println!("a struct page (page_link), an offset and a length, in chunks chained by a link");
+    println!("entry. The crate writes such tables for kernel-facing code and walks them back.");
     let vm = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE);
     let ranges = [
         PhysRange::new(0x1_0000_0800, 0x1800),
@@ -135,11 +140,14 @@ pub fn tour() {
     let view = RangeView::full(&ranges).expect("valid ranges");
     let max = 0x4000;
     println!(
-        "input: {} physical ranges, {}; max_segment_size {}, chunks of 3 entries",
+        "input: {} physical ranges, {} in total; max_segment_size {}; chunks of 3 entries:",
         ranges.len(),
-        Bytes(view.len()),
-        Bytes(max)
+        size(view.len()),
+        size(max)
     );
+    for (i, r) in ranges.iter().enumerate() {
+        println!("  [{i}] {}", range(*r));
+    }
     let mut a = [Scatterlist::default(); 3];
     let mut b = [Scatterlist::default(); 3];
     let mut chunks = [
@@ -152,22 +160,41 @@ pub fn tour() {
             entries: &mut b,
         },
     ];
-    let x = export(&view, &vm, max as u32, &mut chunks).expect("fits");
+    let x = match export(&view, &vm, max as u32, &mut chunks) {
+        Ok(x) => x,
+        Err(e) => {
+            println!("export: {e}\n");
+            return;
+        }
+    };
     println!(
-        "sg_table: sgl {:#x}, orig_nents {}, {} chunks (a full chunk's last slot is the chain link)",
+        "sg_table: sgl {:#x}, orig_nents {}, {} chunks",
         x.table.sgl, x.table.orig_nents, x.chunks
     );
-    let mut p = crate::explain::Picture::new();
-    crate::explain::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
+    why("[0] and [1] are contiguous (0x100000800 + 6 KiB = 0x100002000): merged they would be");
+    why("18 KiB, above max_segment_size. The exporter merges them and splits again, as Linux");
+    why("does, where 16 KiB of pages end: pages 0x100000000..0x100004000 hold 14 KiB (the data");
+    why("starts 0x800 in), the last 4 KiB go to the next entry, so 4 ranges make 4 entries.");
+    why("3 slots per chunk: a full chunk's last slot is the SG_CHAIN link, so 2 data entries");
+    why("fit in the first chunk and the other 2 in the second.");
+    let mut p = crate::picture::Picture::new();
+    crate::picture::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
     print!("{}", p.render());
     let mut back: Vec<PhysRange> = Vec::new();
-    import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back).expect("walks");
+    if let Err(e) = import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back) {
+        println!("walk: {e}\n");
+        return;
+    }
     println!("walked back (sg_next, bounded, loop-checked):");
     for r in &back {
-        println!("  {r}");
+        println!("  {}", range(*r));
     }
-    let first = chunks[..]
-        .read_u64_le(physvec::VirtAddr::new(x.table.sgl))
-        .unwrap_or(0);
-    println!("first page_link word in memory: {first:#018x}\n");
+    why("entries [0] and [1] are physically contiguous (0x100000800 + 14 KiB = 0x100004000),");
+    why("and the walk coalesces contiguous entries: 4 entries -> 3 ranges.");
+    match chunks[..].read_u64_le(physvec::VirtAddr::new(x.table.sgl)) {
+        Ok(first) => {
+            println!("the first 8 bytes of the table in memory (page_link of [0]): {first:#018x}\n")
+        }
+        Err(e) => println!("read: {e}\n"),
+    }
 }

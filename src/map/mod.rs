@@ -25,7 +25,6 @@
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
-//! | `pagemap.rs` | [`pagemap`] (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
 //!
 //! # Example: the two steps by hand, then through [`map`]
 //! ```
@@ -72,8 +71,10 @@ mod error;
 mod iommu;
 mod mapping;
 mod p2p;
+/// Moved to [`crate::pagemap`] (the input side, beside the builder); this path stays for
+/// compatibility.
 #[cfg(all(feature = "std", target_os = "linux"))]
-pub mod pagemap;
+pub use crate::pagemap;
 mod space;
 
 #[cfg(feature = "alloc")]

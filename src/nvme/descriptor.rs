@@ -250,6 +250,66 @@ impl fmt::Debug for SglDescriptor {
     }
 }
 
+impl SglDescriptorType {
+    /// The specification's name: "Data Block", "Bit Bucket", "Segment", "Last Segment",
+    /// "Keyed Data Block", "Transport Data Block", "Reserved", "Vendor Specific".
+    ///
+    /// ```
+    /// use physvec::nvme::SglDescriptorType;
+    /// assert_eq!(SglDescriptorType::LastSegment.name(), "Last Segment");
+    /// ```
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::DataBlock => "Data Block",
+            Self::BitBucket => "Bit Bucket",
+            Self::Segment => "Segment",
+            Self::LastSegment => "Last Segment",
+            Self::KeyedDataBlock => "Keyed Data Block",
+            Self::TransportDataBlock => "Transport Data Block",
+            Self::Reserved(_) => "Reserved",
+            Self::VendorSpecific => "Vendor Specific",
+        }
+    }
+}
+
+/// One line, the specification's names, hex values: `Data Block addr=0x10000
+/// len=0x200`, `Keyed Data Block addr=… len=… key=…`, `Bit Bucket len=…`, `Last Segment
+/// addr=… len=…`; a non-zero subtype and reserved types show `type=`/`subtype=`.
+///
+/// ```
+/// use physvec::nvme::SglDescriptor;
+/// use physvec::DmaAddr;
+/// let d = SglDescriptor::data_block(DmaAddr::new(0x10000), 0x200);
+/// assert_eq!(d.to_string(), "Data Block addr=0x10000 len=0x200");
+/// let k = SglDescriptor::keyed_data_block(DmaAddr::new(0x2000), 0x1000, 0xab).unwrap();
+/// assert_eq!(k.to_string(), "Keyed Data Block addr=0x2000 len=0x1000 key=0xab");
+/// assert_eq!(SglDescriptor::bit_bucket(512).to_string(), "Bit Bucket len=0x200");
+/// ```
+impl fmt::Display for SglDescriptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = self.descriptor_type();
+        f.write_str(t.name())?;
+        if let SglDescriptorType::Reserved(n) = t {
+            write!(f, " type={n:#x}")?;
+        }
+        match t {
+            SglDescriptorType::KeyedDataBlock => write!(
+                f,
+                " addr={:#x} len={:#x} key={:#x}",
+                self.address(),
+                self.keyed_length(),
+                self.key()
+            )?,
+            SglDescriptorType::BitBucket => write!(f, " len={:#x}", self.length())?,
+            _ => write!(f, " addr={:#x} len={:#x}", self.address(), self.length())?,
+        }
+        if self.subtype() != 0 {
+            write!(f, " subtype={:#x}", self.subtype())?;
+        }
+        Ok(())
+    }
+}
+
 /// The controller's SGL Support field (Identify Controller bytes 539:536, "SGLS").
 ///
 /// | bits | meaning |
@@ -397,5 +457,17 @@ impl SglItem {
 impl From<DmaRange> for SglItem {
     fn from(r: DmaRange) -> Self {
         SglItem::Data(r)
+    }
+}
+
+impl From<&DmaRange> for SglItem {
+    fn from(r: &DmaRange) -> Self {
+        SglItem::Data(*r)
+    }
+}
+
+impl From<&SglItem> for SglItem {
+    fn from(i: &SglItem) -> Self {
+        *i
     }
 }

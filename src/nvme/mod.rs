@@ -11,7 +11,8 @@
 //! | file | what |
 //! |---|---|
 //! | `page.rs` | [`MemoryPageSize`] (CC.MPS, 4 KiB..128 MiB) |
-//! | `cmd.rs` | [`SubmissionQueueEntry`], [`Psdt`], [`DataPointer`] |
+//! | `cmd.rs` | [`SubmissionQueueEntry`] and its command constructors, [`opcode`], [`NamespaceId`], [`LbaRange`], [`Psdt`], [`DataPointer`] |
+//! | `completion.rs` | [`CompletionQueueEntry`], [`CompletionStatus`] |
 //! | `descriptor.rs` | [`SglDescriptor`] (incl. Keyed SGL Data Block), [`SglCapabilities`], [`SglItem`] |
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
 //! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
@@ -21,15 +22,16 @@
 //!
 //! ## Driver side
 //! ```
-//! use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage, SubmissionQueueEntry};
+//! use physvec::nvme::{encode_prp, LbaRange, MemoryPageSize, NamespaceId, PrpListPage, SubmissionQueueEntry};
 //! use physvec::{DmaAddr, DmaRange, RangeView};
 //! let ranges = [DmaRange::new(0x10_0800, 0x800), DmaRange::new(0x20_0000, 0x2000)];
 //! let view = RangeView::full(&ranges)?;
 //! let mut list = [0u64; 512];                          // one page from the driver's DMA pool
 //! let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
 //! let prp = encode_prp(view, MemoryPageSize::SIZE_4K, pool)?;
-//! let mut sqe = SubmissionQueueEntry::new(0x02);       // Read
-//! sqe.set_data_pointer(prp.data_pointer());
+//! let lbas = LbaRange::from_bytes(0, 0x2800, 512)?;     // 10 KiB from LBA 0
+//! let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
+//!     .with_data_pointer(prp.data_pointer());
 //! assert_eq!((prp.prp1, prp.prp2), (0x10_0800, 0x8_0000));
 //! assert_eq!(&list[..2], &[0x20_0000u64.to_le(), 0x20_1000u64.to_le()]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
@@ -54,14 +56,17 @@
 //! | non-data, non-segment type in DPTR | 11h | 0Dh (QEMU's loop wants a segment) |
 //! | non-Data-Block type closing a segment | 11h (or 0Dh for a segment type in a last segment) | 0Dh, checked before the other descriptors |
 //!
-//! QEMU's `nvme_map_sgl` also has a defect (notes §7): it re-reads the descriptor that
-//! pointed at the current segment from the buffer it just overwrote, so it rejects a
+//! QEMU's `nvme_map_sgl` (`hw/nvme/ctrl.c`; observed on QEMU 7.2, the code is unchanged
+//! since) also has a defect: it keeps a pointer into its local segment buffer and, after
+//! reading the next segment into that buffer, checks the descriptor that pointed at the
+//! current segment through it, so it rejects a
 //! **valid** chain with 0Dh when a segment that ends in a Last Segment descriptor has as
 //! many descriptors as the segment before it. The decoders here do not copy it, even
 //! with `qemu_compat`; the encoder offers [`SglOptions::qemu_chain_workaround`] to avoid
 //! the pattern when driving such a controller.
 
 mod cmd;
+mod completion;
 mod decode;
 mod descriptor;
 mod page;
@@ -71,7 +76,10 @@ mod runs;
 mod sgl;
 mod status;
 
-pub use cmd::{DataPointer, Psdt, SubmissionQueueEntry};
+pub use cmd::{
+    opcode, CommandError, DataPointer, LbaRange, NamespaceId, Psdt, SubmissionQueueEntry,
+};
+pub use completion::{CompletionQueueEntry, CompletionStatus};
 pub use decode::{
     decode_command, decode_prp, decode_sgl, DataOnly, DataOnlyMark, DecodeError, DecodeOptions,
     DecodeSummary, SglItemSink,

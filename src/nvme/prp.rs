@@ -11,6 +11,7 @@
 //! can express it: an inner boundary that is not on a memory page boundary, or a first
 //! byte that is not dword aligned.
 
+use core::borrow::Borrow;
 use core::fmt;
 
 use super::page::MemoryPageSize;
@@ -157,7 +158,9 @@ impl fmt::Display for PrpError {
             }
             PrpError::TooFewListPages { needed, supplied } => write!(
                 f,
-                "the transfer needs {needed} PRP list pages, only {supplied} were supplied"
+                "the transfer needs {needed} PRP list {}, only {supplied} {} supplied",
+                crate::fmt::plural(needed, "page", "pages"),
+                crate::fmt::plural(supplied as u64, "was", "were")
             ),
             PrpError::ListPageMisaligned { index, bus } => write!(
                 f,
@@ -253,14 +256,16 @@ impl Prp {
 /// ```
 pub fn prp_entries<I>(ranges: I, mps: MemoryPageSize) -> Result<u64, PrpError>
 where
-    I: IntoIterator<Item = DmaRange>,
+    I: IntoIterator,
+    I::Item: Borrow<DmaRange>,
 {
+    let ranges = ranges.into_iter().map(by_value);
     let mask = mps.mask();
     // Shifts on u64, not `div_ceil` or u128 (a libcall, and slow shifts).
     let shift = mps.page_size().shift();
     let mut n: u64 = 0;
     let mut prev_end: Option<(u64, usize)> = None;
-    fold_data_runs(ranges.into_iter(), |r, first, last| {
+    fold_data_runs(ranges, |r, first, last| {
         let s = r.addr().as_u64();
         // `e` is the end modulo 2^64: only its offset in the page is used.
         let e = r.last().as_u64().wrapping_add(1);
@@ -315,9 +320,16 @@ where
 /// ```
 pub fn is_prp_compatible<I>(ranges: I, mps: MemoryPageSize) -> bool
 where
-    I: IntoIterator<Item = DmaRange>,
+    I: IntoIterator,
+    I::Item: Borrow<DmaRange>,
 {
     prp_entries(ranges, mps).is_ok()
+}
+
+/// A range or a reference to one, by value: what lets the encoders take `&[DmaRange]`
+/// as well as iterators of `DmaRange`.
+pub(crate) fn by_value<R: Borrow<DmaRange>>(r: R) -> DmaRange {
+    *r.borrow()
 }
 
 /// List pages needed for a transfer of `entries` PRP entries (from [`prp_entries`])
@@ -349,8 +361,8 @@ pub fn prp_list_pages_needed(entries: u64, mps: MemoryPageSize, first_list_offse
     1 + (rest - 1).div_ceil(full - 1)
 }
 
-/// Encodes `ranges` (a `RangeView<Dma>`, a `&[DmaRange]` via `.iter().copied()`, or any
-/// iterator of ranges) as PRP1/PRP2 plus PRP lists written into pages taken from
+/// Encodes `ranges` (a `&[DmaRange]`, a `&DmaVec`, an array, a `RangeView<Dma>`, or any
+/// iterator of ranges or references to ranges) as PRP1/PRP2 plus PRP lists written into pages taken from
 /// `pool`, in order, only as many as needed.
 ///
 /// Never allocates; runs in O(ranges + entries). The first list page may start at an
@@ -375,11 +387,12 @@ pub fn prp_list_pages_needed(entries: u64, mps: MemoryPageSize, first_list_offse
 /// ```
 pub fn encode_prp<'a, I, P>(ranges: I, mps: MemoryPageSize, pool: P) -> Result<Prp, PrpError>
 where
-    I: IntoIterator<Item = DmaRange>,
+    I: IntoIterator,
+    I::Item: Borrow<DmaRange>,
     I::IntoIter: Clone,
     P: IntoIterator<Item = PrpListPage<'a>>,
 {
-    let ranges = ranges.into_iter();
+    let ranges = ranges.into_iter().map(by_value);
     let n = prp_entries(ranges.clone(), mps)?;
     let mut w = Writer {
         pool: pool.into_iter(),

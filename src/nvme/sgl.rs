@@ -128,6 +128,9 @@ pub enum SglError {
     },
     /// The pool ran out of segment pages.
     TooFewSegmentPages {
+        /// Segment pages the SGL needs in all: exact when every page holds as many
+        /// descriptors as the last one supplied (at least 1 when none was).
+        needed: u64,
         /// Pages supplied before the pool ran dry.
         supplied: usize,
     },
@@ -193,9 +196,11 @@ impl fmt::Display for SglError {
                 f,
                 "segment {index}: the controller requires dword-aligned addresses and lengths"
             ),
-            SglError::TooFewSegmentPages { supplied } => write!(
+            SglError::TooFewSegmentPages { needed, supplied } => write!(
                 f,
-                "the SGL needs more segment pages than the {supplied} supplied"
+                "the SGL needs {needed} segment {}, only {supplied} {} supplied",
+                crate::fmt::plural(needed, "page", "pages"),
+                crate::fmt::plural(supplied as u64, "was", "were")
             ),
             SglError::SegmentPageTooSmall { index, slots } => write!(
                 f,
@@ -379,15 +384,17 @@ impl<I: Iterator<Item = SglItem>> Iterator for Descriptors<I> {
 /// ```
 pub fn sgl_descriptors<I>(items: I, opts: &SglOptions) -> Result<u64, SglError>
 where
-    I: IntoIterator<Item = SglItem>,
+    I: IntoIterator,
+    I::Item: Into<SglItem>,
 {
+    let items = items.into_iter().map(Into::into);
     if !opts.caps.supported() {
         return Err(SglError::NotSupported);
     }
     if opts.key.is_some() && !opts.caps.keyed() {
         return Err(SglError::KeyedNotSupported);
     }
-    let n = Descriptors::new(items.into_iter(), opts).count_checked()?;
+    let n = Descriptors::new(items, opts).count_checked()?;
     if n == 0 {
         return Err(SglError::Empty);
     }
@@ -395,8 +402,9 @@ where
 }
 
 /// Encodes a transfer as an SGL: `items` are data ranges and bit buckets in transfer
-/// order (map a `RangeView<Dma>` or `&[DmaRange]` with `SglItem::Data`), segment
-/// pages come from `pool` in order, only as many as needed.
+/// order — plain ranges (`&[DmaRange]`, a `&DmaVec`, a `RangeView<Dma>`, an array) need
+/// no wrapping; mix in bit buckets with [`SglItem`]s — segment pages come from `pool` in
+/// order, only as many as needed.
 ///
 /// Never allocates; O(items + descriptors).
 ///
@@ -408,7 +416,7 @@ where
 /// ```
 /// use physvec::nvme::{encode_sgl, SglDescriptor, SglDescriptorType, SglItem, SglOptions, SglSegmentPage};
 /// use physvec::{DmaAddr, DmaRange};
-/// let items = [DmaRange::new(0x10000, 0x200), DmaRange::new(0x20010, 0x300)].map(SglItem::Data);
+/// let items = [DmaRange::new(0x10000, 0x200), DmaRange::new(0x20010, 0x300)];
 /// let mut seg = [SglDescriptor::default(); 256];
 /// let pool = [SglSegmentPage::new(DmaAddr::new(0x80000), &mut seg)];
 /// let sgl = encode_sgl(items, SglOptions::default(), pool).unwrap();
@@ -417,11 +425,12 @@ where
 /// ```
 pub fn encode_sgl<'a, I, P>(items: I, opts: SglOptions, pool: P) -> Result<Sgl, SglError>
 where
-    I: IntoIterator<Item = SglItem>,
+    I: IntoIterator,
+    I::Item: Into<SglItem>,
     I::IntoIter: Clone,
     P: IntoIterator<Item = SglSegmentPage<'a>>,
 {
-    let items = items.into_iter();
+    let items = items.into_iter().map(Into::<SglItem>::into);
     let total = sgl_descriptors(items.clone(), &opts)?;
     let mut descs = Descriptors::new(items, &opts);
     if total == 1 {
@@ -437,10 +446,12 @@ where
     }
     let mut pool = pool.into_iter();
     let mut used = 0usize;
-    let mut take = |used: &mut usize| -> Result<SglSegmentPage<'a>, SglError> {
-        let page = pool
-            .next()
-            .ok_or(SglError::TooFewSegmentPages { supplied: *used })?;
+    // `more`: pages still needed, counting the one being taken.
+    let mut take = |used: &mut usize, more: u64| -> Result<SglSegmentPage<'a>, SglError> {
+        let page = pool.next().ok_or(SglError::TooFewSegmentPages {
+            needed: (*used as u64).saturating_add(more),
+            supplied: *used,
+        })?;
         let index = *used;
         *used += 1;
         if page.bus.as_u64() & 7 != 0 {
@@ -467,7 +478,7 @@ where
     let mut pointer: Option<&'a mut SglDescriptor> = None;
     let mut prev_count: Option<u64> = None;
     let mut remaining = total;
-    let mut page = take(&mut used)?;
+    let mut page = take(&mut used, 1)?;
     loop {
         let bus = page.bus;
         let slots = page.descriptors;
@@ -482,7 +493,7 @@ where
                     slots: slots.len(),
                 });
             }
-            let next = take(&mut used)?;
+            let next = take(&mut used, pages_for(remaining - (cap - 1), cap))?;
             let next_cap = next.descriptors.len().min(MAX_SEGMENT_SLOTS) as u64;
             let mut data = cap - 1;
             let ends_in_last_segment = remaining - data <= next_cap;
@@ -521,6 +532,16 @@ where
         descriptors: total,
         segments: used,
     })
+}
+
+/// Pages that hold `rem` more descriptors when each holds `cap` (at least 2) and every
+/// page but the last spends one slot on the link to the next.
+fn pages_for(rem: u64, cap: u64) -> u64 {
+    if rem <= cap {
+        1
+    } else {
+        1 + (rem - cap).div_ceil(cap - 1)
+    }
 }
 
 /// Segment pages an SGL of `descriptors` data descriptors needs when every page holds

@@ -104,9 +104,24 @@ impl NvmeStatus {
         ((self.0 as u32) << 17) | if do_not_retry { 1 << 31 } else { 0 }
     }
 
-    /// The specification's name, for generic status codes this module knows.
+    /// The specification's name, for generic status codes this module knows; `"status"`
+    /// for others.
     pub const fn name(self) -> &'static str {
-        match self.0 {
+        match self.known_name() {
+            Some(n) => n,
+            None => "status",
+        }
+    }
+
+    /// The specification's name when this module knows the code, else `None`.
+    ///
+    /// ```
+    /// use physvec::nvme::NvmeStatus;
+    /// assert_eq!(NvmeStatus::PRP_OFFSET_INVALID.known_name(), Some("PRP Offset Invalid"));
+    /// assert_eq!(NvmeStatus::new(1, 0x80).known_name(), None);
+    /// ```
+    pub const fn known_name(self) -> Option<&'static str> {
+        Some(match self.0 {
             0x00 => "Successful Completion",
             0x02 => "Invalid Field in Command",
             0x04 => "Data Transfer Error",
@@ -119,8 +134,8 @@ impl NvmeStatus {
             0x12 => "Invalid Use of Controller Memory Buffer",
             0x13 => "PRP Offset Invalid",
             0x1d => "SGL Data Block Granularity Invalid",
-            _ => "status",
-        }
+            _ => return None,
+        })
     }
 }
 

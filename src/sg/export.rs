@@ -77,6 +77,9 @@ pub enum SgExportError {
     TooFewChunks {
         /// Entries the table needs (chain entries not counted).
         entries: u32,
+        /// Chunks the table needs in all: exact when every chunk holds as many entries as
+        /// the last one supplied (at least 1 when none was).
+        needed: usize,
         /// Chunks supplied.
         chunks: usize,
     },
@@ -122,9 +125,16 @@ impl fmt::Display for SgExportError {
                 "entry {index}: the page model has no aligned struct page for pfn {pfn:#x}"
             ),
             SgExportError::TooManyEntries => f.write_str("more than u32::MAX entries"),
-            SgExportError::TooFewChunks { entries, chunks } => write!(
+            SgExportError::TooFewChunks {
+                entries,
+                needed,
+                chunks,
+            } => write!(
                 f,
-                "{entries} entries do not fit in {chunks} chunks (with chain entries)"
+                "{entries} {} need {needed} {} (with chain entries), only {chunks} {} supplied",
+                crate::fmt::plural(u64::from(entries), "entry", "entries"),
+                crate::fmt::plural(needed as u64, "chunk", "chunks"),
+                crate::fmt::plural(chunks as u64, "was", "were")
             ),
             SgExportError::ChunkTooSmall { chunk } => {
                 write!(
@@ -291,8 +301,16 @@ pub fn export<P: PageModel + ?Sized>(
     let mut last_used = 0usize;
     while rem > 0 {
         let Some(chunk) = chunks.get(used) else {
+            // Assume further chunks the size of the last one to say how many are needed.
+            let cap = chunks.last().map_or(0, |c| c.entries.len());
+            let more = if cap < 2 || rem as usize <= cap {
+                1
+            } else {
+                1 + (rem as usize - cap).div_ceil(cap - 1)
+            };
             return Err(SgExportError::TooFewChunks {
                 entries: n,
+                needed: used.saturating_add(more),
                 chunks: chunks.len(),
             });
         };
@@ -513,6 +531,7 @@ mod tests {
             e,
             SgExportError::TooFewChunks {
                 entries: 4,
+                needed: 3,
                 chunks: 2
             }
         );

@@ -178,6 +178,45 @@ impl Scatterlist {
     }
 }
 
+/// One line, the kernel's field names (`struct scatterlist`, `sg_dma_address`), hex
+/// values; a chain entry shows only where it links, and `SG_END` shows as `end`.
+///
+/// ```
+/// use physvec::sg::Scatterlist;
+/// let mut e = Scatterlist::page_entry(0xffffea0000000400, 0x200, 0x1000, true);
+/// e.dma_address = 0x8000_0200;
+/// e.dma_length = 0x1000;
+/// assert_eq!(e.to_string(), "page_link=0xffffea0000000402 (page=0xffffea0000000400 end) \
+///     offset=0x200 length=0x1000 dma_address=0x80000200 dma_length=0x1000 dma_flags=0x0");
+/// assert_eq!(Scatterlist::chain_entry(0x80000).to_string(), "page_link=0x80001 (chain to 0x80000)");
+/// ```
+impl core::fmt::Display for Scatterlist {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        if self.is_chain() {
+            return write!(
+                f,
+                "page_link={:#x} (chain to {:#x})",
+                self.page_link,
+                self.chain_ptr()
+            );
+        }
+        write!(
+            f,
+            "page_link={:#x} (page={:#x}",
+            self.page_link,
+            self.page()
+        )?;
+        if self.is_last() {
+            f.write_str(" end")?;
+        }
+        write!(
+            f,
+            ") offset={:#x} length={:#x} dma_address={:#x} dma_length={:#x} dma_flags={:#x}",
+            self.offset, self.length, self.dma_address, self.dma_length, self.dma_flags
+        )
+    }
+}
+
 /// `struct sg_table`: the first entry and the entry counts — 16 bytes on x86_64.
 ///
 /// `orig_nents` counts the CPU entries (`for_each_sgtable_sg`); `nents` counts the

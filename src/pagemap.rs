@@ -7,9 +7,28 @@
 //! without `CAP_SYS_ADMIN`; this module then returns [`PagemapError::PfnHidden`], never a
 //! wrong address.
 //!
-//! The buffer must stay resident while its physical addresses are in use: write to
-//! every page first (a never-written page is absent, or is the shared zero page), and lock
-//! it (`mlock`) or keep it pinned by other means. The translation is a snapshot.
+//! The buffer must stay resident while its physical addresses are in use: every page it
+//! covers must have been written (a never-written page is absent, or is the shared zero
+//! page), and it must be locked (`mlock(2)`) or pinned by other means. The translation
+//! is a snapshot.
+//!
+//! The easy way is [`DmaBuffer`](crate::dma_buf::DmaBuffer): page-aligned memory (2 MiB
+//! hugepages when the system has them), pre-faulted and locked, whose
+//! [`phys`](crate::dma_buf::DmaBuffer::phys) calls this module. For memory you already
+//! have, [`prefault`] writes every page the slice covers, including a partial first and
+//! last page (`buf.iter_mut().step_by(4096)` misses the last page of an unaligned
+//! buffer), then lock it with `rustix::mm::mlock` or `libc::mlock`.
+//!
+//! ```
+//! use physvec::pagemap;
+//! let mut v = vec![0u8; (1 << 20) + 32];
+//! let buf = &mut v[16..16 + (1 << 20)];           // 1 MiB at an unaligned address: 257 pages
+//! pagemap::prefault(buf);                         // every page, the partial last one too
+//! match pagemap::translate_buf(buf) {
+//!     Ok(phys) => assert_eq!(phys.total_len(), 1 << 20),
+//!     Err(e) => assert_eq!(e.kind(), "pfn_hidden"), // not root: see PagemapError::PfnHidden
+//! }
+//! ```
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -24,8 +43,7 @@ const PRESENT: u64 = 1 << 63;
 const SWAPPED: u64 = 1 << 62;
 const PFN_MASK: u64 = (1 << 55) - 1;
 
-/// Why a buffer could not be translated.
-#[derive(Debug)]
+/// Why a buffer could not be translated. `Debug` and `Display` print addresses in hex.
 #[non_exhaustive]
 pub enum PagemapError {
     /// Zero-length buffer.
@@ -87,14 +105,82 @@ impl std::fmt::Display for PagemapError {
                 write!(f, "cannot read /proc/self/pagemap for {vaddr:#x}: {source}")
             }
             PagemapError::NotPresent { vaddr } => {
-                write!(f, "virtual page {vaddr:#x} is not resident (touch and lock the buffer first)")
+                write!(
+                    f,
+                    "virtual page {vaddr:#x} is not resident (touch and lock the buffer first)"
+                )
             }
             PagemapError::Swapped { vaddr } => write!(f, "virtual page {vaddr:#x} is swapped out"),
             PagemapError::PfnHidden { vaddr } => write!(
                 f,
-                "the kernel hides the PFN of {vaddr:#x} (reading physical addresses needs CAP_SYS_ADMIN)"
+                "the kernel hides the PFN of {vaddr:#x}: reading physical addresses needs \
+                 CAP_SYS_ADMIN (run as root, or `setcap cap_sys_admin+ep` on the binary)"
             ),
         }
+    }
+}
+
+impl std::fmt::Debug for PagemapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PagemapError::Empty => f.write_str("Empty"),
+            PagemapError::AddressOverflow { vaddr, len } => f
+                .debug_struct("AddressOverflow")
+                .field("vaddr", &format_args!("{vaddr:#x}"))
+                .field("len", &format_args!("{len:#x}"))
+                .finish(),
+            PagemapError::Io { vaddr, source } => f
+                .debug_struct("Io")
+                .field("vaddr", &format_args!("{vaddr:#x}"))
+                .field("source", source)
+                .finish(),
+            PagemapError::NotPresent { vaddr } => f
+                .debug_struct("NotPresent")
+                .field("vaddr", &format_args!("{vaddr:#x}"))
+                .finish(),
+            PagemapError::Swapped { vaddr } => f
+                .debug_struct("Swapped")
+                .field("vaddr", &format_args!("{vaddr:#x}"))
+                .finish(),
+            PagemapError::PfnHidden { vaddr } => f
+                .debug_struct("PfnHidden")
+                .field("vaddr", &format_args!("{vaddr:#x}"))
+                .finish(),
+        }
+    }
+}
+
+/// Writes one byte of every page `buf` covers, the partial first and last pages
+/// included, so that each is resident and private to this process (not the shared zero
+/// page). Contents are unchanged: each touched byte is read and written back.
+///
+/// This does not lock the pages; see the module docs.
+///
+/// ```
+/// let mut v = vec![7u8; 3 * 4096 + 100];
+/// physvec::pagemap::prefault(&mut v[10..]);
+/// assert!(v.iter().all(|&b| b == 7));
+/// ```
+pub fn prefault(buf: &mut [u8]) {
+    let page = PAGE_SIZE.get() as usize;
+    let start = buf.as_ptr() as usize;
+    // Offset of the first page boundary inside `buf` (0 when `buf` starts on one).
+    let first = (page - start % page) % page;
+    let touch = |b: &mut u8| {
+        // SAFETY: `b` is a valid, exclusive reference; the volatile pair keeps the
+        // compiler from dropping a write of the value just read.
+        unsafe { core::ptr::write_volatile(b, core::ptr::read_volatile(b)) }
+    };
+    if let Some(b) = buf.first_mut() {
+        touch(b);
+    }
+    let mut off = first;
+    while let Some(b) = buf.get_mut(off) {
+        touch(b);
+        off = match off.checked_add(page) {
+            Some(o) => o,
+            None => break,
+        };
     }
 }
 
@@ -185,8 +271,8 @@ pub fn translate(vaddr: u64, len: u64) -> Result<PhysVec, PagemapError> {
 /// # Examples
 /// ```
 /// let mut buf = vec![0u8; 3 * 4096];
-/// buf.iter_mut().step_by(4096).for_each(|b| *b = 1); // make every page resident
-/// match physvec::map::pagemap::translate_buf(&buf) {
+/// physvec::pagemap::prefault(&mut buf); // make every page it covers resident
+/// match physvec::pagemap::translate_buf(&buf) {
 ///     Ok(phys) => assert_eq!(phys.total_len(), buf.len() as u64),
 ///     Err(e) => assert_eq!(e.kind(), "pfn_hidden"), // without CAP_SYS_ADMIN
 /// }
