@@ -149,8 +149,8 @@ pub fn benches_rdma_decode(c: &mut Criterion) {
         b.iter(|| {
             out.clear();
             decode_prp(
-                physvec::DmaAddr::new(prp.prp1),
-                physvec::DmaAddr::new(prp.prp2),
+                prp.prp1,
+                prp.prp2,
                 2 << 20,
                 MemoryPageSize::SIZE_4K,
                 &mem,

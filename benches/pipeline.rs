@@ -124,7 +124,7 @@ pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, usize)>(
                 .map(|(i, p)| PrpListPage::new(DmaAddr::new(PRP_PAGES_BUS + i as u64 * 4096), p));
             let prp = encode_prp(m.dma().iter().copied(), MemoryPageSize::SIZE_4K, pool)
                 .map_err(|e| e.to_string())?;
-            [prp.prp1.to_le(), prp.prp2.to_le()]
+            [prp.prp1.as_u64().to_le(), prp.prp2.as_u64().to_le()]
         }
         Dptr::Sgl => {
             let pool = sgl_pages.iter_mut().enumerate().map(|(i, p)| {

@@ -145,7 +145,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("SQE bytes 24..40 (DPTR):");
     hexdump(&sqe.as_bytes()[24..40], 16);
     assert_eq!(desc.descriptor_type(), SglDescriptorType::KeyedDataBlock);
-    assert_eq!((desc.address(), desc.key()), (m.iova, mr.rkey));
+    assert_eq!((desc.address().as_u64(), desc.key()), (m.iova, mr.rkey));
     assert_eq!(u64::from(desc.keyed_length()), m.length);
 
     // The target side decodes the same command: one data item naming the remote region.

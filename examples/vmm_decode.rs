@@ -153,8 +153,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // A buggy (or hostile) guest: PRP2 points into the middle of a page while more
     // than one page of data remains, so it must be a page-aligned list pointer.
     let bad = write.with_cid(3).with_data_pointer(DataPointer::Prp {
-        prp1: 0x10_0800,
-        prp2: 0x50_0014,
+        prp1: physvec::DmaAddr::new(0x10_0800),
+        prp2: physvec::DmaAddr::new(0x50_0014),
     });
 
     // An SGL whose segment points at itself: loop detection, bounded work.
@@ -172,8 +172,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // And a PRP list outside guest RAM (at 16 MiB): a Data Transfer Error.
     let outside = write.with_cid(5).with_data_pointer(DataPointer::Prp {
-        prp1: 0x10_0800,
-        prp2: 0x100_0000,
+        prp1: physvec::DmaAddr::new(0x10_0800),
+        prp2: physvec::DmaAddr::new(0x100_0000),
     });
 
     let commands = [write, read, bad, looping, outside];

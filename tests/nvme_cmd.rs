@@ -85,8 +85,8 @@ fn admin_commands_by_name() {
     assert_eq!(
         cq.data_pointer(),
         Some(DataPointer::Prp {
-            prp1: 0x1_0000_0000,
-            prp2: 0
+            prp1: physvec::DmaAddr::new(0x1_0000_0000),
+            prp2: physvec::DmaAddr::ZERO
         })
     );
     let sq = SubmissionQueueEntry::create_io_sq(3, 65536, DmaAddr::new(0x2000), 3).unwrap();

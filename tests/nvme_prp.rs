@@ -68,8 +68,8 @@ fn encode(rs: &[DmaRange], mps: MemoryPageSize, pages: usize) -> Result<Encoded,
         );
     }
     Ok(Encoded {
-        prp1: prp.prp1,
-        prp2: prp.prp2,
+        prp1: prp.prp1.as_u64(),
+        prp2: prp.prp2.as_u64(),
         used: prp.list_pages_used(),
         memory,
     })

@@ -46,7 +46,10 @@ fn pattern_image(salt: u32) -> Vec<u8> {
 }
 
 fn prp(prp1: u64, prp2: u64) -> DataPointer {
-    DataPointer::Prp { prp1, prp2 }
+    DataPointer::Prp {
+        prp1: physvec::DmaAddr::new(prp1),
+        prp2: physvec::DmaAddr::new(prp2),
+    }
 }
 
 /// Identify, then reads with hand-computed PRPs: a page-offset PRP1 + PRP2 data pointer,
@@ -253,8 +256,8 @@ fn encode_prp_crate(
         })
         .collect();
     let l = PrpLayout {
-        prp1: enc.prp1,
-        prp2: enc.prp2,
+        prp1: enc.prp1.as_u64(),
+        prp2: enc.prp2.as_u64(),
         lists,
     };
     // An independent check of the encoding: the same PRPs as the reference builder.

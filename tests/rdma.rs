@@ -295,7 +295,11 @@ fn keyed_descriptor_from_registration() {
     assert_eq!(d.subtype(), SGL_SUBTYPE_INVALIDATE_KEY);
     assert_eq!(
         (d.address(), d.keyed_length(), d.key()),
-        (0xdead_beef_0000, 0xff_ffff, 0xa5a5_0001)
+        (
+            physvec::DmaAddr::new(0xdead_beef_0000),
+            0xff_ffff,
+            0xa5a5_0001
+        )
     );
     assert_eq!(hex(&d.to_bytes()), "0000efbeadde0000ffffff0100a5a54f");
     let e = keyed_sgl(

@@ -55,8 +55,8 @@ proptest! {
         let (ram, sparse) = both(bytemuck::cast_slice(&list), ram_len);
         let opts = DecodeOptions::default();
         let (mut a, mut b) = (Vec::new(), Vec::new());
-        let ra = decode_prp(DmaAddr::new(prp.prp1), DmaAddr::new(prp.prp2), len, mps, &GuestMem::new(&ram), &mut a, &opts);
-        let rb = decode_prp(DmaAddr::new(prp.prp1), DmaAddr::new(prp.prp2), len, mps, &sparse, &mut b, &opts);
+        let ra = decode_prp(prp.prp1, prp.prp2, len, mps, &GuestMem::new(&ram), &mut a, &opts);
+        let rb = decode_prp(prp.prp1, prp.prp2, len, mps, &sparse, &mut b, &opts);
         prop_assert_eq!(ra.is_ok(), rb.is_ok());
         match (ra, rb) {
             (Ok(_), Ok(_)) => prop_assert_eq!(a, b),

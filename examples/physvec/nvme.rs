@@ -201,8 +201,8 @@ pub fn decode_prp(input: &str) -> Result<Value, CliError> {
     };
     let mut out: Vec<DmaRange> = Vec::new();
     nvme::decode_prp(
-        physvec::DmaAddr::new(prp1),
-        physvec::DmaAddr::new(prp2),
+        prp1,
+        prp2,
         req.length,
         mps,
         &mem,
@@ -271,7 +271,14 @@ pub fn tour() {
     };
     let mem = physvec::mem::SliceMemory::new(DmaAddr::new(0x8_0000), bytemuck::cast_slice(&list));
     let mut p = crate::picture::Picture::new();
-    crate::picture::prp(&mut p, mps.get(), total, prp.prp1, prp.prp2, &mem);
+    crate::picture::prp(
+        &mut p,
+        mps.get(),
+        total,
+        prp.prp1.as_u64(),
+        prp.prp2.as_u64(),
+        &mem,
+    );
     print!("{}", p.render());
     why("one PRP entry per 4 KiB memory page: 1 for range [0], 3 for the 12 KiB of range [1],");
     why("1 for range [2] = 5 entries. PRP1 holds the first; with more than two, PRP2 points at");
@@ -357,8 +364,7 @@ pub fn tour() {
                 Err(e) => println!("decode: {e}"),
             }
             // And a malformed one: the same chain with DPTR typed Last Segment.
-            let bad =
-                SglDescriptor::last_segment(DmaAddr::new(sgl.dptr.address()), sgl.dptr.length());
+            let bad = SglDescriptor::last_segment(sgl.dptr.address(), sgl.dptr.length());
             if let Err(e) = nvme::decode_sgl(bad, 6 * 0x200, &mem, &mut out, &Default::default()) {
                 println!(
                     "the same chain with DPTR retyped as Last Segment: {e} (nvme_status {:#x})",

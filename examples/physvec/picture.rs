@@ -343,7 +343,7 @@ pub fn sgl<M: MemoryReader + ?Sized>(
     let mut shown = 0usize;
     let mut n_seg = 0;
     while let Some(ptr) = next.take() {
-        let addr = ptr.address();
+        let addr = ptr.address().as_u64();
         let n = u64::from(ptr.length() / 16);
         p.text(format!(
             "  {} {n_seg} at {addr:#x}: {n} descriptor(s){}",

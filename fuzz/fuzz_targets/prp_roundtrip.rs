@@ -120,8 +120,8 @@ fuzz_target!(|input: Input| {
     let mut out: Vec<DmaRange> = Vec::new();
     let o = DecodeOptions::default();
     decode_prp(
-        physvec::DmaAddr::new(prp.prp1),
-        physvec::DmaAddr::new(prp.prp2),
+        prp.prp1,
+        prp.prp2,
         total as u64,
         mps,
         &mem,

@@ -71,7 +71,8 @@ impl Psdt {
 ///
 /// ```
 /// use physvec::nvme::DataPointer;
-/// let p = DataPointer::Prp { prp1: 0x10800, prp2: 0x11000 };
+/// use physvec::DmaAddr;
+/// let p = DataPointer::Prp { prp1: DmaAddr::new(0x10800), prp2: DmaAddr::new(0x11000) };
 /// let b = p.to_bytes();
 /// assert_eq!(&b[..8], &0x10800u64.to_le_bytes());
 /// assert_eq!(DataPointer::from_bytes(false, b), p);
@@ -81,9 +82,9 @@ pub enum DataPointer {
     /// PRP Entry 1 and PRP Entry 2 (an entry, a list pointer, or reserved = 0).
     Prp {
         /// PRP1: the first data page, possibly with an offset.
-        prp1: u64,
+        prp1: DmaAddr,
         /// PRP2: second data page, PRP list pointer, or 0 when unused.
-        prp2: u64,
+        prp2: DmaAddr,
     },
     /// SGL Entry 1.
     Sgl(SglDescriptor),
@@ -94,8 +95,8 @@ impl DataPointer {
     pub const fn to_bytes(self) -> [u8; 16] {
         match self {
             DataPointer::Prp { prp1, prp2 } => {
-                let a = prp1.to_le_bytes();
-                let b = prp2.to_le_bytes();
+                let a = prp1.as_u64().to_le_bytes();
+                let b = prp2.as_u64().to_le_bytes();
                 [
                     a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], b[0], b[1], b[2], b[3], b[4],
                     b[5], b[6], b[7],
@@ -111,8 +112,12 @@ impl DataPointer {
             DataPointer::Sgl(SglDescriptor::from_bytes(b))
         } else {
             DataPointer::Prp {
-                prp1: u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]),
-                prp2: u64::from_le_bytes([b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]]),
+                prp1: DmaAddr::new(u64::from_le_bytes([
+                    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+                ])),
+                prp2: DmaAddr::new(u64::from_le_bytes([
+                    b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
+                ])),
             }
         }
     }
@@ -130,7 +135,7 @@ impl DataPointer {
 /// let mut sqe = SubmissionQueueEntry::new(0x02); // Read
 /// sqe.set_cid(7);
 /// sqe.set_nsid(1);
-/// sqe.set_data_pointer(DataPointer::Prp { prp1: 0x10000, prp2: 0 });
+/// sqe.set_data_pointer(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x10000), prp2: physvec::DmaAddr::ZERO });
 /// sqe.set_cdw12(7); // 8 blocks
 /// let bytes = bytemuck::bytes_of(&sqe);
 /// assert_eq!(bytes.len(), 64);
@@ -793,7 +798,7 @@ impl SubmissionQueueEntry {
     /// let lbas = LbaRange::from_bytes(0, 1 << 20, 512)?; // the first MiB
     /// let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
     ///     .with_cid(7)
-    ///     .with_data_pointer(DataPointer::Prp { prp1: 0x10_0000, prp2: 0x8_0000 });
+    ///     .with_data_pointer(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x10_0000), prp2: physvec::DmaAddr::new(0x8_0000) });
     /// assert_eq!((sqe.opcode(), sqe.nsid(), sqe.cid()), (opcode::io::READ, 1, 7));
     /// assert_eq!(sqe.cdw12(), 2047); // NLB, 0's based
     /// assert_eq!(sqe.lba_range(), Some(lbas));
@@ -879,8 +884,8 @@ impl SubmissionQueueEntry {
         let cdw10 = queue_fields(qid, entries, base)?;
         let mut s = Self::new(opcode::admin::CREATE_IO_CQ);
         s.set_data_pointer(DataPointer::Prp {
-            prp1: base.as_u64(),
-            prp2: 0,
+            prp1: base,
+            prp2: DmaAddr::ZERO,
         });
         s.set_cdw10(cdw10);
         s.set_cdw11(match interrupt {
@@ -918,8 +923,8 @@ impl SubmissionQueueEntry {
         }
         let mut s = Self::new(opcode::admin::CREATE_IO_SQ);
         s.set_data_pointer(DataPointer::Prp {
-            prp1: base.as_u64(),
-            prp2: 0,
+            prp1: base,
+            prp2: DmaAddr::ZERO,
         });
         s.set_cdw10(cdw10);
         s.set_cdw11((u32::from(cqid) << 16) | 0b1); // CQID, QPRIO 00b, PC
@@ -970,8 +975,8 @@ impl SubmissionQueueEntry {
     /// ```
     /// use physvec::nvme::{DataPointer, SubmissionQueueEntry};
     /// let sqe = SubmissionQueueEntry::identify_controller()
-    ///     .with_data_pointer(DataPointer::Prp { prp1: 0x9000, prp2: 0 });
-    /// assert_eq!(sqe.data_pointer(), Some(DataPointer::Prp { prp1: 0x9000, prp2: 0 }));
+    ///     .with_data_pointer(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x9000), prp2: physvec::DmaAddr::ZERO });
+    /// assert_eq!(sqe.data_pointer(), Some(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x9000), prp2: physvec::DmaAddr::ZERO }));
     /// ```
     pub fn with_data_pointer(mut self, dp: DataPointer) -> Self {
         self.set_data_pointer(dp);
@@ -1002,7 +1007,7 @@ impl SubmissionQueueEntry {
 /// use physvec::nvme::{DataPointer, LbaRange, NamespaceId, SubmissionQueueEntry};
 /// let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), LbaRange::new(0, 8))
 ///     .with_cid(7)
-///     .with_data_pointer(DataPointer::Prp { prp1: 0x10_0000, prp2: 0 });
+///     .with_data_pointer(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x10_0000), prp2: physvec::DmaAddr::ZERO });
 /// assert_eq!(sqe.to_string(), "opcode=0x02 flags=0x00 cid=0x0007 nsid=0x1 mptr=0x0 \
 ///     prp1=0x100000 prp2=0x0 cdw10=0x00000000 cdw11=0x00000000 cdw12=0x00000007 \
 ///     cdw13=0x00000000 cdw14=0x00000000 cdw15=0x00000000");
@@ -1060,11 +1065,17 @@ mod tests {
             4,
         )));
         assert_eq!(s.psdt(), Psdt::SglMetadataDescriptor);
-        s.set_data_pointer(DataPointer::Prp { prp1: 1, prp2: 2 });
+        s.set_data_pointer(DataPointer::Prp {
+            prp1: crate::DmaAddr::new(1),
+            prp2: crate::DmaAddr::new(2),
+        });
         assert_eq!(s.psdt(), Psdt::Prp);
         assert_eq!(
             s.data_pointer(),
-            Some(DataPointer::Prp { prp1: 1, prp2: 2 })
+            Some(DataPointer::Prp {
+                prp1: crate::DmaAddr::new(1),
+                prp2: crate::DmaAddr::new(2)
+            })
         );
         s.set_psdt(Psdt::Reserved);
         assert_eq!(s.data_pointer(), None);

@@ -99,7 +99,7 @@ pub const SGL_SUBTYPE_INVALIDATE_KEY: u8 = 0xf;
 /// use physvec::DmaAddr;
 /// let d = SglDescriptor::data_block(DmaAddr::new(0x1000), 0x200);
 /// assert_eq!(d.descriptor_type(), SglDescriptorType::DataBlock);
-/// assert_eq!((d.address(), d.length()), (0x1000, 0x200));
+/// assert_eq!((d.address().as_u64(), d.length()), (0x1000, 0x200));
 /// let k = SglDescriptor::keyed_data_block(DmaAddr::new(0x2000), 0x10_0000, 0xabcd).unwrap();
 /// assert_eq!((k.keyed_length(), k.key()), (0x10_0000, 0xabcd));
 /// assert_eq!(k.to_bytes()[15], 0x40);
@@ -193,10 +193,18 @@ impl SglDescriptor {
         self.0[15] & 0xf
     }
 
-    /// Bytes 0–7: address.
-    pub const fn address(self) -> u64 {
+    /// Bytes 0–7: the address (a bus address: data, or the next segment).
+    ///
+    /// ```
+    /// use physvec::nvme::SglDescriptor;
+    /// use physvec::DmaAddr;
+    /// assert_eq!(SglDescriptor::data_block(DmaAddr::new(0x1000), 8).address(), DmaAddr::new(0x1000));
+    /// ```
+    pub const fn address(self) -> DmaAddr {
         let b = self.0;
-        u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+        DmaAddr::new(u64::from_le_bytes([
+            b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
+        ]))
     }
 
     /// Bytes 8–11: the 32-bit length in bytes (Data Block, Bit Bucket, Segments).

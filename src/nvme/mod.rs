@@ -32,7 +32,7 @@
 //! let lbas = LbaRange::from_bytes(0, 0x2800, 512)?;     // 10 KiB from LBA 0
 //! let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas)
 //!     .with_data_pointer(prp.data_pointer());
-//! assert_eq!((prp.prp1, prp.prp2), (0x10_0800, 0x8_0000));
+//! assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x10_0800, 0x8_0000));
 //! assert_eq!(&list[..2], &[0x20_0000u64.to_le(), 0x20_1000u64.to_le()]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```

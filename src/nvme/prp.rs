@@ -38,7 +38,7 @@ use crate::range::DmaRange;
 /// let mut small = [0u64; 32];
 /// let pool = [PrpListPage::new(DmaAddr::new(0x8_0100), &mut small)];
 /// let prp = encode_prp([DmaRange::new(0x10_0000, 0x3000)], MemoryPageSize::SIZE_4K, pool)?;
-/// assert_eq!((prp.prp2, prp.list_page_entries(0)), (0x8_0100, 2));
+/// assert_eq!((prp.prp2.as_u64(), prp.list_page_entries(0)), (0x8_0100, 2));
 /// assert_eq!(u64::from_le(small[1]), 0x10_2000);
 /// # Ok::<(), physvec::nvme::PrpError>(())
 /// ```
@@ -187,16 +187,16 @@ impl core::error::Error for PrpError {}
 /// use physvec::DmaRange;
 /// // Two pages: PRP2 is the second data page, no list needed.
 /// let prp = encode_prp([DmaRange::new(0x10_0800, 0x1000)], MemoryPageSize::SIZE_4K, core::iter::empty())?;
-/// assert_eq!((prp.prp1, prp.prp2), (0x10_0800, 0x10_1000));
+/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x10_0800, 0x10_1000));
 /// assert_eq!((prp.data_entries(), prp.list_pages_used()), (2, 0));
 /// # Ok::<(), physvec::nvme::PrpError>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Prp {
     /// PRP Entry 1: the first byte of the transfer.
-    pub prp1: u64,
+    pub prp1: DmaAddr,
     /// PRP Entry 2: 0 (unused), the second data page, or the PRP list pointer.
-    pub prp2: u64,
+    pub prp2: DmaAddr,
     entries: u64,
     list_pages: usize,
     first_page_slots: u64,
@@ -381,7 +381,7 @@ pub fn prp_list_pages_needed(entries: u64, mps: MemoryPageSize, first_list_offse
 /// let mut list = [0u64; 512];
 /// let pool = [PrpListPage::new(DmaAddr::new(0x80000), &mut list)];
 /// let prp = encode_prp([DmaRange::new(0x100800, 0x3000)], MemoryPageSize::SIZE_4K, pool).unwrap();
-/// assert_eq!((prp.prp1, prp.prp2), (0x100800, 0x80000));
+/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x100800, 0x80000));
 /// assert_eq!(prp.list_page_entries(0), 3);
 /// assert_eq!(&list[..3], &[0x101000u64.to_le(), 0x102000u64.to_le(), 0x103000u64.to_le()]);
 /// ```
@@ -430,8 +430,8 @@ where
         Ok(())
     })?;
     Ok(Prp {
-        prp1,
-        prp2: w.prp2,
+        prp1: DmaAddr::new(prp1),
+        prp2: DmaAddr::new(w.prp2),
         entries: n,
         list_pages: w.used,
         first_page_slots: w.first_slots,
@@ -682,7 +682,12 @@ mod tests {
         let pool = [PrpListPage::new(DmaAddr::new(LIST), &mut buf)];
         let p = encode_prp(ranges.iter().copied(), MemoryPageSize::SIZE_4K, pool)?;
         let n = p.list_page_entries(0) as usize;
-        Ok((p.data_entries(), p.prp1, p.prp2, buf[..n].to_vec()))
+        Ok((
+            p.data_entries(),
+            p.prp1.as_u64(),
+            p.prp2.as_u64(),
+            buf[..n].to_vec(),
+        ))
     }
 
     #[test]
@@ -795,7 +800,7 @@ mod tests {
             PrpListPage::new(DmaAddr::new(0x90000), &mut b),
         ];
         let p = encode_prp([DmaRange::new(0x10000, 0x4000)], mps, pool).unwrap();
-        assert_eq!(p.prp2, 0x80ff0);
+        assert_eq!(p.prp2, DmaAddr::new(0x80ff0));
         assert_eq!(
             a.iter().map(|&x| u64::from_le(x)).collect::<Vec<_>>(),
             [0x11000, 0x90000]
@@ -829,6 +834,9 @@ mod tests {
         let mps = MemoryPageSize::SIZE_4K;
         let r = DmaRange::new(u64::MAX - 0x1fff, 0x2000);
         let p = encode_prp([r], mps, core::iter::empty()).unwrap();
-        assert_eq!((p.prp1, p.prp2), (u64::MAX - 0x1fff, u64::MAX - 0xfff));
+        assert_eq!(
+            (p.prp1.as_u64(), p.prp2.as_u64()),
+            (u64::MAX - 0x1fff, u64::MAX - 0xfff)
+        );
     }
 }

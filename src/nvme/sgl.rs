@@ -226,7 +226,7 @@ impl core::error::Error for SglError {}
 /// let sgl = encode_sgl(items, SglOptions::default(), pool)?;
 /// // Two data blocks: SGL1 is a Last Segment pointing at them.
 /// assert_eq!(sgl.dptr.descriptor_type(), SglDescriptorType::LastSegment);
-/// assert_eq!((sgl.dptr.address(), sgl.dptr.length()), (0x9_0000, 32));
+/// assert_eq!((sgl.dptr.address().as_u64(), sgl.dptr.length()), (0x9_0000, 32));
 /// assert_eq!((sgl.data_descriptors(), sgl.segments_used()), (2, 1));
 /// # Ok::<(), physvec::nvme::SglError>(())
 /// ```

@@ -105,7 +105,10 @@ impl Queue {
 pub fn sqe(opcode: u8, nsid: u32, prp1: u64, cdw10_15: [u32; 6]) -> SubmissionQueueEntry {
     let mut e = SubmissionQueueEntry::new(opcode);
     e.set_nsid(nsid);
-    e.set_data_pointer(DataPointer::Prp { prp1, prp2: 0 });
+    e.set_data_pointer(DataPointer::Prp {
+        prp1: physvec::DmaAddr::new(prp1),
+        prp2: physvec::DmaAddr::ZERO,
+    });
     for (i, d) in cdw10_15.iter().enumerate() {
         e.set_dword(10 + i, *d);
     }

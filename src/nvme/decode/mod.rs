@@ -40,7 +40,7 @@ use output::with_items;
 /// use physvec::mem::SliceMemory;
 /// use physvec::DmaRange;
 /// let mut sqe = SubmissionQueueEntry::new(0x02);
-/// sqe.set_data_pointer(DataPointer::Prp { prp1: 0x10800, prp2: 0x11000 });
+/// sqe.set_data_pointer(DataPointer::Prp { prp1: physvec::DmaAddr::new(0x10800), prp2: physvec::DmaAddr::new(0x11000) });
 /// let mut out = Vec::new();
 /// decode_command(&sqe, 0x1000, MemoryPageSize::SIZE_4K, &SliceMemory::new(physvec::DmaAddr::new(0), &[]), &mut out,
 ///                &DecodeOptions::default())?;
@@ -101,8 +101,8 @@ mod tests {
         let mem = SliceMemory::new(crate::DmaAddr::new(0x80000), &list);
         let mut sqe = SubmissionQueueEntry::new(0x02);
         sqe.set_data_pointer(DataPointer::Prp {
-            prp1: 0x10800,
-            prp2: 0x80000,
+            prp1: crate::DmaAddr::new(0x10800),
+            prp2: crate::DmaAddr::new(0x80000),
         });
         let opts = DecodeOptions::default();
         let mps = MemoryPageSize::SIZE_4K;

@@ -137,10 +137,10 @@ impl<E: Emit> State<'_, E> {
             return Ok(());
         }
         if is_data {
-            if caps.dword_aligned() && (d.address() | len) & 3 != 0 {
+            if caps.dword_aligned() && (d.address().as_u64() | len) & 3 != 0 {
                 return Err(DecodeError::GranularityInvalid { at });
             }
-            if data(d.address(), len).is_none() {
+            if data(d.address().as_u64(), len).is_none() {
                 return Err(DecodeError::SglLengthInvalid {
                     at,
                     uncovered: self.remaining,
@@ -158,7 +158,7 @@ impl<E: Emit> State<'_, E> {
             return Err(DecodeError::SglLengthInvalid { at, uncovered: 0 });
         }
         let item = if is_data {
-            data(d.address(), take).ok_or(DecodeError::SglLengthInvalid {
+            data(d.address().as_u64(), take).ok_or(DecodeError::SglLengthInvalid {
                 at,
                 uncovered: self.remaining,
             })?
@@ -173,7 +173,7 @@ impl<E: Emit> State<'_, E> {
 
 /// Identity of a segment for cycle detection: what the next step depends on.
 fn key(d: SglDescriptor) -> (u64, u32, u8) {
-    (d.address(), d.length(), d.identifier() >> 4)
+    (d.address().as_u64(), d.length(), d.identifier() >> 4)
 }
 
 pub(crate) fn decode_sgl_into<M, E>(
@@ -222,7 +222,7 @@ where
     loop {
         let is_last = cur.descriptor_type() == SglDescriptorType::LastSegment;
         let seg_len = cur.length() as u64;
-        let addr = cur.address();
+        let addr = cur.address().as_u64();
         let bad_segment = DecodeError::InvalidSegmentDescriptor {
             at: cur_at.map(DmaAddr::new),
         };
