@@ -49,7 +49,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut chunks: Vec<SgChunk<'_>> = store
         .iter_mut()
         .zip(chunk_addrs)
-        .map(|(e, addr)| SgChunk { addr, entries: e })
+        .map(|(e, addr)| SgChunk {
+            addr: physvec::VirtAddr::new(addr),
+            entries: e,
+        })
         .collect();
     let x = export(&view, &vm, SG_DEFAULT_MAX_SEGMENT, &mut chunks)?;
     let mut table = x.table;
@@ -65,7 +68,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for c in &chunks[..x.chunks] {
         println!("  chunk @ {:#x}:", c.addr);
         for (i, e) in c.entries.iter().enumerate() {
-            let at = c.addr + (i * Scatterlist::SIZE) as u64;
+            let at = c.addr.as_u64() + (i * Scatterlist::SIZE) as u64;
             if e.is_chain() {
                 chain_entries += 1;
                 println!("    {at:#x}  SG_CHAIN -> {:#x}", e.chain_ptr());
@@ -85,11 +88,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Walk it back exactly as a consumer of an untrusted table would: a bounded
     //    sg_next with loop detection, from the memory the chunks live in.
-    let walked: Vec<u64> = SgWalk::new(&chunks[..], table.sgl, None, 64)
-        .map(|e| e.map(|e| e.addr))
+    let walked: Vec<u64> = SgWalk::new(&chunks[..], physvec::VirtAddr::new(table.sgl), None, 64)
+        .map(|e| e.map(|e| e.addr.as_u64()))
         .collect::<Result<_, _>>()?;
     let mut back = PhysVec::new();
-    import(&chunks[..], table.sgl, None, &vm, 64, &mut back)?;
+    import(
+        &chunks[..],
+        physvec::VirtAddr::new(table.sgl),
+        None,
+        &vm,
+        64,
+        &mut back,
+    )?;
     println!(
         "\nwalked back: {} data entries at {:x?}",
         walked.len(),

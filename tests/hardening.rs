@@ -307,12 +307,19 @@ fn sg_chain_loop_is_detected() {
         Scatterlist::chain_entry(0x1000),
     ];
     let chunks = [SgChunk {
-        addr: 0x1000,
+        addr: physvec::VirtAddr::new(0x1000),
         entries: &mut a,
     }];
     let mem = Counted::new(&chunks[..]);
     let mut out = PhysArray::<4>::new();
-    let r = import(&mem, 0x1000, None, &vm, SG_WALK_DEFAULT_LIMIT, &mut out);
+    let r = import(
+        &mem,
+        physvec::VirtAddr::new(0x1000),
+        None,
+        &vm,
+        SG_WALK_DEFAULT_LIMIT,
+        &mut out,
+    );
     assert_eq!(r, Err(SgImportError::LoopDetected { at: 0x1000 }));
     assert!(mem.reads.get() <= 3, "{} reads", mem.reads.get());
 }
@@ -337,14 +344,25 @@ fn sg_loop_found_within_brent_bound() {
             .iter_mut()
             .enumerate()
             .map(|(i, e)| SgChunk {
-                addr: 0x10_0000 + i as u64 * 0x100,
+                addr: physvec::VirtAddr::new(0x10_0000 + i as u64 * 0x100),
                 entries: e,
             })
             .collect();
-        let steps = SgWalk::new(&chunks[..], 0x10_0000, None, SG_WALK_DEFAULT_LIMIT)
-            .take_while(Result::is_ok)
-            .count();
-        let last = SgWalk::new(&chunks[..], 0x10_0000, None, SG_WALK_DEFAULT_LIMIT).last();
+        let steps = SgWalk::new(
+            &chunks[..],
+            physvec::VirtAddr::new(0x10_0000),
+            None,
+            SG_WALK_DEFAULT_LIMIT,
+        )
+        .take_while(Result::is_ok)
+        .count();
+        let last = SgWalk::new(
+            &chunks[..],
+            physvec::VirtAddr::new(0x10_0000),
+            None,
+            SG_WALK_DEFAULT_LIMIT,
+        )
+        .last();
         assert!(matches!(
             last,
             Some(Err(SgImportError::LoopDetected { .. }))
@@ -365,7 +383,16 @@ fn sg_maximal_chain_stops_at_the_limit() {
         Scatterlist::page_entry(vm.page_of(pfn).unwrap(), 0, 0x1000, false).to_le_bytes()
     }));
     let mut out = PhysArray::<1>::new();
-    let (r, allocs) = allocations(|| import(&mem, 0, None, &vm, SG_WALK_DEFAULT_LIMIT, &mut out));
+    let (r, allocs) = allocations(|| {
+        import(
+            &mem,
+            physvec::VirtAddr::new(0),
+            None,
+            &vm,
+            SG_WALK_DEFAULT_LIMIT,
+            &mut out,
+        )
+    });
     assert_eq!(
         r,
         Err(SgImportError::TooManyEntries {

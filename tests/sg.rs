@@ -54,7 +54,7 @@ fn chunk_refs(store: &mut [Vec<Scatterlist>]) -> Vec<SgChunk<'_>> {
         .iter_mut()
         .enumerate()
         .map(|(i, e)| SgChunk {
-            addr: 0x4000_0000 + (i as u64) * 0x10_0000,
+            addr: physvec::VirtAddr::new(0x4000_0000 + (i as u64) * 0x10_0000),
             entries: e,
         })
         .collect()
@@ -79,7 +79,7 @@ proptest! {
         prop_assert_eq!(x.table.nents as usize, n);
         // Every entry respects the kernel's page rules.
         let mut seen = 0;
-        for e in SgWalk::new(&chunks[..], x.table.sgl, Some(x.table.orig_nents), 1 << 16) {
+        for e in SgWalk::new(&chunks[..], physvec::VirtAddr::new(x.table.sgl), Some(x.table.orig_nents), 1 << 16) {
             let e = e.unwrap().entry;
             prop_assert!(e.offset < 4096);
             prop_assert!(e.length > 0);
@@ -89,15 +89,15 @@ proptest! {
         prop_assert_eq!(seen, n);
         // Round trip, with and without the entry count.
         let mut back: Vec<PhysRange> = Vec::new();
-        import(&chunks[..], x.table.sgl, None, &VM, 1 << 16, &mut back).unwrap();
+        import(&chunks[..], physvec::VirtAddr::new(x.table.sgl), None, &VM, 1 << 16, &mut back).unwrap();
         prop_assert_eq!(&back, &coalesce(&r));
         let mut back2: Vec<PhysRange> = Vec::new();
-        import(&chunks[..], x.table.sgl, Some(x.table.orig_nents), &VM, 1 << 16, &mut back2).unwrap();
+        import(&chunks[..], physvec::VirtAddr::new(x.table.sgl), Some(x.table.orig_nents), &VM, 1 << 16, &mut back2).unwrap();
         prop_assert_eq!(back2, back);
         // Full chunks hold cap - 1 entries and a chain to the next chunk.
         for c in 0..x.chunks.saturating_sub(1) {
             prop_assert!(chunks[c].entries[cap - 1].is_chain());
-            prop_assert_eq!(chunks[c].entries[cap - 1].chain_ptr(), chunks[c + 1].addr);
+            prop_assert_eq!(chunks[c].entries[cap - 1].chain_ptr(), chunks[c + 1].addr.as_u64());
         }
     }
 
@@ -148,7 +148,7 @@ proptest! {
         }
         // Byte for byte, the DMA segments are the entries' IOVA ranges.
         let mut per_entry: Vec<DmaRange> = Vec::new();
-        for (e, (d, s)) in SgWalk::new(&chunks[..], t.sgl, Some(t.orig_nents), 1 << 16).zip(&spans) {
+        for (e, (d, s)) in SgWalk::new(&chunks[..], physvec::VirtAddr::new(t.sgl), Some(t.orig_nents), 1 << 16).zip(&spans) {
             let e = e.unwrap().entry;
             let phys = physvec::sg::entry_phys(&VM, 0, &e).unwrap();
             let off = phys.addr().as_u64() - s.addr().as_u64();
@@ -170,11 +170,11 @@ proptest! {
         let mem = SliceMemory::new(physvec::VirtAddr::new(0x1000), &bytes);
         let mut out: Vec<PhysRange> = Vec::new();
         let limit = 64;
-        let r = import(&mem, 0x1000 + start * 8, None, &Vmemmap::new(0), limit, &mut out);
+        let r = import(&mem, physvec::VirtAddr::new(0x1000 + start * 8), None, &Vmemmap::new(0), limit, &mut out);
         if let Ok(n) = r {
             prop_assert!(n <= limit);
         }
-        let steps = SgWalk::new(&mem, 0x1000, None, limit).count();
+        let steps = SgWalk::new(&mem, physvec::VirtAddr::new(0x1000), None, limit).count();
         prop_assert!(steps <= limit as usize + 1);
     }
 }
@@ -190,7 +190,15 @@ fn every_small_chunk_size_round_trips_a_long_list() {
         let mut chunks = chunk_refs(&mut store);
         let x = export(&view, &VM, u32::MAX, &mut chunks).unwrap();
         let mut back: Vec<PhysRange> = Vec::new();
-        import(&chunks[..], x.table.sgl, Some(300), &VM, 1 << 12, &mut back).unwrap();
+        import(
+            &chunks[..],
+            physvec::VirtAddr::new(x.table.sgl),
+            Some(300),
+            &VM,
+            1 << 12,
+            &mut back,
+        )
+        .unwrap();
         assert_eq!(back, r, "chunk size {cap}");
         let expected_chunks = if cap >= 300 {
             1

@@ -74,7 +74,10 @@ pub fn sg(input: &str) -> Result<Value, CliError> {
     let mut chunks: Vec<SgChunk<'_>> = store
         .iter_mut()
         .zip(&req.table_pages)
-        .map(|(e, &addr)| SgChunk { addr, entries: e })
+        .map(|(e, &addr)| SgChunk {
+            addr: physvec::VirtAddr::new(addr),
+            entries: e,
+        })
         .collect();
     let vm = Vmemmap::new(req.vmemmap_base);
     let x = export(&view, &vm, req.max_segment_size, &mut chunks).map_err(|e| match e {
@@ -92,7 +95,7 @@ pub fn sg(input: &str) -> Result<Value, CliError> {
         .iter()
         .map(|c| {
             (
-                c.addr,
+                c.addr.as_u64(),
                 c.entries.iter().flat_map(|e| e.to_le_bytes()).collect(),
             )
         })
@@ -121,7 +124,15 @@ pub fn decode_sg(input: &str) -> Result<Value, CliError> {
     let limit = u32::try_from((bytes / 32).saturating_mul(3).saturating_add(3)).unwrap_or(u32::MAX);
     let vm = Vmemmap::new(req.vmemmap_base);
     let mut out: Vec<PhysRange> = Vec::new();
-    import(&mem, req.sgl, None, &vm, limit, &mut out).map_err(import_error)?;
+    import(
+        &mem,
+        physvec::VirtAddr::new(req.sgl),
+        None,
+        &vm,
+        limit,
+        &mut out,
+    )
+    .map_err(import_error)?;
     Ok(json!({ "segments": segments_json(&out) }))
 }
 
@@ -152,11 +163,11 @@ pub fn tour() {
     let mut b = [Scatterlist::default(); 3];
     let mut chunks = [
         SgChunk {
-            addr: 0xffff_8881_0000_0000,
+            addr: physvec::VirtAddr::new(0xffff_8881_0000_0000),
             entries: &mut a,
         },
         SgChunk {
-            addr: 0xffff_8881_0000_1000,
+            addr: physvec::VirtAddr::new(0xffff_8881_0000_1000),
             entries: &mut b,
         },
     ];
@@ -181,7 +192,14 @@ pub fn tour() {
     crate::picture::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
     print!("{}", p.render());
     let mut back: Vec<PhysRange> = Vec::new();
-    if let Err(e) = import(&chunks[..], x.table.sgl, None, &vm, 64, &mut back) {
+    if let Err(e) = import(
+        &chunks[..],
+        physvec::VirtAddr::new(x.table.sgl),
+        None,
+        &vm,
+        64,
+        &mut back,
+    ) {
         println!("walk: {e}\n");
         return;
     }

@@ -214,7 +214,7 @@ fuzz_target!(|input: Input| {
         .iter_mut()
         .enumerate()
         .map(|(i, e)| SgChunk {
-            addr: chunk_addr(i),
+            addr: physvec::VirtAddr::new(chunk_addr(i)),
             entries: e,
         })
         .collect();
@@ -230,7 +230,7 @@ fuzz_target!(|input: Input| {
 
     let expect = reference(&mem, sgl, nents, limit);
     mem.reads.set(0);
-    let mut walk: Vec<Step> = SgWalk::new(&mem, sgl, nents, limit)
+    let mut walk: Vec<Step> = SgWalk::new(&mem, physvec::VirtAddr::new(sgl), nents, limit)
         .map(|r| match r {
             Ok(e) => Step::Entry(e),
             Err(e) => Step::Err(e),
@@ -294,7 +294,7 @@ fuzz_target!(|input: Input| {
     // import == the walk's entries, converted and coalesced.
     mem.reads.set(0);
     let mut out = PhysVec::new();
-    let r = import(&mem, sgl, nents, &vm, limit, &mut out);
+    let r = import(&mem, physvec::VirtAddr::new(sgl), nents, &vm, limit, &mut out);
     assert!(mem.reads.get() <= limit);
     let mut want: Vec<(u64, u64)> = Vec::new();
     let mut want_err = None;

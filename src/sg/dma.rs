@@ -305,7 +305,7 @@ fn write_dma<M: MemoryWriter<Virt> + ?Sized>(
 /// let vm = Vmemmap::new(0);
 /// let r = [PhysRange::new(0x10000, 0x1000), PhysRange::new(0x50000, 0x2000), PhysRange::new(0x90000, 0x800)];
 /// let mut a = [Scatterlist::default(); 4];
-/// let mut chunks = [SgChunk { addr: 0x1000, entries: &mut a }];
+/// let mut chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }];
 /// let mut t = export(&RangeView::full(&r)?, &vm, u32::MAX, &mut chunks)?.table;
 /// let p = IommuSgParams { granule: PageSize::SIZE_4K, seg_boundary_mask: u64::MAX, max_seg_size: 0x10000 };
 /// assert_eq!(iommu_iova_len(&chunks[..], &t, &vm, p, 64)?, 0x4000);
@@ -370,7 +370,7 @@ where
         }
         let dma_addr = base + p.iova_off;
         let s_length = e.entry.length;
-        write_dma(mem, e.addr, Some(DMA_MAPPING_ERROR), 0)?;
+        write_dma(mem, e.addr.as_u64(), Some(DMA_MAPPING_ERROR), 0)?;
         let merge = cur_len != 0
             && p.off == 0
             && dma_addr & mask != 0
@@ -383,7 +383,7 @@ where
         } else {
             // The lagging cursor only revisits entries `s_cur` has read.
             let o = out_cur.step(&*mem)?.ok_or(SgDmaError::IovaOverflow)?;
-            out_addr = o.addr;
+            out_addr = o.addr.as_u64();
             cur_len = s_length;
             count += 1;
             write_dma(mem, out_addr, Some(dma_addr + p.off), cur_len)?;
@@ -423,7 +423,7 @@ where
             .checked_add(dma_offset)
             .filter(|d| d.checked_add(phys.len()).is_some() || d.wrapping_add(phys.len()) == 0)
             .ok_or(SgDmaError::IovaOverflow)?;
-        write_dma(mem, e.addr, Some(dma), e.entry.length)?;
+        write_dma(mem, e.addr.as_u64(), Some(dma), e.entry.length)?;
     }
     table.nents = table.orig_nents;
     Ok(table.nents)
@@ -448,7 +448,7 @@ mod tests {
     ) -> (u64, u32, [Scatterlist; 8], DmaArray<8>) {
         let mut a = [Scatterlist::default(); 8];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let mut t = export(&RangeView::full(r).unwrap(), &VM, u32::MAX, &mut chunks)
@@ -541,7 +541,7 @@ mod tests {
         };
         let mut a = [Scatterlist::default(); 2];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let r = [PhysRange::new(0x10000, 0x2000)];

@@ -36,8 +36,9 @@ use super::page::PageModel;
 /// entries at those addresses, so an exported table can be walked or DMA-mapped in place.
 #[derive(Debug)]
 pub struct SgChunk<'a> {
-    /// Address of `entries[0]`; 8-byte aligned.
-    pub addr: u64,
+    /// Address of `entries[0]` (a CPU virtual address, as `struct scatterlist *`);
+    /// 8-byte aligned.
+    pub addr: VirtAddr,
     /// The slots; capacity = `entries.len()`.
     pub entries: &'a mut [Scatterlist],
 }
@@ -267,7 +268,7 @@ pub fn entries_needed(
 /// let r = [PhysRange::new(0x10000, 0x2000), PhysRange::new(0x40200, 0x200)];
 /// let mut a = [Scatterlist::default(); 2];
 /// let mut b = [Scatterlist::default(); 2];
-/// let mut chunks = [SgChunk { addr: 0x8000, entries: &mut a }, SgChunk { addr: 0x9000, entries: &mut b }];
+/// let mut chunks = [SgChunk { addr: physvec::VirtAddr::new(0x8000), entries: &mut a }, SgChunk { addr: physvec::VirtAddr::new(0x9000), entries: &mut b }];
 /// let vm = Vmemmap::new(0xffffea0000000000);
 /// let t = export(&RangeView::full(&r)?, &vm, SG_DEFAULT_MAX_SEGMENT, &mut chunks)?.table;
 /// assert_eq!((t.sgl, t.nents, t.orig_nents), (0x8000, 2, 2));
@@ -315,10 +316,10 @@ pub fn export<P: PageModel + ?Sized>(
             });
         };
         let bytes = (chunk.entries.len() as u64).saturating_mul(Scatterlist::SIZE as u64);
-        if chunk.addr % 8 != 0 || chunk.addr.checked_add(bytes).is_none() {
+        if chunk.addr.as_u64() % 8 != 0 || chunk.addr.checked_add(bytes).is_err() {
             return Err(SgExportError::MisalignedChunk {
                 chunk: used,
-                addr: chunk.addr,
+                addr: chunk.addr.as_u64(),
             });
         }
         let (data, chained) = chunk_split(rem, chunk.entries.len())
@@ -333,7 +334,7 @@ pub fn export<P: PageModel + ?Sized>(
     let _ = for_each_entry(view, max, |s, len| -> Result<(), ()> {
         if chunk_room == 0 {
             let next = chunks[c + 1].addr;
-            chunks[c].entries[slot] = Scatterlist::chain_entry(next);
+            chunks[c].entries[slot] = Scatterlist::chain_entry(next.as_u64());
             c += 1;
             slot = 0;
             chunk_room = chunk_split(left, chunks[c].entries.len()).map_or(0, |(d, _)| d);
@@ -348,7 +349,7 @@ pub fn export<P: PageModel + ?Sized>(
     });
     Ok(SgExported {
         table: SgTable {
-            sgl: chunks[0].addr,
+            sgl: chunks[0].addr.as_u64(),
             nents: n,
             orig_nents: n,
         },
@@ -359,7 +360,7 @@ pub fn export<P: PageModel + ?Sized>(
 
 fn locate_chunk(chunks: &[SgChunk<'_>], addr: u64, len: usize) -> Option<(usize, usize)> {
     chunks.iter().enumerate().find_map(|(i, c)| {
-        let off = addr.checked_sub(c.addr)?;
+        let off = addr.checked_sub(c.addr.as_u64())?;
         let size = c.entries.len() as u64 * Scatterlist::SIZE as u64;
         let end = off.checked_add(len as u64)?;
         (end <= size).then_some((i, off as usize))
@@ -425,15 +426,15 @@ mod tests {
         let mut c = [Scatterlist::default(); 3];
         let mut chunks = [
             SgChunk {
-                addr: 0x1000,
+                addr: VirtAddr::new(0x1000),
                 entries: &mut a,
             },
             SgChunk {
-                addr: 0x2000,
+                addr: VirtAddr::new(0x2000),
                 entries: &mut b,
             },
             SgChunk {
-                addr: 0x3000,
+                addr: VirtAddr::new(0x3000),
                 entries: &mut c,
             },
         ];
@@ -460,7 +461,7 @@ mod tests {
             core::array::from_fn(|i| PhysRange::new(0x10000 * (i as u64 + 1), 0x1000));
         let mut a = [Scatterlist::default(); 3];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let x = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap();
@@ -477,7 +478,7 @@ mod tests {
         ];
         let mut a = [Scatterlist::default(); 8];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let x = export(&RangeView::full(&r).unwrap(), &VM, 0x2fff, &mut chunks).unwrap();
@@ -494,7 +495,7 @@ mod tests {
             core::array::from_fn(|i| PhysRange::new(0x10000 * (i as u64 + 1), 0x1000));
         let mut a = [Scatterlist::default(); 3];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let e = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks).unwrap_err();
@@ -504,11 +505,11 @@ mod tests {
         let mut b = [Scatterlist::default(); 1];
         let mut chunks = [
             SgChunk {
-                addr: 0x1000,
+                addr: VirtAddr::new(0x1000),
                 entries: &mut a,
             },
             SgChunk {
-                addr: 0x2000,
+                addr: VirtAddr::new(0x2000),
                 entries: &mut b,
             },
         ];
@@ -518,11 +519,11 @@ mod tests {
         let mut b = [Scatterlist::default(); 2];
         let mut chunks = [
             SgChunk {
-                addr: 0x1000,
+                addr: VirtAddr::new(0x1000),
                 entries: &mut a,
             },
             SgChunk {
-                addr: 0x2000,
+                addr: VirtAddr::new(0x2000),
                 entries: &mut b,
             },
         ];
@@ -543,7 +544,7 @@ mod tests {
     fn chunks_are_memory() {
         let mut a = [Scatterlist::page_entry(0x40, 1, 2, true)];
         let mut chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(chunks.read_u64_le(VirtAddr::new(0x1000)).unwrap(), 0x42);

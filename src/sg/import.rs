@@ -183,8 +183,8 @@ impl core::error::Error for SgImportError {}
 pub struct SgEntry {
     /// Position in the table (chain entries not counted).
     pub index: u32,
-    /// Address of the entry in memory.
-    pub addr: u64,
+    /// Address of the entry in memory (CPU virtual).
+    pub addr: VirtAddr,
     /// Its contents.
     pub entry: Scatterlist,
 }
@@ -303,7 +303,11 @@ impl SgCursor {
         self.prev = Some((addr, entry));
         let index = self.index;
         self.index += 1;
-        Ok(Some(SgEntry { index, addr, entry }))
+        Ok(Some(SgEntry {
+            index,
+            addr: VirtAddr::new(addr),
+            entry,
+        }))
     }
 }
 
@@ -315,8 +319,8 @@ impl SgCursor {
 /// use physvec::sg::{Scatterlist, SgChunk, SgWalk};
 /// let mut a = [Scatterlist::page_entry(0x40, 0, 0x1000, false), Scatterlist::chain_entry(0x2000)];
 /// let mut b = [Scatterlist::page_entry(0x80, 0, 0x1000, true)];
-/// let chunks = [SgChunk { addr: 0x1000, entries: &mut a }, SgChunk { addr: 0x2000, entries: &mut b }];
-/// let addrs: Vec<u64> = SgWalk::new(&chunks[..], 0x1000, None, 16).map(|e| e.unwrap().addr).collect();
+/// let chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }, SgChunk { addr: physvec::VirtAddr::new(0x2000), entries: &mut b }];
+/// let addrs: Vec<u64> = SgWalk::new(&chunks[..], physvec::VirtAddr::new(0x1000), None, 16).map(|e| e.unwrap().addr).collect();
 /// assert_eq!(addrs, [0x1000, 0x2000]);
 /// ```
 #[derive(Debug)]
@@ -330,10 +334,10 @@ impl<'m, M: MemoryReader<Virt> + ?Sized> SgWalk<'m, M> {
     /// Walks from `sgl`: `nents = Some(n)` visits exactly `n` data entries
     /// (`for_each_sg`, an early `SG_END` is an error); `None` walks to `SG_END`
     /// (`sg_nents`). At most `max_entries` entries are read.
-    pub fn new(mem: &'m M, sgl: u64, nents: Option<u32>, max_entries: u32) -> Self {
+    pub fn new(mem: &'m M, sgl: VirtAddr, nents: Option<u32>, max_entries: u32) -> Self {
         Self {
             mem,
-            cursor: SgCursor::new(sgl, nents, max_entries),
+            cursor: SgCursor::new(sgl.as_u64(), nents, max_entries),
             done: false,
         }
     }
@@ -410,14 +414,14 @@ fn page_range<P: PageModel + ?Sized>(
 /// let vm = Vmemmap::new(0);
 /// let mut a = [Scatterlist::page_entry(0x10 * 64, 0, 0x1000, false),
 ///              Scatterlist::page_entry(0x11 * 64, 0, 0x800, true)];
-/// let chunks = [SgChunk { addr: 0x1000, entries: &mut a }];
+/// let chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }];
 /// let mut out = PhysArray::<4>::new();
-/// assert_eq!(import(&chunks[..], 0x1000, None, &vm, 64, &mut out), Ok(2));
+/// assert_eq!(import(&chunks[..], physvec::VirtAddr::new(0x1000), None, &vm, 64, &mut out), Ok(2));
 /// assert_eq!(out.as_slice(), [PhysRange::new(0x10000, 0x1800)]);
 /// ```
 pub fn import<M, P, K>(
     mem: &M,
-    sgl: u64,
+    sgl: VirtAddr,
     nents: Option<u32>,
     model: &P,
     max_entries: u32,
@@ -461,7 +465,7 @@ where
 /// let vm = Vmemmap::new(0);
 /// let r = [PhysRange::new(0x10000, 0x1000), PhysRange::new(0x30000, 0x200)];
 /// let mut a = [Scatterlist::default(); 2];
-/// let mut chunks = [SgChunk { addr: 0x1000, entries: &mut a }];
+/// let mut chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }];
 /// let mut t = export(&RangeView::full(&r)?, &vm, u32::MAX, &mut chunks)?.table;
 /// let mut out = DmaArray::<4>::new();
 /// // Not mapped yet: the DMA view is refused, not invented.
@@ -488,7 +492,12 @@ where
         });
     }
     let mut n = 0;
-    for e in SgWalk::new(mem, table.sgl, Some(table.nents), max_entries) {
+    for e in SgWalk::new(
+        mem,
+        VirtAddr::new(table.sgl),
+        Some(table.nents),
+        max_entries,
+    ) {
         let e = e?;
         let index = e.index;
         if e.entry.dma_address == DMA_MAPPING_ERROR || e.entry.dma_length == 0 {
@@ -562,7 +571,7 @@ mod tests {
 
     fn walk_err(chunks: &[SgChunk<'_>], sgl: u64, nents: Option<u32>) -> SgImportError {
         let mut out = PhysArray::<64>::new();
-        import(chunks, sgl, nents, &VM, 1000, &mut out).unwrap_err()
+        import(chunks, VirtAddr::new(sgl), nents, &VM, 1000, &mut out).unwrap_err()
     }
 
     #[test]
@@ -573,7 +582,7 @@ mod tests {
             Scatterlist::chain_entry(0x1020),
         ];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(
@@ -586,7 +595,7 @@ mod tests {
             Scatterlist::chain_entry(0x1000),
         ];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(walk_err(&chunks, 0x1000, None).kind(), "loop_detected");
@@ -599,13 +608,13 @@ mod tests {
             Scatterlist::chain_entry(0),
         ];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(walk_err(&chunks, 0x1000, None).kind(), "invalid_chain");
         let mut a = [Scatterlist::page_entry(64, 0, 0x1000, false)];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(
@@ -614,7 +623,7 @@ mod tests {
         );
         let mut a = [Scatterlist::page_entry(64, 0, 0x1000, true)];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(
@@ -626,13 +635,13 @@ mod tests {
         );
         let mut a = [Scatterlist::chain_entry(0x1000)];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(walk_err(&chunks, 0x1000, None).kind(), "invalid_chain");
         let mut a = [Scatterlist::page_entry(96, 0, 0x1000, true)];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         assert_eq!(walk_err(&chunks, 0x1000, None).kind(), "bad_page_link");
@@ -645,12 +654,19 @@ mod tests {
             Scatterlist::page_entry(64 * 9, 0, 0x10, false),
         ];
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let mut out = PhysArray::<4>::new();
         assert_eq!(
-            import(&chunks[..], 0x1000, Some(2), &VM, 8, &mut out),
+            import(
+                &chunks[..],
+                VirtAddr::new(0x1000),
+                Some(2),
+                &VM,
+                8,
+                &mut out
+            ),
             Ok(2)
         );
         assert_eq!(out.len(), 2);
@@ -661,12 +677,12 @@ mod tests {
         let mut a = [Scatterlist::page_entry(64, 0, 0x1000, false); 8];
         a[7].page_link |= super::super::layout::SG_END;
         let chunks = [SgChunk {
-            addr: 0x1000,
+            addr: VirtAddr::new(0x1000),
             entries: &mut a,
         }];
         let mut out = PhysArray::<16>::new();
         assert_eq!(
-            import(&chunks[..], 0x1000, None, &VM, 5, &mut out),
+            import(&chunks[..], VirtAddr::new(0x1000), None, &VM, 5, &mut out),
             Err(SgImportError::TooManyEntries { limit: 5 })
         );
     }

@@ -21,11 +21,11 @@
 //! let vm = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE);
 //! let ranges = [PhysRange::new(0x10000, 0x3000), PhysRange::new(0x13000, 0x1000), PhysRange::new(0x80000, 0x200)];
 //! let (mut a, mut b) = ([Scatterlist::default(); 2], [Scatterlist::default(); 2]);
-//! let mut chunks = [SgChunk { addr: 0x1000, entries: &mut a }, SgChunk { addr: 0x2000, entries: &mut b }];
+//! let mut chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }, SgChunk { addr: physvec::VirtAddr::new(0x2000), entries: &mut b }];
 //! let t = export(&RangeView::full(&ranges)?, &vm, SG_DEFAULT_MAX_SEGMENT, &mut chunks)?.table;
 //! assert_eq!(t.orig_nents, 2); // the first two ranges merge
 //! let mut back = PhysArray::<4>::new();
-//! import(&chunks[..], t.sgl, Some(t.orig_nents), &vm, 64, &mut back)?;
+//! import(&chunks[..], physvec::VirtAddr::new(t.sgl), Some(t.orig_nents), &vm, 64, &mut back)?;
 //! assert_eq!(back.as_slice(), [PhysRange::new(0x10000, 0x4000), PhysRange::new(0x80000, 0x200)]);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
