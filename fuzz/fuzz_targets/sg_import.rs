@@ -150,7 +150,7 @@ fn reference(
         };
         match r {
             Ok((addr, entry)) => {
-                steps.push(Step::Entry(SgEntry { index, addr, entry }));
+                steps.push(Step::Entry(SgEntry { index, addr: physvec::VirtAddr::new(addr), entry }));
                 prev = Some((addr, entry));
                 index += 1;
             }
@@ -253,7 +253,7 @@ fuzz_target!(|input: Input| {
         let want = &expect[i];
         if got == want {
             if let Step::Entry(e) = want {
-                first_seen.entry(e.addr).or_insert(i);
+                first_seen.entry(e.addr.as_u64()).or_insert(i);
             }
             continue;
         }
