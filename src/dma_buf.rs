@@ -7,7 +7,7 @@
 //!
 //! | step | how | if it fails |
 //! |---|---|---|
-//! | allocate | anonymous `mmap(2)`; with [`HugePages::Prefer`] (the default) first `MAP_HUGETLB \| MAP_HUGE_2MB`, then 4 KiB pages with `MADV_HUGEPAGE` (transparent hugepages) | [`DmaBufferError::Map`]; [`HugePages::Require`] gives [`DmaBufferError::NoHugePages`] and how to reserve some |
+//! | allocate | anonymous `mmap(2)`; with [`HugePages::Prefer`] (the default) and 1 MiB or more, first `MAP_HUGETLB \| MAP_HUGE_2MB`, then 4 KiB pages with `MADV_HUGEPAGE` (transparent hugepages) from 2 MiB on | [`DmaBufferError::Map`]; [`HugePages::Require`] gives [`DmaBufferError::NoHugePages`] and how to reserve some |
 //! | pre-fault | `MAP_POPULATE`, then one write per page | — |
 //! | lock | `mlock(2)` | [`DmaBufferError::Lock`], with the fix (`ulimit -l`, `CAP_IPC_LOCK`) |
 //! | translate | [`DmaBuffer::phys`] / [`DmaBuffer::phys_window`] read pagemap | [`PagemapError`]; without `CAP_SYS_ADMIN` [`PagemapError::PfnHidden`] says so and how to fix it |
@@ -109,9 +109,11 @@ pub const HUGE_PAGE_SIZE: usize = 2 << 20;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
 pub enum HugePages {
-    /// hugetlbfs 2 MiB pages when the pool has free ones; otherwise 4 KiB pages advised
-    /// for transparent hugepages (`MADV_HUGEPAGE`). The length is rounded up to 2 MiB
-    /// when it is at least 2 MiB or hugetlbfs pages are used.
+    /// For 1 MiB or more: hugetlbfs 2 MiB pages when the pool has free ones; otherwise
+    /// 4 KiB pages, advised for transparent hugepages (`MADV_HUGEPAGE`) from 2 MiB on.
+    /// The length is then rounded up to 2 MiB. Below 1 MiB: 4 KiB pages (a hugepage
+    /// would waste most of 2 MiB; ask [`HugePages::Require`] for a small buffer that is
+    /// physically contiguous).
     #[default]
     Prefer,
     /// hugetlbfs 2 MiB pages or [`DmaBufferError::NoHugePages`].
@@ -377,7 +379,12 @@ impl DmaBuffer {
         }
         let huge_len = round_up(len, HUGE_PAGE_SIZE).ok_or(DmaBufferError::TooLarge { len })?;
         let mut hugetlb_error = None;
-        if huge != HugePages::Never {
+        let try_hugetlb = match huge {
+            HugePages::Never => false,
+            HugePages::Require => true,
+            HugePages::Prefer => len >= HUGE_PAGE_SIZE / 2,
+        };
+        if try_hugetlb {
             let flags = MapFlags::HUGETLB | MapFlags::HUGE_2MB | MapFlags::POPULATE;
             match map_anonymous(huge_len, flags) {
                 Ok(ptr) => return Self::finish(ptr, len, huge_len, Backing::HugeTlb),
@@ -594,6 +601,19 @@ mod tests {
                 thp_advised: false
             }
         ));
+    }
+
+    #[test]
+    fn prefer_keeps_small_buffers_on_base_pages() {
+        let b = DmaBuffer::new(64 << 10).unwrap();
+        assert!(matches!(
+            b.backing(),
+            Backing::BasePages {
+                hugetlb_error: None,
+                thp_advised: false
+            }
+        ));
+        assert_eq!(b.mapped_len(), 64 << 10);
     }
 
     #[test]

@@ -194,6 +194,13 @@ pub fn tour() {
          ends on one, so all {} link into one contiguous IOVA range: 1 DMA segment.",
         phys.len()
     ));
+    let first_off = phys.first().map_or(0, |r| r.addr().as_u64() & 0xfff);
+    tour::why(&format!(
+        "the IOVA keeps the data's offset inside its first page ({first_off:#x}), and the IOVA \
+         allocator never hands out address 0, so the range starts at 0x1000 + {first_off:#x}."
+    ));
+    tour::why("page-table nodes: the IOMMU's radix table needs one node per level on the way");
+    tour::why("to these leaves (the same as a CPU page table); IOTLB sync = one TLB flush.");
     let s = iommu.stats();
     println!(
         "    after unmap: {} mapped, {} IOTLB invalidation(s), IOVA space whole again: {}",

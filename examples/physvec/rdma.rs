@@ -178,9 +178,11 @@ pub fn tour() {
         .ok()
         .flatten();
     println!(
-        "best page size for 2 MiB at VA 0x7f0000200000 on mlx5 (4 KiB..2 GiB): {}",
+        "best page size for 2 MiB at DMA 0x40200000, VA 0x7f0000200000, on mlx5 (4 KiB..2 GiB): {}",
         p.map_or("none".to_string(), |p| size(p.get()))
     );
+    why("a page size fits when the VA and the DMA address agree below it and the region");
+    why("starts and ends on it: both are 2 MiB aligned and the length is 2 MiB.");
     let mr = RegisteredRegion {
         iova: m.iova,
         length: m.length,

@@ -191,6 +191,8 @@ pub fn tour() {
     let mut p = crate::picture::Picture::new();
     crate::picture::scatterlist(&mut p, x.table.sgl, &vm, &chunks[..]);
     print!("{}", p.render());
+    why("page_link holds the address of the frame's struct page: the vmemmap base plus");
+    why("pfn x 64 (64-byte struct page), e.g. pfn 0x100000 -> 0xffffea0000000000 + 0x4000000.");
     let mut back: Vec<PhysRange> = Vec::new();
     if let Err(e) = import(
         &chunks[..],
