@@ -320,7 +320,7 @@ impl SgCursor {
 /// let mut a = [Scatterlist::page_entry(0x40, 0, 0x1000, false), Scatterlist::chain_entry(0x2000)];
 /// let mut b = [Scatterlist::page_entry(0x80, 0, 0x1000, true)];
 /// let chunks = [SgChunk { addr: physvec::VirtAddr::new(0x1000), entries: &mut a }, SgChunk { addr: physvec::VirtAddr::new(0x2000), entries: &mut b }];
-/// let addrs: Vec<u64> = SgWalk::new(&chunks[..], physvec::VirtAddr::new(0x1000), None, 16).map(|e| e.unwrap().addr).collect();
+/// let addrs: Vec<u64> = SgWalk::new(&chunks[..], physvec::VirtAddr::new(0x1000), None, 16).map(|e| e.unwrap().addr.as_u64()).collect();
 /// assert_eq!(addrs, [0x1000, 0x2000]);
 /// ```
 #[derive(Debug)]
