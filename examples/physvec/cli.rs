@@ -2,6 +2,7 @@
 //! Every command module turns a request into library calls and library results (or
 //! errors) back into JSON; no layout logic lives here.
 
+use physvec::error::ErrorInfo;
 use physvec::mem::SparseMemory;
 use physvec::{AddrSpace, Range};
 use serde::de::DeserializeOwned;
@@ -19,6 +20,24 @@ pub enum CliError {
         message: String,
         extra: Map<String, Value>,
     },
+}
+
+/// Any library error: its `kind`, message, `at` (index or byte address) and, for the
+/// decoders, the NVMe status (`nvme_status`, and `nvme_status_hex` for a person).
+/// This is what lets every command use `?` on library calls.
+impl<E: ErrorInfo> From<E> for CliError {
+    fn from(e: E) -> Self {
+        let mut err = CliError::rejected(e.kind(), &e);
+        if let Some(s) = e.nvme_status() {
+            err = err
+                .with("nvme_status", s.raw())
+                .with("nvme_status_hex", format!("{:#06x}", s.raw()));
+        }
+        match e.position() {
+            Some(at) => err.with("at", at.raw()),
+            None => err,
+        }
+    }
 }
 
 impl CliError {

@@ -56,18 +56,10 @@ fn default_mask_bits() -> u32 {
     64
 }
 
-fn rejected(e: MapError) -> CliError {
-    let err = CliError::rejected(e.kind(), e.to_string());
-    match e.index() {
-        Some(i) => err.with("at", i),
-        None => err,
-    }
-}
-
 /// The response for one mapper: DMA ranges, `dma_iova_sync` calls, and where the first
 /// byte of each input segment landed.
 fn respond<M: DmaMapper>(m: &M, phys: &[PhysRange], dir: DataDirection) -> Result<Value, CliError> {
-    let mapping = map::map(m, phys, dir).map_err(rejected)?;
+    let mapping = map::map(m, phys, dir)?;
     let mut off = 0u64;
     let mut translations = Vec::with_capacity(phys.len());
     for r in phys {
@@ -82,7 +74,7 @@ fn respond<M: DmaMapper>(m: &M, phys: &[PhysRange], dir: DataDirection) -> Resul
         "iova_syncs": mapping.iova_syncs(),
         "translations": translations,
     });
-    mapping.unmap().map_err(rejected)?;
+    mapping.unmap()?;
     Ok(out)
 }
 
@@ -99,12 +91,11 @@ pub fn map(input: &str) -> Result<Value, CliError> {
     match req.mapper {
         MapperKind::Iommu => {
             let granule = PageSize::new(req.granule).map_err(|_| {
-                rejected(MapError::InvalidGranule {
+                CliError::from(MapError::InvalidGranule {
                     granule: req.granule,
                 })
             })?;
-            let iommu =
-                SoftIommu::new(IommuConfig::new(granule).with_dma_mask(mask)).map_err(rejected)?;
+            let iommu = SoftIommu::new(IommuConfig::new(granule).with_dma_mask(mask))?;
             respond(&iommu, &phys, dir)
         }
         MapperKind::Direct => respond(&DirectMapper::new(req.dma_offset, mask), &phys, dir),

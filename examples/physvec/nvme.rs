@@ -20,23 +20,7 @@ struct PrpRequest {
 }
 
 fn page_size(bytes: u64) -> Result<MemoryPageSize, CliError> {
-    MemoryPageSize::new(bytes).map_err(|e| CliError::rejected(e.kind(), e))
-}
-
-fn prp_error(e: PrpError) -> CliError {
-    let err = CliError::rejected(e.kind(), e);
-    match e.index() {
-        Some(i) => err.with("at", i),
-        None => err,
-    }
-}
-
-fn sgl_error(e: SglError) -> CliError {
-    let err = CliError::rejected(e.kind(), e);
-    match e.index() {
-        Some(i) => err.with("at", i),
-        None => err,
-    }
+    Ok(MemoryPageSize::new(bytes)?)
 }
 
 fn limit(what: &str, n: u64) -> CliError {
@@ -50,11 +34,11 @@ pub fn prp(input: &str) -> Result<Value, CliError> {
     let req: PrpRequest = cli::parse(input)?;
     let mps = page_size(req.page_size)?;
     let ranges: Vec<DmaRange> = cli::segments::<Dma>(&req.segments)?;
-    let n = nvme::prp_entries(ranges.iter().copied(), mps).map_err(prp_error)?;
+    let n = nvme::prp_entries(ranges.iter().copied(), mps)?;
     let first_off = req.list_pages.first().copied().unwrap_or(0);
     let needed = nvme::prp_list_pages_needed(n, mps, first_off);
     if needed > req.list_pages.len() as u64 {
-        return Err(prp_error(PrpError::TooFewListPages {
+        return Err(CliError::from(PrpError::TooFewListPages {
             needed,
             supplied: req.list_pages.len(),
         }));
@@ -70,7 +54,7 @@ pub fn prp(input: &str) -> Result<Value, CliError> {
         .iter()
         .zip(bufs.iter_mut())
         .map(|(&a, b)| PrpListPage::new(DmaAddr::new(a), b));
-    let prp = nvme::encode_prp(ranges.iter().copied(), mps, pool).map_err(prp_error)?;
+    let prp = nvme::encode_prp(ranges.iter().copied(), mps, pool)?;
     let memory: Vec<(u64, Vec<u8>)> = (0..prp.list_pages_used())
         .map(|i| {
             let k = prp.list_page_entries(i) as usize;
@@ -111,14 +95,14 @@ pub fn sgl(input: &str) -> Result<Value, CliError> {
     let ranges: Vec<DmaRange> = cli::segments::<Dma>(&req.segments)?;
     let opts = SglOptions::default().with_key(req.key);
     let items = || ranges.iter().copied().map(SglItem::Data);
-    let d = nvme::sgl_descriptors(items(), &opts).map_err(sgl_error)?;
+    let d = nvme::sgl_descriptors(items(), &opts)?;
     if d > TOOL_MAX_ENTRIES {
         return Err(limit("SGL descriptors", d));
     }
     let page_slots = req.segment_page_size / 16;
     let needed = nvme::sgl_segment_pages_needed(d, page_slots);
     if needed > req.segment_pages.len() as u64 {
-        return Err(sgl_error(SglError::TooFewSegmentPages {
+        return Err(CliError::from(SglError::TooFewSegmentPages {
             needed,
             supplied: req.segment_pages.len(),
         }));
@@ -132,7 +116,7 @@ pub fn sgl(input: &str) -> Result<Value, CliError> {
         .iter()
         .zip(bufs.iter_mut())
         .map(|(&a, b)| SglSegmentPage::new(DmaAddr::new(a), b));
-    let sgl = nvme::encode_sgl(items(), opts, pool).map_err(sgl_error)?;
+    let sgl = nvme::encode_sgl(items(), opts, pool)?;
     // Walk the chain the encoder wrote: each pointer's length says how many descriptors
     // the next page holds.
     let mut memory: Vec<(u64, Vec<u8>)> = Vec::new();
@@ -181,16 +165,6 @@ fn dptr_bytes(hex: &str) -> Result<[u8; 16], CliError> {
     })
 }
 
-fn decode_error(e: nvme::DecodeError) -> CliError {
-    let err = CliError::rejected(e.kind(), e)
-        .with("nvme_status", e.nvme_status().raw())
-        .with("nvme_status_hex", format!("{:#06x}", e.nvme_status().raw()));
-    match e.at() {
-        Some(at) => err.with("at", at.as_u64()),
-        None => err,
-    }
-}
-
 pub fn decode_prp(input: &str) -> Result<Value, CliError> {
     let req: DecodePrpRequest = cli::parse(input)?;
     let mps = page_size(req.page_size)?;
@@ -208,8 +182,7 @@ pub fn decode_prp(input: &str) -> Result<Value, CliError> {
         &mem,
         &mut out,
         &nvme::DecodeOptions::default(),
-    )
-    .map_err(decode_error)?;
+    )?;
     Ok(json!({ "segments": cli::segments_json(&out) }))
 }
 
@@ -228,8 +201,7 @@ pub fn decode_sgl(input: &str) -> Result<Value, CliError> {
         &mem,
         &mut out,
         &opts,
-    )
-    .map_err(decode_error)?;
+    )?;
     let segments: Vec<Value> = out
         .iter()
         .map(|item| match item {

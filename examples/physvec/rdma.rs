@@ -33,8 +33,7 @@ pub fn mr_pages(input: &str) -> Result<Value, CliError> {
         } else {
             false
         }
-    })
-    .map_err(|e| CliError::rejected(e.kind(), e))?;
+    })?;
     Ok(json!({
         "iova": m.iova,
         "length": m.length,
@@ -67,13 +66,7 @@ pub fn mlx5_mtt(input: &str) -> Result<Value, CliError> {
         }
     });
     let mut out = vec![0u8; mtt_bytes(req.pages.len())];
-    let n = encode_mtt(&req.pages, bits, &mut out).map_err(|e| {
-        let err = CliError::rejected(e.kind(), e);
-        match e {
-            physvec::rdma::Mlx5Error::MisalignedPage { index, .. } => err.with("at", index),
-            _ => err,
-        }
-    })?;
+    let n = encode_mtt(&req.pages, bits, &mut out)?;
     Ok(json!({ "hex": hex(&out[..n]) }))
 }
 
@@ -89,7 +82,7 @@ pub fn mlx5_klm(input: &str) -> Result<Value, CliError> {
     let segs = segments::<Dma>(&req.segments)?;
     let n = usize::try_from(klm_count(&segs)).unwrap_or(usize::MAX);
     let mut out = vec![0u8; klm_bytes(n)];
-    let n = encode_klm(&segs, req.key, &mut out).map_err(|e| CliError::rejected(e.kind(), e))?;
+    let n = encode_klm(&segs, req.key, &mut out)?;
     Ok(json!({ "hex": hex(&out[..n]) }))
 }
 
@@ -104,7 +97,7 @@ struct PgszRequest {
 pub fn best_page_size(input: &str) -> Result<Value, CliError> {
     let req: PgszRequest = parse(input)?;
     let segs = segments::<Dma>(&req.segments)?;
-    let p = best_pgsz(&segs, req.va, req.supported).map_err(|e| CliError::rejected(e.kind(), e))?;
+    let p = best_pgsz(&segs, req.va, req.supported)?;
     Ok(json!({ "page_size": p.map_or(0, |p| p.get()) }))
 }
 

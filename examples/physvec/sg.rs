@@ -2,8 +2,8 @@
 use crate::cli::{memory, memory_json, parse, segments, segments_json, CliError, MemoryEntry};
 use physvec::mem::MemoryReader;
 use physvec::sg::{
-    chunk_split, entries_needed, export, import, Scatterlist, SgChunk, SgExportError,
-    SgImportError, Vmemmap, SG_CHUNK_SIZE, SG_DEFAULT_MAX_SEGMENT,
+    chunk_split, entries_needed, export, import, Scatterlist, SgChunk, SgExportError, Vmemmap,
+    SG_CHUNK_SIZE, SG_DEFAULT_MAX_SEGMENT,
 };
 use physvec::{Phys, PhysRange, RangeView};
 use serde::Deserialize;
@@ -28,30 +28,11 @@ fn default_max() -> u32 {
     SG_DEFAULT_MAX_SEGMENT
 }
 
-fn export_error(e: SgExportError) -> CliError {
-    let err = CliError::rejected(e.kind(), e);
-    match e {
-        SgExportError::NoStructPage { index, .. } => err.with("at", index),
-        SgExportError::ChunkTooSmall { chunk } | SgExportError::MisalignedChunk { chunk, .. } => {
-            err.with("at", chunk)
-        }
-        _ => err,
-    }
-}
-
-pub fn import_error(e: SgImportError) -> CliError {
-    let err = CliError::rejected(e.kind(), e);
-    match e.at() {
-        Some(at) => err.with("at", at),
-        None => err,
-    }
-}
-
 pub fn sg(input: &str) -> Result<Value, CliError> {
     let req: SgRequest = parse(input)?;
     let ranges = segments::<Phys>(&req.segments)?;
     let view = RangeView::full(&ranges).map_err(|e| CliError::rejected("address_overflow", e))?;
-    let n = entries_needed(&view, req.max_segment_size).map_err(export_error)?;
+    let n = entries_needed(&view, req.max_segment_size)?;
     // Allocate only the slots the kernel's layout uses (a chained chunk is full).
     let cap = req.chunk_entries as usize;
     let mut store: Vec<Vec<Scatterlist>> = Vec::new();
@@ -84,12 +65,12 @@ pub fn sg(input: &str) -> Result<Value, CliError> {
         // The tool allocated no more chunks than pages: report the caller's count.
         SgExportError::TooFewChunks {
             entries, needed, ..
-        } => export_error(SgExportError::TooFewChunks {
+        } => CliError::from(SgExportError::TooFewChunks {
             entries,
             needed,
             chunks: req.table_pages.len(),
         }),
-        e => export_error(e),
+        e => CliError::from(e),
     })?;
     let mem: Vec<(u64, Vec<u8>)> = chunks[..x.chunks]
         .iter()
@@ -131,8 +112,7 @@ pub fn decode_sg(input: &str) -> Result<Value, CliError> {
         &vm,
         limit,
         &mut out,
-    )
-    .map_err(import_error)?;
+    )?;
     Ok(json!({ "segments": segments_json(&out) }))
 }
 

@@ -252,4 +252,7 @@ pub fn encode_ksm(
     Ok(needed)
 }
 
-crate::error::error_info!(Mlx5Error);
+crate::error::error_info!(Mlx5Error, |e| match *e {
+    Mlx5Error::MisalignedPage { index, .. } => Some(crate::error::Position::index(index)),
+    _ => None,
+});

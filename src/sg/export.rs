@@ -405,7 +405,13 @@ impl MemoryWriter<Virt> for [SgChunk<'_>] {
     }
 }
 
-crate::error::error_info!(SgExportError);
+crate::error::error_info!(SgExportError, |e| match *e {
+    SgExportError::NoStructPage { index, .. } => Some(crate::error::Position::Index(index)),
+    SgExportError::ChunkTooSmall { chunk } | SgExportError::MisalignedChunk { chunk, .. } => {
+        Some(crate::error::Position::index(chunk))
+    }
+    _ => None,
+});
 
 #[cfg(test)]
 mod tests {
