@@ -21,7 +21,8 @@ mod sealed {
 
 /// An address space: the marker that keeps [`PhysAddr`] and [`DmaAddr`] apart.
 ///
-/// This trait is sealed; the crate defines exactly two spaces, [`Phys`] and [`Dma`].
+/// This trait is sealed; the crate defines exactly three spaces: [`Phys`], [`Dma`] and
+/// [`Virt`] (process-virtual addresses, what a VFIO user-space driver maps).
 pub trait AddrSpace:
     sealed::Sealed + Copy + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static
 {
@@ -37,8 +38,37 @@ pub enum Phys {}
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Dma {}
 
+/// Marker for process-virtual addresses: a pointer in the current process, as
+/// `VFIO_IOMMU_MAP_DMA` takes it (`vaddr`). Neither physical nor device-visible: only a
+/// virtual-space mapper (the VFIO mapper, feature `vfio`) turns it into a [`DmaAddr`].
+///
+/// ```
+/// use physvec::{VirtAddr, VirtRange};
+/// let v = VirtRange::new(0x7f00_0000_1000, 0x2000);
+/// assert_eq!(format!("{:?}", v.addr()), "virt:0x7f0000001000");
+/// assert_eq!(v.end(), Some(VirtAddr::new(0x7f00_0000_3000)));
+/// ```
+///
+/// A virtual range is a different type from a physical one, so it cannot be handed to an
+/// API that wants physical memory (a [`DmaMapper`](crate::map::DmaMapper), the builder's
+/// physical sink …):
+///
+/// ```compile_fail
+/// use physvec::map::{DataDirection, DirectMapper, DmaMapper, Attrs};
+/// use physvec::VirtRange;
+/// let m = DirectMapper::new(0, u64::MAX);
+/// // error[E0308]: expected `Range<Phys>`, found `Range<Virt>`
+/// let _ = m.map_phys(VirtRange::new(0x1000, 0x1000), DataDirection::ToDevice, Attrs::empty());
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub enum Virt {}
+
 impl sealed::Sealed for Phys {}
 impl sealed::Sealed for Dma {}
+impl sealed::Sealed for Virt {}
+impl AddrSpace for Virt {
+    const NAME: &'static str = "virt";
+}
 impl AddrSpace for Phys {
     const NAME: &'static str = "phys";
 }
@@ -80,6 +110,31 @@ pub type PhysAddr = Addr<Phys>;
 /// assert_eq!(format!("{:?}", DmaAddr::new(0x1000)), "dma:0x1000");
 /// ```
 pub type DmaAddr = Addr<Dma>;
+
+/// A process-virtual address (a pointer in this process, as a number).
+///
+/// ```
+/// use physvec::VirtAddr;
+/// let buf = [0u8; 16];
+/// let v = VirtAddr::from_ptr(buf.as_ptr());
+/// assert_eq!(v.as_u64(), buf.as_ptr() as u64);
+/// ```
+pub type VirtAddr = Addr<Virt>;
+
+impl Addr<Virt> {
+    /// The virtual address of `ptr` (no dereference, no provenance kept).
+    ///
+    /// ```
+    /// let x = 5u32;
+    /// let v = physvec::VirtAddr::from_ptr(&x);
+    /// assert_eq!(v.as_u64(), &x as *const u32 as u64);
+    /// ```
+    #[inline]
+    pub fn from_ptr<T>(ptr: *const T) -> Self {
+        // `usize` is at most 64 bits on every target the crate supports.
+        Self::new(ptr as usize as u64)
+    }
+}
 
 const _: () = assert!(core::mem::size_of::<PhysAddr>() == 8);
 const _: () = assert!(core::mem::size_of::<DmaAddr>() == 8);

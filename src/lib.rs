@@ -153,13 +153,13 @@ pub mod view;
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 
-pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr};
+pub use addr::{Addr, AddrSpace, Dma, DmaAddr, PageSize, Phys, PhysAddr, Virt, VirtAddr};
 pub use builder::RangeBuilder;
 pub use constraints::{dma_bit_mask, DmaConstraints};
 pub use error::{
     AddrError, BuildError, CapacityError, ConstraintsError, RangeError, TotalLenOverflow, ViewError,
 };
-pub use range::{DmaRange, Pages, PhysRange, Range};
+pub use range::{DmaRange, Pages, PhysRange, Range, VirtRange};
 pub use vec::{DmaArray, PhysArray, RangeArray, RangeSink};
 #[cfg(feature = "alloc")]
 pub use vec::{DmaVec, PhysVec, RangeVec};

@@ -7,7 +7,7 @@
 
 use core::fmt;
 
-use crate::addr::{Addr, AddrSpace, Dma, PageSize, Phys};
+use crate::addr::{Addr, AddrSpace, Dma, PageSize, Phys, Virt};
 use crate::error::RangeError;
 
 /// A non-empty byte range `[addr, addr + len)` in address space `S`.
@@ -48,6 +48,31 @@ pub type PhysRange = Range<Phys>;
 /// assert_eq!(r.addr().as_u64(), 0x1000);
 /// ```
 pub type DmaRange = Range<Dma>;
+
+/// A range of process-virtual memory (a buffer in this process), what a VFIO user-space
+/// driver maps. Only a virtual-space mapper turns it into [`DmaRange`]s.
+///
+/// ```
+/// let buf = vec![0u8; 8192];
+/// let r = physvec::VirtRange::from_slice(&buf);
+/// assert_eq!(r.len(), 8192);
+/// ```
+pub type VirtRange = Range<Virt>;
+
+impl Range<Virt> {
+    /// The virtual range a byte slice occupies.
+    ///
+    /// ```
+    /// let buf = [0u8; 100];
+    /// let r = physvec::VirtRange::from_slice(&buf[10..]);
+    /// assert_eq!((r.addr().as_u64(), r.len()), (buf.as_ptr() as u64 + 10, 90));
+    /// ```
+    #[inline]
+    pub fn from_slice(bytes: &[u8]) -> Self {
+        // `usize` is at most 64 bits on every target the crate supports.
+        Self::new(bytes.as_ptr() as usize as u64, bytes.len() as u64)
+    }
+}
 
 const _: () = assert!(core::mem::size_of::<PhysRange>() == 16);
 const _: () = assert!(core::mem::align_of::<PhysRange>() == 8);

@@ -19,6 +19,7 @@
 //! | `decode.rs` | [`DecodeOptions`], [`DecodeError`], output sinks, [`decode_command`] |
 //! | `decode_prp.rs` / `decode_sgl.rs` | [`decode_prp`], [`decode_sgl`] |
 //! | `status.rs` | [`NvmeStatus`] |
+//! | `queue.rs` | [`SubmissionRing`], [`CompletionRing`], [`QueuePair`], [`Doorbells`]: queue ring logic |
 //!
 //! ## Driver side
 //! ```
@@ -70,6 +71,7 @@ mod descriptor;
 mod page;
 mod policy;
 mod prp;
+mod queue;
 mod runs;
 mod sgl;
 mod status;
@@ -92,6 +94,7 @@ pub use prp::{
     encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError,
     PrpIncompatibility, PrpListPage,
 };
+pub use queue::{CompletionRing, Doorbells, QueueError, QueuePair, SubmissionRing, DOORBELL_BASE};
 pub use sgl::{
     encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
     SglSegmentPage,
