@@ -54,23 +54,29 @@ pub type DmaRange = Range<Dma>;
 ///
 /// ```
 /// let buf = vec![0u8; 8192];
-/// let r = physvec::VirtRange::from_slice(&buf);
+/// let r = physvec::VirtRange::from_slice(&buf)?;
 /// assert_eq!(r.len(), 8192);
+/// # Ok::<(), physvec::RangeError>(())
 /// ```
 pub type VirtRange = Range<Virt>;
 
 impl Range<Virt> {
     /// The virtual range a byte slice occupies.
     ///
+    /// # Errors
+    /// [`RangeError::Empty`] for an empty slice.
+    ///
     /// ```
     /// let buf = [0u8; 100];
-    /// let r = physvec::VirtRange::from_slice(&buf[10..]);
+    /// let r = physvec::VirtRange::from_slice(&buf[10..])?;
     /// assert_eq!((r.addr().as_u64(), r.len()), (buf.as_ptr() as u64 + 10, 90));
+    /// assert!(physvec::VirtRange::from_slice(&buf[..0]).is_err());
+    /// # Ok::<(), physvec::RangeError>(())
     /// ```
     #[inline]
-    pub fn from_slice(bytes: &[u8]) -> Self {
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, RangeError> {
         // `usize` is at most 64 bits on every target the crate supports.
-        Self::new(bytes.as_ptr() as usize as u64, bytes.len() as u64)
+        Self::try_new(bytes.as_ptr() as usize as u64, bytes.len() as u64)
     }
 }
 

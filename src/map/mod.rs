@@ -26,6 +26,7 @@
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
 //! | `pagemap.rs` | [`pagemap`] (`std`, Linux): user buffer → [`PhysVec`](crate::PhysVec) |
+//! | `vfio.rs` | `vfio` (feature `vfio`, Linux): [`VirtRange`](crate::VirtRange) → IOVA through VFIO type1 |
 //!
 //! # Example: the two steps by hand, then through [`map`]
 //! ```
@@ -74,6 +75,8 @@ mod p2p;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod pagemap;
 mod space;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod vfio;
 
 #[cfg(feature = "alloc")]
 pub use checked::{Checked, OnLeak};
