@@ -70,6 +70,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::format;
+use std::string::String;
 use std::vec::Vec;
 
 use super::{DataDirection, IovaAllocator};
