@@ -1069,6 +1069,20 @@ mod tests {
         }
     }
 
+    fn reg(m: &VfioMapper<Fake>, r: VirtRange, d: DataDirection) -> Result<DmaRange, VfioError> {
+        // SAFETY: the fake backend makes no memory device-visible.
+        unsafe { m.register(r, d) }
+    }
+
+    fn mio<'a>(
+        m: &'a VfioMapper<Fake>,
+        v: &[VirtRange],
+        d: DataDirection,
+    ) -> Result<IoMapping<'a, Fake>, VfioError> {
+        // SAFETY: the fake backend makes no memory device-visible.
+        unsafe { m.map_io(v, d) }
+    }
+
     fn mapper(width: u32) -> VfioMapper<Fake> {
         VfioMapper::new(Fake::default(), VfioIovaConfig::new(width)).unwrap()
     }
@@ -1077,7 +1091,7 @@ mod tests {
     fn registered_lookup_needs_no_ioctl() {
         let m = mapper(39);
         let region = VirtRange::new(0x7000_0000_0000, 0x40_0000);
-        let d = unsafe { m.register(region, DataDirection::Bidirectional) }.unwrap();
+        let d = reg(&m, region, DataDirection::Bidirectional).unwrap();
         assert_eq!(
             d.addr().as_u64() % (2 << 20),
             0,
@@ -1123,32 +1137,28 @@ mod tests {
         let bad = [
             (VirtRange::new(0x10100, 0x1000), "unaligned"),
             (VirtRange::new(0x10000, 0x1001), "unaligned"),
-            (
-                VirtRange::new(u64::MAX & !0xfff, 0x1000),
-                "address_overflow",
-            ),
+            (VirtRange::new(!0xfff, 0x1000), "address_overflow"),
         ];
         for (v, kind) in bad {
-            let e = unsafe { m.register(v, DataDirection::ToDevice) }.unwrap_err();
+            let e = reg(&m, v, DataDirection::ToDevice).unwrap_err();
             assert_eq!(e.kind(), kind, "{v:?}");
         }
-        unsafe { m.register(r, DataDirection::ToDevice) }.unwrap();
+        reg(&m, r, DataDirection::ToDevice).unwrap();
         for v in [
             VirtRange::new(0x11000, 0x1000),
             VirtRange::new(0xf000, 0x2000),
             VirtRange::new(0x10000, 0x2000),
         ] {
-            let e = unsafe { m.register(v, DataDirection::ToDevice) }.unwrap_err();
+            let e = reg(&m, v, DataDirection::ToDevice).unwrap_err();
             assert_eq!(e.kind(), "overlap", "{v:?}");
         }
         // Adjacent is fine.
         let adj = VirtRange::new(0x12000, 0x1000);
-        unsafe { m.register(adj, DataDirection::ToDevice) }.unwrap();
+        reg(&m, adj, DataDirection::ToDevice).unwrap();
         assert_eq!(m.stats().map_ioctls, 2);
         // A failing MAP_DMA frees the IOVA and registers nothing.
         m.backend().fail_map_at.set(Some(m.backend().calls.get()));
-        let e = unsafe { m.register(VirtRange::new(0x40000, 0x1000), DataDirection::ToDevice) }
-            .unwrap_err();
+        let e = reg(&m, VirtRange::new(0x40000, 0x1000), DataDirection::ToDevice).unwrap_err();
         assert_eq!(e.kind(), "map_dma");
         assert!(e.to_string().contains("errno"), "{e}");
         assert_eq!(
@@ -1170,7 +1180,7 @@ mod tests {
             VirtRange::new(0x5_0000, 0x1800), // ... so this one merges
             VirtRange::new(0x9_0010, 0x10),   // mid-page: a new DMA range
         ];
-        let io = unsafe { m.map_io(&v, DataDirection::FromDevice) }.unwrap();
+        let io = mio(&m, &v, DataDirection::FromDevice).unwrap();
         let d = io.dma();
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].addr().as_u64() & 0xfff, 0x234);
@@ -1190,13 +1200,13 @@ mod tests {
         m.backend()
             .fail_map_at
             .set(Some(m.backend().calls.get() + 1));
-        let e = unsafe { m.map_io(&v, DataDirection::ToDevice) }.unwrap_err();
+        let e = mio(&m, &v, DataDirection::ToDevice).unwrap_err();
         assert_eq!(e.kind(), "map_dma");
         assert!(m.backend().maps.borrow().is_empty());
         assert!(m.is_idle());
         // Drop unmaps too.
         {
-            let _io = unsafe { m.map_io(&v[..1], DataDirection::ToDevice) }.unwrap();
+            let _io = mio(&m, &v[..1], DataDirection::ToDevice).unwrap();
             assert_eq!(m.backend().maps.borrow().len(), 1);
         }
         assert!(m.backend().maps.borrow().is_empty() && m.is_idle());
@@ -1204,13 +1214,11 @@ mod tests {
             (VirtRange::new(u64::MAX, 1), "address_overflow"),
             (VirtRange::new(u64::MAX - 0x800, 0x100), "address_overflow"),
         ] {
-            let e = unsafe { m.map_io(&[bad], DataDirection::ToDevice) }.unwrap_err();
+            let e = mio(&m, &[bad], DataDirection::ToDevice).unwrap_err();
             assert_eq!(e.kind(), kind, "{bad:?}");
         }
         assert_eq!(
-            unsafe { m.map_io(&[], DataDirection::ToDevice) }
-                .unwrap_err()
-                .kind(),
+            mio(&m, &[], DataDirection::ToDevice).unwrap_err().kind(),
             "empty"
         );
     }
@@ -1225,7 +1233,7 @@ mod tests {
         let mut va = 0x1_0000_0000u64;
         loop {
             let r = VirtRange::new(va, chunk);
-            match unsafe { m.register(r, DataDirection::Bidirectional) } {
+            match reg(&m, r, DataDirection::Bidirectional) {
                 Ok(d) => {
                     let (s, e) = (d.addr().as_u64(), d.addr().as_u64() + chunk - 1);
                     assert!(s != 0 && e < MSI_WINDOW.0, "{d:?}");
@@ -1245,12 +1253,12 @@ mod tests {
         );
         // Small pieces still fit below the window, never inside it.
         let small = VirtRange::new(0x100_0000_0000, 0x1000);
-        let d = unsafe { m.register(small, DataDirection::ToDevice) }.unwrap();
+        let d = reg(&m, small, DataDirection::ToDevice).unwrap();
         assert!(d.addr().as_u64() < MSI_WINDOW.0);
         // 40 bits: space above the window too.
         let m40 = mapper(40);
         let big = VirtRange::new(0x1000_0000_0000, 0x1_0000_0000);
-        let d = unsafe { m40.register(big, DataDirection::ToDevice) }.unwrap();
+        let d = reg(&m40, big, DataDirection::ToDevice).unwrap();
         assert!(d.addr().as_u64() > MSI_WINDOW.1);
         assert!(d.end().unwrap().as_u64() <= 1 << 40);
         assert_eq!(
@@ -1265,10 +1273,11 @@ mod tests {
     fn verify_released_catches_a_kernel_side_leak() {
         let m = mapper(39);
         let r = VirtRange::new(0x20000, 0x1000);
-        let d = unsafe { m.register(r, DataDirection::ToDevice) }.unwrap();
+        let d = reg(&m, r, DataDirection::ToDevice).unwrap();
         assert_eq!(m.verify_released().unwrap_err().kind(), "still_mapped");
         m.unregister(r).unwrap();
         // Simulate a mapping the books lost: the kernel still has it.
+        // SAFETY: the fake backend makes no memory device-visible.
         unsafe {
             m.backend().map_dma(
                 VirtAddr::new(0x20000),
