@@ -11,8 +11,8 @@
 //!   pagemap, pfns     constraints: split/coalesce/reject        views (byte windows)   decoders: device side back to ranges
 //! ```
 //!
-//! - [`addr`]: [`PhysAddr`] and [`DmaAddr`], distinct `u64` newtypes with checked
-//!   arithmetic, and [`PageSize`].
+//! - [`addr`]: [`PhysAddr`], [`DmaAddr`] and [`VirtAddr`] (process-virtual, for VFIO),
+//!   distinct `u64` newtypes with checked arithmetic, and [`PageSize`].
 //! - [`range`]: [`PhysRange`] / [`DmaRange`], 16-byte `Pod` segments `{addr, len}`.
 //! - [`vec`]: [`PhysVec`] / [`DmaVec`] (inline storage, heap spill; `alloc`) and
 //!   [`PhysArray`] / [`DmaArray`] (fixed capacity, never allocate).
@@ -121,6 +121,7 @@
 //! |---|---|---|
 //! | `std` | yes | implies `alloc`; the `/proc/self/pagemap` translator |
 //! | `alloc` | via `std` | [`PhysVec`]/[`DmaVec`], the software IOMMU, [`mem::SparseMemory`] |
+//! | `vfio` | no | implies `std`; Linux: `map::vfio`, the VFIO mapper for process-virtual memory ([`VirtRange`]) |
 //! | (none) | | everything else: addresses, ranges, fixed-capacity arrays, views, builder, encoders, decoders |
 //!
 //! The minimum supported Rust version is 1.81 (for `core::error::Error`).
