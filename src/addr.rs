@@ -53,7 +53,7 @@ pub enum Dma {}
 /// API that wants physical memory (a [`DmaMapper`](crate::map::DmaMapper), the builder's
 /// physical sink …):
 ///
-/// ```compile_fail
+/// ```compile_fail,E0308
 /// use physvec::map::{DataDirection, DirectMapper, DmaMapper, Attrs};
 /// use physvec::VirtRange;
 /// let m = DirectMapper::new(0, u64::MAX);

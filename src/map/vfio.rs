@@ -1269,6 +1269,99 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48, ..proptest::prelude::ProptestConfig::default()
+        })]
+
+        /// Random register / unregister / per-I/O map / unmap / translate sequences on a
+        /// narrow (33-bit) IOMMU: the kernel-side mappings always equal the mapper's
+        /// books, never touch IOVA 0, the interrupt window or past the width, and
+        /// everything is released at the end.
+        #[test]
+        fn books_match_the_kernel(ops in proptest::collection::vec(
+            (0u8..5, 0usize..4, 1u64..0x9000, 0u64..0x3000), 1..60)) {
+            let m = mapper(33);
+            let regions: [VirtRange; 4] = [
+                VirtRange::new(0x10_0000_0000, 0x20_0000),
+                VirtRange::new(0x10_0020_0000, 0x1000),
+                VirtRange::new(0x20_0000_0000, 0x4000_0000),
+                VirtRange::new(0x30_0000_0000, 0x3000),
+            ];
+            let mut registered = [None::<DmaRange>; 4];
+            let mut ios: Vec<IoMapping<'_, Fake>> = Vec::new();
+            for (op, i, len, off) in ops {
+                match op {
+                    0 => match reg(&m, regions[i], DataDirection::Bidirectional) {
+                        Ok(d) => {
+                            proptest::prop_assert!(registered[i].is_none());
+                            registered[i] = Some(d);
+                        }
+                        Err(e) => proptest::prop_assert!(
+                            registered[i].is_some() && e.kind() == "overlap"
+                                || e.kind() == "iova_exhausted",
+                            "{e}"
+                        ),
+                    },
+                    1 => proptest::prop_assert_eq!(
+                        m.unregister(regions[i]).is_ok(),
+                        registered[i].take().is_some()
+                    ),
+                    2 => {
+                        let v = [
+                            VirtRange::new(0x40_0000_0000 + off, len),
+                            VirtRange::new(0x50_0000_0000 + off * 3, len + 7),
+                        ];
+                        let io = mio(&m, &v[..1 + i % 2], DataDirection::FromDevice).unwrap();
+                        let total: u64 = io.dma().iter().map(|r| r.len()).sum();
+                        proptest::prop_assert_eq!(
+                            total,
+                            v[..1 + i % 2].iter().map(|r| r.len()).sum::<u64>()
+                        );
+                        ios.push(io);
+                    }
+                    3 => {
+                        if !ios.is_empty() {
+                            let io = ios.swap_remove(i % ios.len());
+                            if i % 2 == 0 { io.unmap().unwrap() } else { drop(io) }
+                        }
+                    }
+                    _ => {
+                        let r = regions[i];
+                        let probe = VirtRange::new(r.addr().as_u64() + off % r.len(), 1);
+                        match (m.translate(probe), registered[i]) {
+                            (Ok(d), Some(reg)) => proptest::prop_assert_eq!(
+                                d.addr().as_u64(),
+                                reg.addr().as_u64() + off % r.len()
+                            ),
+                            (Err(e), None) => proptest::prop_assert_eq!(e.kind(), "not_registered"),
+                            (got, want) => proptest::prop_assert!(false, "{got:?} vs {want:?}"),
+                        }
+                    }
+                }
+                // The kernel's mappings are exactly the books.
+                let maps = m.backend().maps.borrow();
+                let reg_bytes: u64 = registered.iter().flatten().map(|d| d.len()).sum();
+                let io_bytes: u64 = ios.iter().map(|io| io.reservation().len()).sum();
+                let kernel_bytes: u64 = maps.values().map(|&(_, l)| l).sum();
+                proptest::prop_assert_eq!(kernel_bytes, reg_bytes + io_bytes);
+                for (&iova, &(_, l)) in maps.iter() {
+                    proptest::prop_assert!(iova != 0 && iova + l <= 1 << 33);
+                    proptest::prop_assert!(iova + l <= MSI_WINDOW.0 || iova > MSI_WINDOW.1);
+                }
+            }
+            drop(ios);
+            for (i, r) in regions.iter().enumerate() {
+                if registered[i].is_some() {
+                    m.unregister(*r).unwrap();
+                }
+            }
+            proptest::prop_assert!(m.is_idle());
+            proptest::prop_assert!(m.backend().maps.borrow().is_empty());
+            m.verify_released().unwrap();
+        }
+    }
+
     #[test]
     fn verify_released_catches_a_kernel_side_leak() {
         let m = mapper(39);
