@@ -20,8 +20,10 @@
 //! - **per-I/O mapping**: buffers in separate memory, mapped for each I/O
 //!   ([`VfioMapper::map_io`]: reserve IOVA + one `VFIO_IOMMU_MAP_DMA` per range, then one
 //!   `VFIO_IOMMU_UNMAP_DMA`);
-//! - a Read aimed at an IOVA the mapper never mapped: the IOMMU must block it (the guest
-//!   kernel logs a DMAR fault for that address; `.ci/vfio-guest` checks it).
+//! - a Read aimed at an IOVA the mapper never mapped, and one aimed at an IOVA after its
+//!   per-I/O mapping was unmapped: the IOMMU must block both (the guest kernel logs a
+//!   DMAR fault for each address, `.ci/vfio-guest` checks it; the driver checks that the
+//!   formerly mapped pages stay untouched).
 //!
 //! Teardown deletes the queues, disables the controller, unregisters the region and asks
 //! the kernel that nothing is left mapped ([`VfioMapper::verify_released`]). It prints
@@ -386,6 +388,19 @@ impl<'a> Ctrl<'a> {
         }
     }
 
+    /// A one-page Read of disk byte `disk_off` to `iova` as is: no mapper involved (the
+    /// IOMMU probes). Returns the completion whatever its status.
+    fn read_page_at(&mut self, disk_off: u64, iova: u64) -> Res<[u32; 4]> {
+        let mut sqe = SubmissionQueueEntry::new(0x02);
+        sqe.set_nsid(1);
+        let slba = disk_off >> self.lba_shift;
+        sqe.set_cdw10(slba as u32);
+        sqe.set_cdw11((slba >> 32) as u32);
+        sqe.set_cdw12(((PAGE >> self.lba_shift) - 1) as u32);
+        set_prp1(&mut sqe, iova);
+        self.submit(false, sqe)
+    }
+
     fn identify(&mut self, cns: u32, nsid: u32) -> Res<Vec<u8>> {
         let page = self.iova(IDENT, PAGE)?;
         self.mem.fill(IDENT, PAGE, 0);
@@ -725,13 +740,33 @@ fn run(bdf: &str) -> Res<()> {
     {
         return Err("the probe IOVA overlaps the registered region".into());
     }
-    let mut sqe = SubmissionQueueEntry::new(0x02);
-    sqe.set_nsid(1);
-    sqe.set_cdw12(((PAGE >> c.lba_shift) - 1) as u32);
-    set_prp1(&mut sqe, UNMAPPED_IOVA);
-    let cqe = c.submit(false, sqe)?;
+    let cqe = c.read_page_at(AREA_A, UNMAPPED_IOVA)?;
     println!(
         "UNMAPPED-IOVA {UNMAPPED_IOVA:#x} read: completion status {:#x} (the IOMMU must log a DMAR fault for this address)",
+        status_of(cqe)
+    );
+
+    // ---- 7. Use after unmap: an IOVA that was mapped per I/O, then unmapped ----
+    let page = io_mem[1].virt(0x8000, PAGE);
+    // SAFETY: `io_mem` outlives the mapping, raw access only.
+    let m = unsafe { mapper.map_io(&[page], DataDirection::FromDevice)? };
+    let stale = m.dma()[0].addr().as_u64();
+    io_mem[1].fill(0x8000, PAGE, 0xee);
+    c.read_page_at(AREA_A, stale)?;
+    check_pattern(
+        "read A while mapped",
+        SEED_A,
+        AREA_A,
+        &io_mem[1].read(0x8000, PAGE),
+    )?;
+    m.unmap()?;
+    io_mem[1].fill(0x8000, PAGE, 0xee);
+    let cqe = c.read_page_at(AREA_A, stale)?;
+    if io_mem[1].read(0x8000, PAGE).iter().any(|&b| b != 0xee) {
+        return Err(format!("a Read to unmapped IOVA {stale:#x} reached the old pages").into());
+    }
+    println!(
+        "STALE-IOVA {stale:#x} read after unmap: completion status {:#x}, the old pages are untouched (DMAR fault expected)",
         status_of(cqe)
     );
 
