@@ -449,6 +449,20 @@ struct State {
 ///
 /// Methods take `&self`; the bookkeeping sits in a `RefCell`, so the mapper is `!Sync`:
 /// one per thread or queue, or behind the caller's lock.
+///
+/// It takes process-virtual ranges only; a physical range is a type error:
+///
+/// ```compile_fail,E0308
+/// # use physvec::map::vfio::*; use physvec::map::DataDirection; use physvec::*;
+/// # struct Nop;
+/// # // SAFETY: maps nothing.
+/// # unsafe impl VfioBackend for Nop {
+/// #     unsafe fn map_dma(&self, _: VirtAddr, _: DmaAddr, _: u64, _: DataDirection) -> Result<(), VfioError> { Ok(()) }
+/// #     fn unmap_dma(&self, _: DmaAddr, _: u64) -> Result<(), VfioError> { Ok(()) }
+/// # }
+/// let m = VfioMapper::new(Nop, VfioIovaConfig::new(39)).unwrap();
+/// let _ = m.translate(PhysRange::new(0x1000, 0x1000)); // expected `Range<Virt>`
+/// ```
 pub struct VfioMapper<B: VfioBackend> {
     backend: B,
     config: VfioIovaConfig,
