@@ -31,7 +31,6 @@
 //! (intel-iommu, NVMe drive) and checks the image from the host.
 
 use std::error::Error;
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -474,10 +473,7 @@ fn wait_ready(bar: &Bar, want: bool, timeout: Duration) -> Res<()> {
 
 fn run(bdf: &str) -> Res<()> {
     // ---- VFIO: container, group, device (rust-vmm's vfio-ioctls) ----
-    let container = Arc::new(VfioContainer::new(None).map_err(|e| format!("VFIO container: {e}"))?);
-    let sysfs = format!("/sys/bus/pci/devices/{bdf}");
-    let dev = VfioDevice::new(Path::new(&sysfs), container.clone(), false)
-        .map_err(|e| format!("VFIO device {bdf}: {e}"))?;
+    let (container, dev) = physvec::map::vfio::open_pci(bdf)?;
     // Memory space + bus master in the PCI command register.
     let cfg = vfio_bindings::bindings::vfio::VFIO_PCI_CONFIG_REGION_INDEX;
     let mut cmd = [0u8; 2];

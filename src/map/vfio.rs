@@ -507,6 +507,48 @@ fn allocators(config: &VfioIovaConfig) -> Result<Vec<IovaAllocator>, VfioError> 
     Ok(out)
 }
 
+/// Distinct IOVA extents remembered for [`VfioMapper::verify_released`]; beyond this the
+/// kernel-side check covers the first ones only (the books are always checked).
+const HISTORY_MAX: usize = 1024;
+
+/// Opens the PCI device `bdf` (`0000:00:03.0`, bound to `vfio-pci`) through VFIO type1:
+/// a new container, the device's IOMMU group added to it (the IOMMU type set), and the
+/// device fd. The container is what [`VfioMapper::new`] takes.
+///
+/// # Errors
+/// [`VfioError::Open`] naming the step (`container`, `device`) with the library's
+/// message: no `/dev/vfio/vfio`, no IOMMU group, group not viable (another device of the
+/// group bound to a host driver), permission.
+///
+/// ```no_run
+/// let (container, device) = physvec::map::vfio::open_pci("0000:01:00.0")?;
+/// let mapper = physvec::map::vfio::VfioMapper::new(container, physvec::map::vfio::VfioIovaConfig::new(48))?;
+/// # drop((device, mapper));
+/// # Ok::<(), physvec::map::vfio::VfioError>(())
+/// ```
+pub fn open_pci(
+    bdf: &str,
+) -> Result<
+    (
+        std::sync::Arc<vfio_ioctls::VfioContainer>,
+        vfio_ioctls::VfioDevice,
+    ),
+    VfioError,
+> {
+    let open = |what, e: vfio_ioctls::VfioError| VfioError::Open {
+        what,
+        detail: format!("{e}"),
+    };
+    let container = std::sync::Arc::new(
+        vfio_ioctls::VfioContainer::new(None).map_err(|e| open("container", e))?,
+    );
+    let path = format!("/sys/bus/pci/devices/{bdf}");
+    let device =
+        vfio_ioctls::VfioDevice::new(std::path::Path::new(&path), container.clone(), false)
+            .map_err(|e| open("device", e))?;
+    Ok((container, device))
+}
+
 fn end_of(addr: u64, len: u64) -> Result<u64, VfioError> {
     addr.checked_add(len)
         .ok_or(VfioError::AddressOverflow { addr, len })
@@ -645,7 +687,10 @@ impl<B: VfioBackend> VfioMapper<B> {
             self.backend
                 .map_dma(VirtAddr::new(vaddr), DmaAddr::new(iova), len, dir)
         }?;
-        self.state.borrow_mut().history.insert((iova, len));
+        let mut st = self.state.borrow_mut();
+        if st.history.len() < HISTORY_MAX {
+            st.history.insert((iova, len));
+        }
         Ok(())
     }
 
@@ -870,8 +915,9 @@ impl<B: VfioBackend> VfioMapper<B> {
     }
 
     /// Checks that nothing this mapper ever mapped is still mapped: its books are empty,
-    /// and for every IOVA extent it has mapped, the kernel's `VFIO_IOMMU_UNMAP_DMA` finds
-    /// nothing to unmap there. Run it after teardown.
+    /// and for every IOVA extent it has mapped (the first 1024 distinct ones), the
+    /// kernel's `VFIO_IOMMU_UNMAP_DMA` finds nothing to unmap there. Run it after
+    /// teardown.
     ///
     /// # Errors
     /// [`VfioError::StillMapped`] for the first extent still live (a leak, now unmapped).
@@ -1374,6 +1420,30 @@ mod tests {
             proptest::prop_assert!(m.backend().maps.borrow().is_empty());
             m.verify_released().unwrap();
         }
+    }
+
+    #[test]
+    fn open_pci_reports_the_failing_step() {
+        // No such device (and usually no /dev/vfio here): a typed error, never a panic.
+        let Err(e) = open_pci("ffff:ff:1f.7") else {
+            panic!("opened a device that does not exist");
+        };
+        assert_eq!(e.kind(), "open");
+        assert!(e.to_string().starts_with("cannot open VFIO "), "{e}");
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let m = mapper(39);
+        let v = VirtRange::new(0x1000, 0x1000);
+        // Distinct extents: hold one mapping each time so the IOVA moves.
+        let mut held = Vec::new();
+        for _ in 0..HISTORY_MAX + 10 {
+            held.push(mio(&m, &[v], DataDirection::ToDevice).unwrap());
+        }
+        assert_eq!(m.state.borrow().history.len(), HISTORY_MAX);
+        drop(held);
+        m.verify_released().unwrap();
     }
 
     #[test]
