@@ -347,9 +347,16 @@ impl<'a> Ctrl<'a> {
         let deadline = Instant::now() + self.timeout;
         loop {
             let at = q.cq + u64::from(q.pair.cq.head()) * 16;
-            let raw = [0, 4, 8, 12].map(|i| self.mem.read_u32(at + i));
-            if let Some(cqe) = q.pair.complete(raw) {
-                fence(Ordering::SeqCst);
+            // The phase tag (dword 3) first; the rest only after it says "new".
+            let dw3 = self.mem.read_u32(at + 12);
+            let fresh = (dw3 >> 16) & 1 == u32::from(q.pair.cq.phase());
+            let raw = if fresh {
+                fence(Ordering::Acquire);
+                [0, 4, 8].map(|i| self.mem.read_u32(at + i))
+            } else {
+                [0; 3]
+            };
+            if let Some(cqe) = q.pair.complete([raw[0], raw[1], raw[2], dw3]) {
                 self.bar
                     .w32(db.cq_head(q.pair.qid), u32::from(q.pair.cq.head()));
                 if cqe[3] & 0xffff != u32::from(self.cid) {
