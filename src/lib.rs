@@ -13,7 +13,8 @@
 //!
 //! - [`addr`]: [`PhysAddr`], [`DmaAddr`] and [`VirtAddr`] (process-virtual, for VFIO),
 //!   distinct `u64` newtypes with checked arithmetic, and [`PageSize`].
-//! - [`range`]: [`PhysRange`] / [`DmaRange`], 16-byte `Pod` segments `{addr, len}`.
+//! - [`range`]: [`PhysRange`] / [`DmaRange`] / [`VirtRange`], 16-byte `Pod` segments
+//!   `{addr, len}`.
 //! - [`vec`]: [`PhysVec`] / [`DmaVec`] (inline storage, heap spill; `alloc`) and
 //!   [`PhysArray`] / [`DmaArray`] (fixed capacity, never allocate).
 //! - [`view`]: [`RangeView`], zero-copy byte windows over any range slice.
