@@ -22,7 +22,7 @@ mod sealed {
 /// An address space: the marker that keeps [`PhysAddr`] and [`DmaAddr`] apart.
 ///
 /// This trait is sealed; the crate defines exactly three spaces: [`Phys`], [`Dma`] and
-/// [`Virt`].
+/// [`Virt`] (process-virtual addresses, what a VFIO user-space driver maps).
 pub trait AddrSpace:
     sealed::Sealed + Copy + Eq + Ord + Hash + fmt::Debug + Send + Sync + 'static
 {
@@ -38,8 +38,29 @@ pub enum Phys {}
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Dma {}
 
-/// Marker for CPU virtual addresses: a process's (what VFIO maps, what pagemap is
-/// indexed by) or the kernel's (where a `struct scatterlist` table lives).
+/// Marker for CPU virtual addresses: a pointer in the current process, as
+/// `VFIO_IOMMU_MAP_DMA` takes it (`vaddr`), or a kernel pointer such as the address of a
+/// `struct scatterlist` table. Neither physical nor device-visible: only a virtual-space
+/// mapper (the VFIO mapper, feature `vfio`) turns it into a [`DmaAddr`].
+///
+/// ```
+/// use physvec::{VirtAddr, VirtRange};
+/// let v = VirtRange::new(0x7f00_0000_1000, 0x2000);
+/// assert_eq!(format!("{:?}", v.addr()), "virt:0x7f0000001000");
+/// assert_eq!(v.end(), Some(VirtAddr::new(0x7f00_0000_3000)));
+/// ```
+///
+/// A virtual range is a different type from a physical one, so it cannot be handed to an
+/// API that wants physical memory (a [`DmaMapper`](crate::map::DmaMapper), the builder's
+/// physical sink …):
+///
+/// ```compile_fail,E0308
+/// use physvec::map::{DataDirection, DirectMapper, DmaMapper, Attrs};
+/// use physvec::VirtRange;
+/// let m = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+/// // error[E0308]: expected `Range<Phys>`, found `Range<Virt>`
+/// let _ = m.map_phys(VirtRange::new(0x1000, 0x1000), DataDirection::ToDevice, Attrs::empty());
+/// ```
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
 pub enum Virt {}
 
@@ -91,13 +112,30 @@ pub type PhysAddr = Addr<Phys>;
 /// ```
 pub type DmaAddr = Addr<Dma>;
 
-/// A CPU virtual address (a process's or the kernel's).
+/// A process-virtual address (a pointer in this process, as a number).
 ///
 /// ```
 /// use physvec::VirtAddr;
-/// assert_eq!(format!("{:?}", VirtAddr::new(0x7f00_0000_1000)), "virt:0x7f0000001000");
+/// let buf = [0u8; 16];
+/// let v = VirtAddr::from_ptr(buf.as_ptr());
+/// assert_eq!(v.as_u64(), buf.as_ptr() as u64);
 /// ```
 pub type VirtAddr = Addr<Virt>;
+
+impl Addr<Virt> {
+    /// The virtual address of `ptr` (no dereference, no provenance kept).
+    ///
+    /// ```
+    /// let x = 5u32;
+    /// let v = physvec::VirtAddr::from_ptr(&x);
+    /// assert_eq!(v.as_u64(), &x as *const u32 as u64);
+    /// ```
+    #[inline]
+    pub fn from_ptr<T>(ptr: *const T) -> Self {
+        // `usize` is at most 64 bits on every target the crate supports.
+        Self::new(ptr as usize as u64)
+    }
+}
 
 const _: () = assert!(core::mem::size_of::<PhysAddr>() == 8);
 const _: () = assert!(core::mem::size_of::<DmaAddr>() == 8);

@@ -11,9 +11,10 @@
 //!   pagemap, pfns     constraints: split/coalesce/reject        views (byte windows)   decoders: device side back to ranges
 //! ```
 //!
-//! - [`addr`]: [`PhysAddr`] and [`DmaAddr`], distinct `u64` newtypes with checked
-//!   arithmetic, and [`PageSize`].
-//! - [`range`]: [`PhysRange`] / [`DmaRange`], 16-byte `Pod` segments `{addr, len}`.
+//! - [`addr`]: [`PhysAddr`], [`DmaAddr`] and [`VirtAddr`] (process-virtual, for VFIO),
+//!   distinct `u64` newtypes with checked arithmetic, and [`PageSize`].
+//! - [`range`]: [`PhysRange`] / [`DmaRange`] / [`VirtRange`], 16-byte `Pod` segments
+//!   `{addr, len}`.
 //! - [`vec`]: [`PhysVec`] / [`DmaVec`] (inline storage, heap spill; `alloc`) and
 //!   [`PhysArray`] / [`DmaArray`] (fixed capacity, never allocate).
 //! - [`view`]: [`RangeView`], zero-copy byte windows over any range slice.
@@ -126,6 +127,7 @@
 //! | `std` | yes | implies `alloc`; on Linux the `/proc/self/pagemap` translator and `dma_buf::DmaBuffer` (through `rustix`) |
 //! | `alloc` | via `std` | [`PhysVec`]/[`DmaVec`], the software IOMMU, [`mem::SparseMemory`] |
 //! | `vm-memory` | no | implies `std`; `vm_memory::GuestMem`: decoders over rust-vmm `GuestMemory` (vm-memory 0.18) |
+//! | `vfio` | no | implies `std`; Linux: `map::vfio`, the VFIO mapper for process-virtual memory ([`VirtRange`]) |
 //! | (none) | | everything else: addresses, ranges, fixed-capacity arrays, views, builder, encoders, decoders |
 //!
 //! The minimum supported Rust version is 1.81 (for `core::error::Error`).

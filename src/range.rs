@@ -54,13 +54,36 @@ pub type PhysRange = Range<Phys>;
 /// ```
 pub type DmaRange = Range<Dma>;
 
-/// A range of CPU virtual addresses (a buffer of a process, a kernel table).
+/// A range of process-virtual memory (a buffer in this process), what a VFIO user-space
+/// driver maps. Only a virtual-space mapper turns it into [`DmaRange`]s.
 ///
 /// ```
-/// let r = physvec::VirtRange::new(0x7f00_0000_0000, 0x1000);
-/// assert_eq!(r.len(), 0x1000);
+/// let buf = vec![0u8; 8192];
+/// let r = physvec::VirtRange::from_slice(&buf)?;
+/// assert_eq!(r.len(), 8192);
+/// # Ok::<(), physvec::RangeError>(())
 /// ```
 pub type VirtRange = Range<Virt>;
+
+impl Range<Virt> {
+    /// The virtual range a byte slice occupies.
+    ///
+    /// # Errors
+    /// [`RangeError::Empty`] for an empty slice.
+    ///
+    /// ```
+    /// let buf = [0u8; 100];
+    /// let r = physvec::VirtRange::from_slice(&buf[10..])?;
+    /// assert_eq!((r.addr().as_u64(), r.len()), (buf.as_ptr() as u64 + 10, 90));
+    /// assert!(physvec::VirtRange::from_slice(&buf[..0]).is_err());
+    /// # Ok::<(), physvec::RangeError>(())
+    /// ```
+    #[inline]
+    pub fn from_slice(bytes: &[u8]) -> Result<Self, RangeError> {
+        // `usize` is at most 64 bits on every target the crate supports.
+        Self::try_new(bytes.as_ptr() as usize as u64, bytes.len() as u64)
+    }
+}
 
 const _: () = assert!(core::mem::size_of::<PhysRange>() == 16);
 const _: () = assert!(core::mem::align_of::<PhysRange>() == 8);

@@ -25,6 +25,7 @@
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
+//! | `vfio.rs` | `vfio` (feature `vfio`, Linux): [`VirtRange`](crate::VirtRange) → IOVA through VFIO type1 |
 //!
 //! # Example: the two steps by hand, then through [`map`]
 //! ```
@@ -76,6 +77,8 @@ mod p2p;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub use crate::pagemap;
 mod space;
+#[cfg(all(feature = "vfio", target_os = "linux"))]
+pub mod vfio;
 
 #[cfg(feature = "alloc")]
 pub use checked::{Checked, OnLeak};

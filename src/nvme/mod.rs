@@ -19,6 +19,7 @@
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
 //! | `decode/` | the device side: [`decode_command`] (`mod.rs`), [`decode_prp`] (`prp.rs`), [`decode_sgl`] (`sgl.rs`), [`DecodeOptions`] (`options.rs`), [`DecodeError`] (`error.rs`), output sinks (`output.rs`) |
 //! | `status.rs` | [`NvmeStatus`] |
+//! | `queue.rs` | [`SubmissionRing`], [`CompletionRing`], [`QueuePair`], [`Doorbells`]: queue ring logic |
 //!
 //! ## Driver side
 //! ```
@@ -72,6 +73,7 @@ mod descriptor;
 mod page;
 mod policy;
 mod prp;
+mod queue;
 mod runs;
 mod sgl;
 mod status;
@@ -96,6 +98,7 @@ pub use prp::{
     encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError,
     PrpIncompatibility, PrpListPage,
 };
+pub use queue::{CompletionRing, Doorbells, QueueError, QueuePair, SubmissionRing, DOORBELL_BASE};
 pub use sgl::{
     encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
     SglSegmentPage,

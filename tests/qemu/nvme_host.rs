@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use physvec::nvme::{DataPointer, Psdt, SubmissionQueueEntry};
+use physvec::nvme::{DataPointer, Doorbells, Psdt, QueuePair, SubmissionQueueEntry};
 
 use super::qtest::Qtest;
 
@@ -77,25 +77,21 @@ impl std::fmt::Display for Completion {
     }
 }
 
+/// A queue pair in guest memory; the ring bookkeeping (tail, head, phase) is the
+/// crate's `no_std` [`QueuePair`], the same the VFIO driver example uses.
 #[derive(Clone, Copy, Debug)]
 struct Queue {
-    qid: u16,
+    pair: QueuePair,
     sq: u64,
     cq: u64,
-    tail: u16,
-    head: u16,
-    phase: bool,
 }
 
 impl Queue {
     fn new(qid: u16, sq: u64, cq: u64) -> Queue {
         Queue {
-            qid,
+            pair: QueuePair::new(qid, QDEPTH, QDEPTH).expect("QDEPTH >= 2"),
             sq,
             cq,
-            tail: 0,
-            head: 0,
-            phase: true,
         }
     }
 }
@@ -127,7 +123,7 @@ pub fn prp_dptr(prp1: u64, prp2: u64) -> [u8; 16] {
 pub struct NvmeHost {
     /// The qtest connection (tests read and write guest RAM through it).
     pub qt: Qtest,
-    dstrd: u32,
+    db: Doorbells,
     /// CAP register.
     pub cap: u64,
     /// VS register (`0x00010400` = NVMe 1.4).
@@ -165,7 +161,7 @@ impl NvmeHost {
         let vs = qt.readl(BAR0 + REG_VS);
         let mut h = NvmeHost {
             qt,
-            dstrd: ((cap >> 32) & 0xf) as u32,
+            db: Doorbells::from_cap(cap),
             cap,
             vs,
             page_size: 0,
@@ -307,42 +303,48 @@ impl NvmeHost {
     }
 
     fn doorbell(&self, qid: u16, completion: bool) -> u64 {
-        BAR0 + 0x1000 + (2 * u64::from(qid) + u64::from(completion)) * (4 << self.dstrd)
+        BAR0 + if completion {
+            self.db.cq_head(qid)
+        } else {
+            self.db.sq_tail(qid)
+        }
     }
 
     fn submit(&mut self, q: &mut Queue, mut sqe: SubmissionQueueEntry) -> Completion {
         let cid = self.cid;
         self.cid = self.cid.wrapping_add(1);
         sqe.set_cid(cid);
-        self.qt.write(q.sq + u64::from(q.tail) * 64, sqe.as_bytes());
-        q.tail = (q.tail + 1) % QDEPTH;
-        self.qt
-            .writel(self.doorbell(q.qid, false), u32::from(q.tail));
+        let slot = q.pair.sq.push().expect("submission queue full");
+        self.qt.write(q.sq + u64::from(slot) * 64, sqe.as_bytes());
+        self.qt.writel(
+            self.doorbell(q.pair.qid, false),
+            u32::from(q.pair.sq.tail()),
+        );
         self.commands += 1;
 
-        let cqe_addr = q.cq + u64::from(q.head) * 16;
+        let cqe_addr = q.cq + u64::from(q.pair.cq.head()) * 16;
         let deadline = Instant::now() + Duration::from_secs(10);
         let dw3 = loop {
             let dw3 = self.qt.readl(cqe_addr + 12);
-            if (dw3 >> 16) & 1 == u32::from(q.phase) {
+            if (dw3 >> 16) & 1 == u32::from(q.pair.cq.phase()) {
                 break dw3;
             }
             assert!(
                 Instant::now() < deadline,
                 "no completion for CID {cid} on queue {} (CSTS={:#x})",
-                q.qid,
+                q.pair.qid,
                 self.qt.readl(BAR0 + REG_CSTS)
             );
         };
         let dw0 = self.qt.readl(cqe_addr);
+        let dw2 = self.qt.readl(cqe_addr + 8);
         let ccid = (dw3 & 0xffff) as u16;
         assert_eq!(ccid, cid, "completion for the wrong command");
-        q.head = (q.head + 1) % QDEPTH;
-        if q.head == 0 {
-            q.phase = !q.phase;
-        }
+        q.pair
+            .complete([dw0, 0, dw2, dw3])
+            .expect("phase checked above");
         self.qt
-            .writel(self.doorbell(q.qid, true), u32::from(q.head));
+            .writel(self.doorbell(q.pair.qid, true), u32::from(q.pair.cq.head()));
         let sf = dw3 >> 17;
         Completion {
             dw0,
