@@ -19,7 +19,7 @@ use crate::nvme::status::NvmeStatus;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DecodeError {
-    /// The transfer is longer than [`DecodeOptions::max_transfer_len`] (02h).
+    /// The transfer is longer than [`DecodeOptions::max_transfer_len`](super::DecodeOptions::max_transfer_len) (02h).
     TransferTooLarge {
         /// Transfer length in bytes.
         len: u64,
@@ -83,7 +83,7 @@ pub enum DecodeError {
         /// Its length in bytes.
         len: u64,
     },
-    /// More than [`DecodeOptions::max_descriptors`] entries would be read (06h).
+    /// More than [`DecodeOptions::max_descriptors`](super::DecodeOptions::max_descriptors) entries would be read (06h).
     LimitExceeded {
         /// The budget.
         limit: u64,
