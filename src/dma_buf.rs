@@ -581,6 +581,9 @@ impl Drop for DmaBuffer {
     }
 }
 
+
+crate::error::error_info!(DmaBufferError);
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

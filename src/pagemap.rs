@@ -280,3 +280,5 @@ pub fn translate(vaddr: u64, len: u64) -> Result<PhysVec, PagemapError> {
 pub fn translate_buf(buf: &[u8]) -> Result<PhysVec, PagemapError> {
     translate(buf.as_ptr() as u64, buf.len() as u64)
 }
+
+crate::error::error_info!(PagemapError);

@@ -1035,6 +1035,9 @@ impl fmt::Display for SubmissionQueueEntry {
     }
 }
 
+
+crate::error::error_info!(CommandError);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -480,6 +480,9 @@ impl QueuePair {
     }
 }
 
+
+crate::error::error_info!(QueueError);
+
 #[cfg(test)]
 #[allow(
     clippy::unwrap_used,

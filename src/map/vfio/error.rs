@@ -182,3 +182,5 @@ impl fmt::Display for VfioError {
 }
 
 impl std::error::Error for VfioError {}
+
+crate::error::error_info!(VfioError);
