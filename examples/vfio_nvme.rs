@@ -39,10 +39,11 @@ use std::time::{Duration, Instant};
 use physvec::map::vfio::{VfioIovaConfig, VfioMapper};
 use physvec::map::DataDirection;
 use physvec::nvme::{
-    self, Doorbells, MemoryPageSize, PrpListPage, QueuePair, SglCapabilities, SglDescriptor,
-    SglItem, SglOptions, SglSegmentPage, SubmissionQueueEntry,
+    self, CompletionQueueEntry, CompletionStatus, DataPointer, Doorbells, LbaRange, MemoryPageSize,
+    NamespaceId, PrpListPage, QueuePair, SglCapabilities, SglDescriptor, SglOptions,
+    SglSegmentPage, SubmissionQueueEntry,
 };
-use physvec::{DmaRange, VirtRange};
+use physvec::{DmaAddr, DmaRange, VirtRange};
 use vfio_ioctls::{VfioContainer, VfioDevice};
 
 type Res<T> = Result<T, Box<dyn Error>>;
@@ -326,8 +327,13 @@ struct Ctrl<'a> {
     sgls: SglCapabilities,
 }
 
-fn status_of(cqe: [u32; 4]) -> u16 {
-    ((cqe[3] >> 17) & 0x7fff) as u16
+/// The completion's status as the crate types it (SCT/SC/DNR/More).
+fn status_of(cqe: [u32; 4]) -> CompletionStatus {
+    let mut b = [0u8; 16];
+    for (chunk, dw) in b.chunks_exact_mut(4).zip(cqe) {
+        chunk.copy_from_slice(&dw.to_le_bytes());
+    }
+    CompletionQueueEntry::from_bytes(b).status()
 }
 
 impl<'a> Ctrl<'a> {
@@ -383,37 +389,39 @@ impl<'a> Ctrl<'a> {
 
     fn submit_ok(&mut self, admin: bool, sqe: SubmissionQueueEntry, what: &str) -> Res<[u32; 4]> {
         let c = self.submit(admin, sqe)?;
-        match status_of(c) {
-            0 => Ok(c),
-            s => Err(format!(
-                "{what}: status {s:#x} (SCT {}, SC {:#x})",
-                s >> 8 & 7,
-                s & 0xff
-            )
-            .into()),
+        let s = status_of(c);
+        if s.is_success() {
+            Ok(c)
+        } else {
+            Err(format!("{what}: {s}").into())
         }
     }
 
     /// A one-page Read of disk byte `disk_off` to `iova` as is: no mapper involved (the
     /// IOMMU probes). Returns the completion whatever its status.
     fn read_page_at(&mut self, disk_off: u64, iova: u64) -> Res<[u32; 4]> {
-        let mut sqe = SubmissionQueueEntry::new(0x02);
-        sqe.set_nsid(1);
-        let slba = disk_off >> self.lba_shift;
-        sqe.set_cdw10(slba as u32);
-        sqe.set_cdw11((slba >> 32) as u32);
-        sqe.set_cdw12(((PAGE >> self.lba_shift) - 1) as u32);
-        set_prp1(&mut sqe, iova);
+        let lbas = LbaRange::from_bytes(disk_off, PAGE, 1 << self.lba_shift)?;
+        let sqe = SubmissionQueueEntry::read(NamespaceId::new(1), lbas).with_data_pointer(
+            DataPointer::Prp {
+                prp1: DmaAddr::new(iova),
+                prp2: DmaAddr::ZERO,
+            },
+        );
         self.submit(false, sqe)
     }
 
-    fn identify(&mut self, cns: u32, nsid: u32) -> Res<Vec<u8>> {
+    /// Identify Controller (`nsid` None) or Namespace into the IDENT page.
+    fn identify(&mut self, nsid: Option<u32>) -> Res<Vec<u8>> {
         let page = self.iova(IDENT, PAGE)?;
         self.mem.fill(IDENT, PAGE, 0);
-        let mut sqe = SubmissionQueueEntry::new(0x06);
-        sqe.set_nsid(nsid);
-        sqe.set_cdw10(cns);
-        set_prp1(&mut sqe, page.addr().as_u64());
+        let sqe = match nsid {
+            None => SubmissionQueueEntry::identify_controller(),
+            Some(n) => SubmissionQueueEntry::identify_namespace(NamespaceId::new(n)),
+        }
+        .with_data_pointer(DataPointer::Prp {
+            prp1: page.addr(),
+            prp2: DmaAddr::ZERO,
+        });
         self.submit_ok(true, sqe, "Identify")?;
         Ok(self.mem.read(IDENT, PAGE))
     }
@@ -422,17 +430,18 @@ impl<'a> Ctrl<'a> {
     /// PRPs or an SGL built by physvec in the registered list pages.
     fn rw(&mut self, write: bool, disk_off: u64, dma: &[DmaRange], sgl: bool) -> Res<()> {
         let len: u64 = dma.iter().map(|r| r.len()).sum();
-        let mut sqe = SubmissionQueueEntry::new(if write { 0x01 } else { 0x02 });
-        sqe.set_nsid(1);
-        let slba = disk_off >> self.lba_shift;
-        sqe.set_cdw10(slba as u32);
-        sqe.set_cdw11((slba >> 32) as u32);
-        sqe.set_cdw12(((len >> self.lba_shift) - 1) as u32);
+        let lbas = LbaRange::from_bytes(disk_off, len, 1 << self.lba_shift)?;
+        let ns = NamespaceId::new(1);
+        let mut sqe = if write {
+            SubmissionQueueEntry::write(ns, lbas)
+        } else {
+            SubmissionQueueEntry::read(ns, lbas)
+        };
         if sgl {
             let bus = self.iova(SGL_SEG, PAGE)?.addr();
             let mut seg = [SglDescriptor::default(); 256];
             let s = nvme::encode_sgl(
-                dma.iter().copied().map(SglItem::Data),
+                dma,
                 SglOptions::new(self.sgls).with_qemu_chain_workaround(true),
                 [SglSegmentPage::new(bus, &mut seg)],
             )?;
@@ -442,7 +451,7 @@ impl<'a> Ctrl<'a> {
             let bus = self.iova(PRP_LIST, PAGE)?.addr();
             let mut list = [0u64; 512];
             let p = nvme::encode_prp(
-                dma.iter().copied(),
+                dma,
                 MemoryPageSize::SIZE_4K,
                 [PrpListPage::new(bus, &mut list)],
             )?;
@@ -456,12 +465,6 @@ impl<'a> Ctrl<'a> {
         self.submit_ok(false, sqe, &what)?;
         Ok(())
     }
-}
-
-fn set_prp1(sqe: &mut SubmissionQueueEntry, iova: u64) {
-    let mut d = [0u8; 16];
-    d[..8].copy_from_slice(&iova.to_le_bytes());
-    sqe.set_dptr(d);
 }
 
 fn wait_ready(bar: &Bar, want: bool, timeout: Duration) -> Res<()> {
@@ -558,7 +561,7 @@ fn run(bdf: &str) -> Res<()> {
     };
 
     // ---- Identify Controller and Namespace ----
-    let id = c.identify(1, 0)?;
+    let id = c.identify(None)?;
     let text = |r: std::ops::Range<usize>| String::from_utf8_lossy(&id[r]).trim().to_string();
     let sgls = u32::from_le_bytes(id[536..540].try_into()?);
     let mdts = id[77];
@@ -569,7 +572,7 @@ fn run(bdf: &str) -> Res<()> {
         text(24..64),
         text(4..24)
     );
-    let ns = c.identify(0, 1)?;
+    let ns = c.identify(Some(1))?;
     let nsze = u64::from_le_bytes(ns[0..8].try_into()?);
     let flbas = usize::from(ns[26] & 0xf);
     let lbaf = u32::from_le_bytes(ns[128 + 4 * flbas..132 + 4 * flbas].try_into()?);
@@ -587,16 +590,10 @@ fn run(bdf: &str) -> Res<()> {
 
     // ---- I/O queue pair (polled: interrupts off) ----
     let (iocq, iosq) = (c.iova(IOCQ, PAGE)?, c.iova(IOSQ, PAGE)?);
-    let qsize = (u32::from(depth) - 1) << 16 | 1;
-    let mut sqe = SubmissionQueueEntry::new(0x05);
-    sqe.set_cdw10(qsize);
-    sqe.set_cdw11(1); // PC, IEN = 0
-    set_prp1(&mut sqe, iocq.addr().as_u64());
+    let entries = u32::from(depth);
+    let sqe = SubmissionQueueEntry::create_io_cq(1, entries, iocq.addr(), None)?; // polled
     c.submit_ok(true, sqe, "Create I/O CQ")?;
-    let mut sqe = SubmissionQueueEntry::new(0x01);
-    sqe.set_cdw10(qsize);
-    sqe.set_cdw11(1 << 16 | 1); // CQID 1, PC
-    set_prp1(&mut sqe, iosq.addr().as_u64());
+    let sqe = SubmissionQueueEntry::create_io_sq(1, entries, iosq.addr(), 1)?;
     c.submit_ok(true, sqe, "Create I/O SQ")?;
     println!("I/O queue pair 1 created, depth {depth}");
 
@@ -774,7 +771,7 @@ fn run(bdf: &str) -> Res<()> {
     }
     let cqe = c.read_page_at(AREA_A, UNMAPPED_IOVA)?;
     println!(
-        "UNMAPPED-IOVA {UNMAPPED_IOVA:#x} read: completion status {:#x} (the IOMMU must log a DMAR fault for this address)",
+        "UNMAPPED-IOVA {UNMAPPED_IOVA:#x} read: completion status {} (the IOMMU must log a DMAR fault for this address)",
         status_of(cqe)
     );
 
@@ -798,7 +795,7 @@ fn run(bdf: &str) -> Res<()> {
         return Err(format!("a Read to unmapped IOVA {stale:#x} reached the old pages").into());
     }
     println!(
-        "STALE-IOVA {stale:#x} read after unmap: completion status {:#x}, the old pages are untouched (DMAR fault expected)",
+        "STALE-IOVA {stale:#x} read after unmap: completion status {}, the old pages are untouched (DMAR fault expected)",
         status_of(cqe)
     );
 

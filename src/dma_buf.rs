@@ -581,7 +581,6 @@ impl Drop for DmaBuffer {
     }
 }
 
-
 crate::error::error_info!(DmaBufferError);
 
 #[cfg(test)]

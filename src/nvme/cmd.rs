@@ -1035,7 +1035,6 @@ impl fmt::Display for SubmissionQueueEntry {
     }
 }
 
-
 crate::error::error_info!(CommandError);
 
 #[cfg(test)]

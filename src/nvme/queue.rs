@@ -480,7 +480,6 @@ impl QueuePair {
     }
 }
 
-
 crate::error::error_info!(QueueError);
 
 #[cfg(test)]
