@@ -2,6 +2,16 @@
 //! (include/rdma/ib_verbs.h) and rdma-core's `struct ibv_sge` (verbs.h), which share one
 //! 16-byte layout `{u64 addr; u32 length; u32 lkey}`.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 use core::mem::{offset_of, size_of};
 
@@ -83,20 +93,29 @@ pub const IB_SGE_MAX_LENGTH: u32 = u32::MAX;
 /// Calls `f(addr, len)` for each SGE: contiguous ranges merged, pieces at most
 /// `max_len` bytes.
 fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, u64)) {
-    let mut cur: Option<(u64, u64)> = None;
-    let emit = |a: u64, mut l: u64, f: &mut dyn FnMut(u64, u64)| {
+    // Merged lengths are u128: contiguous ranges may cover all 2^64 bytes.
+    let mut cur: Option<(u64, u128)> = None;
+    let emit = |a: u64, mut l: u128, f: &mut dyn FnMut(u64, u64)| {
         let mut a = a;
         while l > 0 {
-            let take = l.min(max_len);
+            // `take <= max_len`, a u64.
+            let take = l.min(u128::from(max_len)) as u64;
             f(a, take);
             a = a.wrapping_add(take);
-            l -= take;
+            // `take <= l`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                l -= u128::from(take);
+            }
         }
     };
     for r in view.iter() {
-        let (a, l) = (r.addr().as_u64(), r.len());
+        let (a, l) = (r.addr().as_u64(), u128::from(r.len()));
         cur = match cur {
-            Some((ca, cl)) if ca.checked_add(cl) == Some(a) => Some((ca, cl + l)),
+            // Merged bytes are contiguous in the 64-bit space, so `cl <= 2^64` and
+            // `l <= 2^64`: both sums stay below 2^66.
+            #[allow(clippy::arithmetic_side_effects)]
+            Some((ca, cl)) if u128::from(ca) + cl == u128::from(a) => Some((ca, cl + l)),
             Some((ca, cl)) => {
                 emit(ca, cl, &mut f);
                 Some((a, l))
@@ -119,6 +138,8 @@ fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, 
 /// ```
 pub fn sge_count(view: &RangeView<'_, Dma>, max_len: u32) -> u64 {
     let mut n = 0u64;
+    // One increment per SGE handed out; u64::MAX of them would take 2^64 calls.
+    #[allow(clippy::arithmetic_side_effects)]
     for_each_sge(view, u64::from(max_len.max(1)), |_, _| n += 1);
     n
 }
@@ -159,13 +180,20 @@ pub fn build_sges(
         });
     }
     let mut i = 0;
+    // `needed <= out.len()` was checked, so every piece finds a slot.
     for_each_sge(view, u64::from(max_len), |addr, len| {
-        out[i] = IbSge {
-            addr,
-            length: len as u32,
-            lkey,
-        };
-        i += 1;
+        if let Some(slot) = out.get_mut(i) {
+            *slot = IbSge {
+                addr,
+                length: len as u32,
+                lkey,
+            };
+            // `i < out.len()` (the slot exists).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                i += 1;
+            }
+        }
     });
     Ok(i)
 }
