@@ -595,6 +595,7 @@ impl<S: AddrSpace> Iterator for Pages<S> {
             self.next - offset,
             core::cmp::min(self.page.get() - offset, self.remaining),
         );
+        // `len <= remaining` (the min above).
         #[allow(clippy::arithmetic_side_effects)]
         {
             self.remaining -= len;

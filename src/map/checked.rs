@@ -67,6 +67,7 @@ impl SpaceTrack {
         // `len > 0` (a range length) keeps `- 1` from underflowing.
         #[allow(clippy::arithmetic_side_effects)]
         let last = (offset as u128 + len as u128 - 1).min(u64::MAX as u128) as u64;
+        // Sums of two u64 values in u128 cannot overflow.
         #[allow(clippy::arithmetic_side_effects)]
         self.links
             .range(..=last)

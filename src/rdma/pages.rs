@@ -183,13 +183,13 @@ pub fn sg_to_pages_with(
                         // The kernel's offset and length would wrap here.
                         return Err(MrError::PageListTooSmall { max_pages: npages });
                     }
-                    // `prev >= dma_addr >= base` (checked just above), and `length` is a
-                    // u128 sum of at most `segs.len()` lengths below 2^65.
+                    // `prev >= dma_addr >= base` (checked just above).
                     #[allow(clippy::arithmetic_side_effects)]
-                    let resume = (prev - base) as u64;
+                    let (resume, piece) = ((prev - base) as u64, prev - dma_addr);
+                    // `length` sums at most `segs.len()` lengths below 2^65 in u128.
                     #[allow(clippy::arithmetic_side_effects)]
                     {
-                        length += prev - dma_addr;
+                        length += piece;
                     }
                     if i == 0 && resume == 0 {
                         return Err(MrError::PageListTooSmall { max_pages: npages });
