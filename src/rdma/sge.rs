@@ -93,29 +93,26 @@ pub const IB_SGE_MAX_LENGTH: u32 = u32::MAX;
 /// Calls `f(addr, len)` for each SGE: contiguous ranges merged, pieces at most
 /// `max_len` bytes.
 fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, u64)) {
-    // Merged lengths are u128: contiguous ranges may cover all 2^64 bytes.
-    let mut cur: Option<(u64, u128)> = None;
-    let emit = |a: u64, mut l: u128, f: &mut dyn FnMut(u64, u64)| {
+    let mut cur: Option<(u64, u64)> = None;
+    let emit = |a: u64, mut l: u64, f: &mut dyn FnMut(u64, u64)| {
         let mut a = a;
         while l > 0 {
-            // `take <= max_len`, a u64.
-            let take = l.min(u128::from(max_len)) as u64;
+            let take = l.min(max_len);
             f(a, take);
             a = a.wrapping_add(take);
-            // `take <= l`.
+            // `take <= l` (the min).
             #[allow(clippy::arithmetic_side_effects)]
             {
-                l -= u128::from(take);
+                l -= take;
             }
         }
     };
     for r in view.iter() {
-        let (a, l) = (r.addr().as_u64(), u128::from(r.len()));
+        let (a, l) = (r.addr().as_u64(), r.len());
         cur = match cur {
-            // Merged bytes are contiguous in the 64-bit space, so `cl <= 2^64` and
-            // `l <= 2^64`: both sums stay below 2^66.
+            // A run's length is part of `view.len()`, a u64 total the view checked.
             #[allow(clippy::arithmetic_side_effects)]
-            Some((ca, cl)) if u128::from(ca) + cl == u128::from(a) => Some((ca, cl + l)),
+            Some((ca, cl)) if ca.checked_add(cl) == Some(a) => Some((ca, cl + l)),
             Some((ca, cl)) => {
                 emit(ca, cl, &mut f);
                 Some((a, l))
@@ -138,7 +135,7 @@ fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, 
 /// ```
 pub fn sge_count(view: &RangeView<'_, Dma>, max_len: u32) -> u64 {
     let mut n = 0u64;
-    // One increment per SGE handed out; u64::MAX of them would take 2^64 calls.
+    // Each SGE holds >= 1 byte of the view, so `n <= view.len() <= u64::MAX`.
     #[allow(clippy::arithmetic_side_effects)]
     for_each_sge(view, u64::from(max_len.max(1)), |_, _| n += 1);
     n
