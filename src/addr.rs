@@ -9,6 +9,16 @@
 //! All arithmetic is checked: an operation that would wrap around 2^64 returns
 //! [`AddrError::Overflow`] instead.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 use core::hash::{Hash, Hasher};
 use core::marker::PhantomData;
@@ -411,7 +421,10 @@ impl<S: AddrSpace> Addr<S> {
     /// ```
     #[inline]
     pub const fn from_pfn(pfn: u64, page: PageSize) -> Result<Self, AddrError> {
-        if page.shift() > 0 && pfn >> (64 - page.shift()) != 0 {
+        // `shift() <= 63` for a u64 power of two.
+        #[allow(clippy::arithmetic_side_effects)]
+        let top = 64 - page.shift();
+        if page.shift() > 0 && pfn >> top != 0 {
             return Err(AddrError::PfnOverflow {
                 pfn,
                 page_size: page.get(),
@@ -511,6 +524,8 @@ impl PageSize {
     /// assert_eq!(physvec::PageSize::SIZE_4K.mask(), 0xfff);
     /// ```
     #[inline]
+    // A page size is a power of two, so `>= 1`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn mask(self) -> u64 {
         self.0 - 1
     }
@@ -529,6 +544,15 @@ impl fmt::Display for PageSize {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

@@ -2,6 +2,16 @@
 //! `struct device_dma_parameters` and block-queue limits (`max_segment_size`,
 //! `seg_boundary_mask`, `dma_mask`, `dma_alignment`, `max_segments`).
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::error::ConstraintsError;
@@ -218,7 +228,15 @@ impl DmaConstraints {
     /// assert_eq!(c.effective_max_segment_size(), 512);
     /// ```
     pub const fn effective_max_segment_size(&self) -> u64 {
-        self.max_segment_size & !(self.alignment - 1)
+        self.max_segment_size & !self.alignment_mask()
+    }
+
+    /// `alignment - 1`, the offset bits a segment start must leave clear.
+    // `alignment >= 1`: it is only ever set to 1, 512 or a power of two that
+    // `with_alignment` checked.
+    #[allow(clippy::arithmetic_side_effects)]
+    const fn alignment_mask(&self) -> u64 {
+        self.alignment - 1
     }
 
     /// Checks the invariants listed on the type.
@@ -255,7 +273,7 @@ impl DmaConstraints {
                 alignment: self.alignment,
             });
         }
-        if self.segment_boundary_mask < self.alignment - 1 {
+        if self.segment_boundary_mask < self.alignment_mask() {
             return Err(ConstraintsError::BoundaryBelowAlignment {
                 mask: self.segment_boundary_mask,
                 alignment: self.alignment,
@@ -285,6 +303,8 @@ impl DmaConstraints {
     /// Bytes from `addr` up to the next segment boundary, `mask - (addr & mask) + 1`,
     /// saturated at `u64::MAX` (it is 2^64 only when the mask is `u64::MAX` and
     /// `addr == 0`).
+    // `addr & mask <= mask`, so the subtraction cannot underflow.
+    #[allow(clippy::arithmetic_side_effects)]
     const fn bytes_to_boundary(&self, addr: u64) -> u64 {
         (self.segment_boundary_mask - (addr & self.segment_boundary_mask)).saturating_add(1)
     }
@@ -315,10 +335,13 @@ impl DmaConstraints {
     /// assert!(!c.segment_ok(0x1000, 0x1001));
     /// ```
     pub const fn segment_ok(&self, addr: u64, len: u64) -> bool {
-        if len == 0 || addr & (self.alignment - 1) != 0 || len > self.max_segment_size {
+        if len == 0 || addr & self.alignment_mask() != 0 || len > self.max_segment_size {
             return false;
         }
-        let Some(last) = addr.checked_add(len - 1) else {
+        // `len != 0` was checked above.
+        #[allow(clippy::arithmetic_side_effects)]
+        let last = addr.checked_add(len - 1);
+        let Some(last) = last else {
             return false;
         };
         last <= self.dma_mask.get()
@@ -337,11 +360,23 @@ pub const fn dma_bit_mask(bits: u32) -> u64 {
     if bits >= 64 {
         u64::MAX
     } else {
-        (1u64 << bits) - 1
+        // `bits < 64`: the shift is in range and its result is `>= 1`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let mask = (1u64 << bits) - 1;
+        mask
     }
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

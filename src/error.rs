@@ -3,6 +3,16 @@
 //! One enum per concern, each carrying the values that were wrong (which segment, which
 //! byte, which limit). Adapters and mappers define their own error types in their modules.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::nvme::NvmeStatus;

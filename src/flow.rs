@@ -4,6 +4,16 @@
 //! Every error of the crate converts into it with `From`, keeps its own type inside (match
 //! on the variant to get at the details) and answers [`ErrorInfo`] by delegation.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::error::{

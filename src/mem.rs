@@ -11,6 +11,16 @@
 //!
 //! Decoders treat everything read through these traits as untrusted.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::{Addr, AddrSpace, Dma};

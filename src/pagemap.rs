@@ -30,6 +30,16 @@
 //! }
 //! ```
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::vec;
@@ -165,6 +175,8 @@ pub fn prefault(buf: &mut [u8]) {
     let page = PAGE_SIZE.get() as usize;
     let start = buf.as_ptr() as usize;
     // Offset of the first page boundary inside `buf` (0 when `buf` starts on one).
+    // `page` is 4096 (non-zero) and `start % page < page`.
+    #[allow(clippy::arithmetic_side_effects)]
     let first = (page - start % page) % page;
     let touch = |b: &mut u8| {
         // SAFETY: `b` is a valid, exclusive reference; the volatile pair keeps the
@@ -206,21 +218,32 @@ pub fn pfns(vaddr: u64, len: u64) -> Result<Vec<u64>, PagemapError> {
     if len == 0 {
         return Err(PagemapError::Empty);
     }
-    let last = vaddr
-        .checked_add(len - 1)
-        .ok_or(PagemapError::AddressOverflow { vaddr, len })?;
+    let overflow = PagemapError::AddressOverflow { vaddr, len };
+    // `len != 0` was checked above.
+    #[allow(clippy::arithmetic_side_effects)]
+    let last = vaddr.checked_add(len - 1).ok_or(overflow)?;
     let shift = PAGE_SIZE.shift();
     let (first_vpn, last_vpn) = (vaddr >> shift, last >> shift);
-    let n = (last_vpn - first_vpn + 1) as usize;
+    // `last >= vaddr`, so `last_vpn >= first_vpn`, and both are below 2^52: the page
+    // count and the file offset `first_vpn * 8` stay below 2^56.
+    #[allow(clippy::arithmetic_side_effects)]
+    let (pages, file_offset) = (last_vpn - first_vpn + 1, first_vpn * 8);
+    // A byte count that does not fit in memory (a 32-bit target) is refused.
+    let bytes = usize::try_from(pages)
+        .ok()
+        .and_then(|n| n.checked_mul(8))
+        .ok_or(PagemapError::AddressOverflow { vaddr, len })?;
     let io = |source| PagemapError::Io { vaddr, source };
     let file = File::open("/proc/self/pagemap").map_err(io)?;
-    let mut raw = vec![0u8; n * 8];
-    file.read_exact_at(&mut raw, first_vpn * 8).map_err(io)?;
+    let mut raw = vec![0u8; bytes];
+    file.read_exact_at(&mut raw, file_offset).map_err(io)?;
     raw.chunks_exact(8)
-        .enumerate()
-        .map(|(i, b)| {
-            let e = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-            let page = (first_vpn + i as u64) << shift;
+        .zip(first_vpn..=last_vpn)
+        .map(|(b, vpn)| {
+            let mut le = [0u8; 8];
+            le.copy_from_slice(b); // `chunks_exact(8)`: always 8 bytes.
+            let e = u64::from_le_bytes(le);
+            let page = vpn << shift;
             if e & PRESENT == 0 {
                 return Err(if e & SWAPPED != 0 {
                     PagemapError::Swapped { vaddr: page }
@@ -248,16 +271,23 @@ pub fn translate(vaddr: u64, len: u64) -> Result<PhysVec, PagemapError> {
     let mut off = vaddr & PAGE_SIZE.mask();
     let mut left = len;
     for pfn in pfns {
+        // `off <= mask < page size`.
+        #[allow(clippy::arithmetic_side_effects)]
         let chunk = (PAGE_SIZE.get() - off).min(left);
-        let addr = PhysAddr::from_pfn(pfn, PAGE_SIZE)
-            .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?
-            .as_u64()
-            + off;
+        let page = PhysAddr::from_pfn(pfn, PAGE_SIZE)
+            .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?;
+        // `page` is page aligned (at most 2^64 - page size) and `off < page size`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let addr = page.as_u64() + off;
         let r = PhysRange::try_new(addr, chunk)
             .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?;
         out.push_coalesced(r)
             .map_err(|_| PagemapError::AddressOverflow { vaddr, len })?;
-        left -= chunk;
+        // `chunk = (..).min(left) <= left`.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            left -= chunk;
+        }
         off = 0;
     }
     Ok(out)

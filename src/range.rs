@@ -10,6 +10,16 @@
 //! This is zerocopy's split of "any bytes" from "checked" types: a `Range` in hand is
 //! always valid, and no consumer re-checks it.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::{Addr, AddrSpace, Dma, PageSize, Phys, Virt};
@@ -225,11 +235,13 @@ impl<S: AddrSpace> fmt::Debug for Range<S> {
 
 impl<S: AddrSpace> fmt::Display for Range<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Two values below 2^64 summed in u128.
+        #[allow(clippy::arithmetic_side_effects)]
+        let end = self.addr.as_u64() as u128 + self.len as u128;
         write!(
             f,
-            "{:#x}..{:#x} ({})",
+            "{:#x}..{end:#x} ({})",
             self.addr.as_u64(),
-            self.addr.as_u64() as u128 + self.len as u128,
             crate::fmt::Bytes(self.len)
         )
     }
@@ -247,6 +259,9 @@ impl<S: AddrSpace> Range<S> {
     /// ```
     #[inline]
     #[track_caller]
+    // The one deliberate panic: a documented `# Panics` constructor for constants and
+    // literals (const-evaluated at compile time there); untrusted input uses `try_new`.
+    #[allow(clippy::panic)]
     pub const fn new(addr: u64, len: u64) -> Self {
         match Self::try_new(addr, len) {
             Ok(r) => r,
@@ -258,7 +273,10 @@ impl<S: AddrSpace> Range<S> {
     /// (`len > 0`, `addr + len <= 2^64`): no check in release builds.
     #[inline(always)]
     pub(crate) const fn new_unchecked(addr: u64, len: u64) -> Self {
-        debug_assert!(len > 0 && (addr as u128 + len as u128) <= (1u128 << 64));
+        // Two values below 2^64 summed in u128.
+        #[allow(clippy::arithmetic_side_effects)]
+        let end = addr as u128 + len as u128;
+        debug_assert!(len > 0 && end <= (1u128 << 64));
         Self {
             addr: Addr::new(addr),
             len,
@@ -281,8 +299,10 @@ impl<S: AddrSpace> Range<S> {
         if len == 0 {
             return Err(RangeError::Empty { addr });
         }
-        // The last byte `addr + len - 1` must fit.
-        if addr.checked_add(len - 1).is_none() {
+        // The last byte `addr + len - 1` must fit; `len != 0` was checked above.
+        #[allow(clippy::arithmetic_side_effects)]
+        let last = addr.checked_add(len - 1);
+        if last.is_none() {
             return Err(RangeError::Overflow { addr, len });
         }
         Ok(Self {
@@ -333,6 +353,8 @@ impl<S: AddrSpace> Range<S> {
     /// assert_eq!(physvec::PhysRange::new(u64::MAX, 1).last().as_u64(), u64::MAX);
     /// ```
     #[inline]
+    // `len > 0` and `addr + len <= 2^64` by the Range invariant.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn last(self) -> Addr<S> {
         Addr::new(self.addr.as_u64() + (self.len - 1))
     }
@@ -460,6 +482,8 @@ impl<S: AddrSpace> Range<S> {
                 addr: self.addr,
                 len: offset,
             },
+            // `0 < offset < len` (checked above) and `addr + len <= 2^64`.
+            #[allow(clippy::arithmetic_side_effects)]
             Self {
                 addr: Addr::new(self.addr.as_u64() + offset),
                 len: self.len - offset,
@@ -487,6 +511,8 @@ impl<S: AddrSpace> Range<S> {
             });
         }
         match offset.checked_add(len) {
+            // `offset < end <= len` and `addr + len <= 2^64`.
+            #[allow(clippy::arithmetic_side_effects)]
             Some(end) if end <= self.len => Ok(Self {
                 addr: Addr::new(self.addr.as_u64() + offset),
                 len,
@@ -506,6 +532,9 @@ impl<S: AddrSpace> Range<S> {
     /// assert_eq!(PhysRange::new(0x1000, 0x1000).pages_spanned(PageSize::SIZE_4K), 1);
     /// ```
     #[inline]
+    // `last >= first`; the count is `len` (< 2^64) for 1-byte pages and at most
+    // `len / page + 2 < 2^64` for larger ones.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn pages_spanned(self, page: PageSize) -> u64 {
         let first = self.addr.page_number(page);
         let last = self.last().page_number(page);
@@ -582,9 +611,18 @@ impl<S: AddrSpace> Iterator for Pages<S> {
             return None;
         }
         let offset = self.next & self.page.mask();
-        let base = self.next - offset;
-        let len = core::cmp::min(self.page.get() - offset, self.remaining);
-        self.remaining -= len;
+        // `offset <= next` (a masked copy), `offset <= mask < page`, and
+        // `len <= remaining` (the min).
+        #[allow(clippy::arithmetic_side_effects)]
+        let (base, len) = (
+            self.next - offset,
+            core::cmp::min(self.page.get() - offset, self.remaining),
+        );
+        // `len <= remaining` (the min above).
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.remaining -= len;
+        }
         // May wrap only after the final piece of a range ending at 2^64, when
         // `remaining` is already zero and the value is never used again.
         self.next = self.next.wrapping_add(len);
@@ -606,6 +644,15 @@ impl<S: AddrSpace> Iterator for Pages<S> {
 impl<S: AddrSpace> core::iter::FusedIterator for Pages<S> {}
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

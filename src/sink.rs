@@ -10,6 +10,16 @@
 //! was found** (same ranges, same total). Writers take a [`SinkMark`] before they start
 //! and [`RangeSink::rollback`] to it on failure.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::marker::PhantomData;
 
 use crate::addr::AddrSpace;
@@ -311,6 +321,15 @@ impl<'k, S: AddrSpace, K: RangeSink<S> + ?Sized> Coalescing<'k, S, K> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::{PhysArray, PhysRange};

@@ -14,6 +14,16 @@
 //! cached total is the sum of their lengths, which fits in `u64`: every operation that
 //! would break that is refused with the list unchanged.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 use core::marker::PhantomData;
 use core::ops::Deref;
@@ -394,12 +404,10 @@ impl<S: AddrSpace, B: Storage<S>> fmt::Display for RangeList<S, B> {
         )?;
         for (i, r) in self.ranges.iter().enumerate() {
             f.write_str(if i == 0 { ": " } else { ", " })?;
-            write!(
-                f,
-                "{:#x}..{:#x}",
-                r.addr().as_u64(),
-                u128::from(r.addr().as_u64()) + u128::from(r.len())
-            )?;
+            // Two values below 2^64 summed in u128.
+            #[allow(clippy::arithmetic_side_effects)]
+            let end = u128::from(r.addr().as_u64()) + u128::from(r.len());
+            write!(f, "{:#x}..{end:#x}", r.addr().as_u64())?;
         }
         Ok(())
     }
@@ -661,6 +669,15 @@ mod heap {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::range::PhysRange;

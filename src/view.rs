@@ -6,6 +6,16 @@
 //! scatterlist, RDMA) take views, so a driver can split one I/O into several commands
 //! without rebuilding its range list.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::{Addr, AddrSpace};
@@ -199,13 +209,15 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
     pub fn get(&self, index: usize) -> Option<Range<S>> {
         let r = *self.ranges.get(index)?;
         let start = if index == 0 { self.head } else { 0 };
-        let end = if index + 1 == self.ranges.len() {
-            self.tail
-        } else {
-            r.len()
-        };
-        // In bounds by the view invariants: start < end <= r.len().
-        Some(Range::new_unchecked(r.addr().as_u64() + start, end - start))
+        // `index < ranges.len()` (the `get` above), so `index + 1` cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let is_last = index + 1 == self.ranges.len();
+        let end = if is_last { self.tail } else { r.len() };
+        // In bounds by the view invariants: start < end <= r.len(), and the range ends
+        // at or below 2^64.
+        #[allow(clippy::arithmetic_side_effects)]
+        let (addr, len) = (r.addr().as_u64() + start, end - start);
+        Some(Range::new_unchecked(addr, len))
     }
 
     /// The first trimmed segment.
@@ -260,12 +272,16 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
         if offset >= self.len {
             return None;
         }
-        let mut cum = 0u64;
+        let mut rest = offset;
         for (i, seg) in self.iter().enumerate() {
-            if offset - cum < seg.len() {
-                return Some((i, offset - cum));
+            if rest < seg.len() {
+                return Some((i, rest));
             }
-            cum += seg.len();
+            // `rest >= seg.len()` (the test above failed).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                rest -= seg.len();
+            }
         }
         None
     }
@@ -295,8 +311,14 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
             return Ok(Self::empty());
         }
         // Locate the first byte and the last byte (end - 1) in underlying coordinates.
+        // `end >= len > 0`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let last_byte = end - 1;
         let (first_idx, first_off) = self.locate(offset);
-        let (last_idx, last_off) = self.locate(end - 1);
+        let (last_idx, last_off) = self.locate(last_byte);
+        // `offset <= last_byte < self.len`, so `locate` found both inside `ranges`, in
+        // order (`first_idx <= last_idx`), and `last_off < ranges[last_idx].len()`.
+        #[allow(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
         Ok(Self {
             ranges: &self.ranges[first_idx..=last_idx],
             head: first_off,
@@ -324,10 +346,10 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
                 total: self.len,
             });
         }
-        Ok((
-            self.window(0, offset)?,
-            self.window(offset, self.len - offset)?,
-        ))
+        // `offset <= len` (checked above).
+        #[allow(clippy::arithmetic_side_effects)]
+        let rest = self.len - offset;
+        Ok((self.window(0, offset)?, self.window(offset, rest)?))
     }
 
     /// The address of the byte at `offset` from the start of the window.
@@ -340,7 +362,10 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
     /// ```
     pub fn addr_at(&self, offset: u64) -> Option<Addr<S>> {
         let (i, off) = self.seek(offset)?;
-        Some(Addr::new(self.get(i)?.addr().as_u64() + off))
+        // `off < len` of segment `i` (what `seek` returns), which ends at or below 2^64.
+        #[allow(clippy::arithmetic_side_effects)]
+        let addr = self.get(i)?.addr().as_u64() + off;
+        Some(Addr::new(addr))
     }
 
     /// Copies the trimmed segments into `sink`, all or nothing.
@@ -376,16 +401,24 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
         let mut remaining = offset;
         for (i, r) in self.ranges.iter().enumerate() {
             let start = if i == 0 { self.head } else { 0 };
-            let end = if i + 1 == self.ranges.len() {
-                self.tail
-            } else {
-                r.len()
-            };
+            // `i < ranges.len()` (enumerate).
+            #[allow(clippy::arithmetic_side_effects)]
+            let is_last = i + 1 == self.ranges.len();
+            let end = if is_last { self.tail } else { r.len() };
+            // View invariants: `start < end <= r.len()`.
+            #[allow(clippy::arithmetic_side_effects)]
             let seg = end - start;
             if remaining < seg {
-                return (i, start + remaining);
+                // `start + remaining < end <= r.len()`.
+                #[allow(clippy::arithmetic_side_effects)]
+                let off = start + remaining;
+                return (i, off);
             }
-            remaining -= seg;
+            // `remaining >= seg` (the test above failed).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                remaining -= seg;
+            }
         }
         // Unreachable for offset < len; return the end of the last range defensively.
         let last = self.ranges.len().saturating_sub(1);
@@ -409,10 +442,16 @@ impl<S: AddrSpace> Iterator for ViewIter<'_, S> {
             return None;
         }
         let r = self.view.get(self.front);
-        self.front += 1;
+        // `front < back <= usize::MAX` (checked above).
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.front += 1;
+        }
         r
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
+        // `front <= back`: both only move towards each other while `front < back`.
+        #[allow(clippy::arithmetic_side_effects)]
         let n = self.back - self.front;
         (n, Some(n))
     }
@@ -423,7 +462,11 @@ impl<S: AddrSpace> DoubleEndedIterator for ViewIter<'_, S> {
         if self.front >= self.back {
             return None;
         }
-        self.back -= 1;
+        // `back > front >= 0` (checked above).
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.back -= 1;
+        }
         self.view.get(self.back)
     }
 }
@@ -455,6 +498,15 @@ impl<'a, S: AddrSpace> TryFrom<&'a [Range<S>]> for RangeView<'a, S> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::range::PhysRange;

@@ -15,6 +15,16 @@
 //! | free with links left | [`MapError::StillLinked`] |
 //! | mappings alive at the check / drop | [`MapError::Leaked`] |
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::cell::RefCell;
@@ -53,8 +63,12 @@ struct SpaceTrack {
 impl SpaceTrack {
     fn overlaps(&self, offset: u64, len: u64) -> bool {
         // Links are disjoint, so the last one starting at or before our last byte is
-        // the only candidate.
+        // the only candidate. Sums of two u64 values in u128 cannot overflow, and
+        // `len > 0` (a range length) keeps `- 1` from underflowing.
+        #[allow(clippy::arithmetic_side_effects)]
         let last = (offset as u128 + len as u128 - 1).min(u64::MAX as u128) as u64;
+        // Sums of two u64 values in u128 cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
         self.links
             .range(..=last)
             .next_back()
@@ -64,6 +78,8 @@ impl SpaceTrack {
     /// Whether `[offset, offset + len)` is covered by links without a hole; the
     /// directions found.
     fn covered(&self, offset: u64, len: u64) -> Option<Vec<DataDirection>> {
+        // Sums of two u64 values in u128 cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
         let end = offset as u128 + len as u128;
         let mut pos = offset as u128;
         let mut dirs = Vec::new();
@@ -77,6 +93,8 @@ impl SpaceTrack {
             if pos >= end {
                 break;
             }
+            // Sums of two u64 values in u128 cannot overflow.
+            #[allow(clippy::arithmetic_side_effects)]
             let (lo, le) = (o as u128, o as u128 + l as u128);
             if le <= pos {
                 continue;
@@ -92,20 +110,32 @@ impl SpaceTrack {
 
     /// Removes `[offset, offset + len)` from the links, trimming partial ones.
     fn remove(&mut self, offset: u64, len: u64) {
+        // Sums of two u64 values in u128 cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
         let end = offset as u128 + len as u128;
         let keys: Vec<u64> = self.links.keys().copied().collect();
         for o in keys {
-            let (l, d) = self.links[&o];
+            let Some(&(l, d)) = self.links.get(&o) else {
+                continue;
+            };
+            // Sums of two u64 values in u128 cannot overflow.
+            #[allow(clippy::arithmetic_side_effects)]
             let (lo, le) = (o as u128, o as u128 + l as u128);
             if le <= offset as u128 || lo >= end {
                 continue;
             }
             self.links.remove(&o);
             if lo < offset as u128 {
-                self.links.insert(o, ((offset as u128 - lo) as u64, d));
+                // `lo < offset` (the test).
+                #[allow(clippy::arithmetic_side_effects)]
+                let head = (offset as u128 - lo) as u64;
+                self.links.insert(o, (head, d));
             }
             if le > end {
-                self.links.insert(end as u64, ((le - end) as u64, d));
+                // `le > end` (the test).
+                #[allow(clippy::arithmetic_side_effects)]
+                let tail = (le - end) as u64;
+                self.links.insert(end as u64, (tail, d));
             }
         }
     }
@@ -223,7 +253,12 @@ impl<M: DmaMapper> Drop for Checked<M> {
                     std::eprintln!("{e}");
                     return;
                 }
-                panic!("{e}");
+                // Not a bad-input panic: the caller asked for one with `OnLeak::Panic`
+                // (the debug checker's loud mode, like CONFIG_DMA_API_DEBUG's WARN).
+                #[allow(clippy::panic)]
+                {
+                    panic!("{e}");
+                }
             }
         }
     }
@@ -314,8 +349,12 @@ impl<M: DmaMapper> DmaMapper for Checked<M> {
                 None => return Err(s.report(MapError::NotLinked { offset, len: size })),
                 Some(d) => {
                     if let Some(&mapped) = d.iter().find(|&&d| d != dir) {
+                        // `offset` lies inside links the inner mapper accepted, so
+                        // inside the space, which ends at or below 2^64.
+                        #[allow(clippy::arithmetic_side_effects)]
+                        let dma = space.addr().as_u64() + offset;
                         return Err(s.report(MapError::DirectionMismatch {
-                            dma: space.addr().as_u64() + offset,
+                            dma,
                             mapped,
                             unmapped: dir,
                         }));
@@ -363,8 +402,12 @@ impl<M: DmaMapper> DmaMapper for Checked<M> {
                     .map(|(&o, &(_, d))| (o, d))
             });
             if let Some((o, mapped)) = wrong {
+                // `o` starts a link the inner mapper accepted, inside the space, which
+                // ends at or below 2^64.
+                #[allow(clippy::arithmetic_side_effects)]
+                let dma = space.addr().as_u64() + o;
                 s.report(MapError::DirectionMismatch {
-                    dma: space.addr().as_u64() + o,
+                    dma,
                     mapped,
                     unmapped: dir,
                 });

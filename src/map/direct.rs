@@ -7,6 +7,16 @@
 //! [`DirectMapper::sync_for_cpu`] (the kernel's `dma_sync_single_for_*`), both through the
 //! [`MemoryReader`] / [`MemoryWriter`] traits over physical memory. Never allocates.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::cell::RefCell;
 use core::fmt;
 
@@ -102,6 +112,8 @@ impl BouncePool {
     }
 
     /// The pool's physical memory.
+    // `new` checked that `slot_size * nslots` fits and is a valid range from `base`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn range(&self) -> PhysRange {
         PhysRange::new(
             self.base.as_u64(),
@@ -129,18 +141,31 @@ impl BouncePool {
             .sum()
     }
 
+    /// Slot `i < nslots <= MAX_SLOTS` is in use (every such `i` has its word).
     fn is_used(s: &PoolState, i: usize) -> bool {
-        s.used[i / 64] & (1 << (i % 64)) != 0
+        s.used.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
     fn set(s: &mut PoolState, slot: usize, n: usize, on: bool) {
-        for i in slot..slot + n {
-            if on {
-                s.used[i / 64] |= 1 << (i % 64);
-            } else {
-                s.used[i / 64] &= !(1 << (i % 64));
+        // Callers pass slots of the pool: `slot + n <= nslots <= MAX_SLOTS`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let end = slot + n;
+        for i in slot..end {
+            if let Some(w) = s.used.get_mut(i / 64) {
+                if on {
+                    *w |= 1 << (i % 64);
+                } else {
+                    *w &= !(1 << (i % 64));
+                }
             }
         }
+    }
+
+    /// Physical address of slot `slot < nslots`.
+    // `new` checked that `base + slot_size * nslots` fits, and `slot < nslots`.
+    #[allow(clippy::arithmetic_side_effects)]
+    fn slot_addr(&self, slot: usize) -> u64 {
+        self.base.as_u64() + slot as u64 * self.slot_size.get()
     }
 
     fn take(&self, orig: PhysRange, dir: DataDirection) -> Result<PhysAddr, MapError> {
@@ -151,6 +176,8 @@ impl BouncePool {
         if nslots > self.nslots || s.live.is_full() {
             return Err(full);
         }
+        // `nslots <= self.nslots` (checked above), so `start + nslots <= self.nslots`.
+        #[allow(clippy::arithmetic_side_effects)]
         let slot = (0..=self.nslots - nslots)
             .find(|&start| (start..start + nslots).all(|i| !Self::is_used(&s, i)))
             .ok_or(full)?;
@@ -161,16 +188,18 @@ impl BouncePool {
             nslots,
             dir,
         });
-        s.total_bounced += 1;
-        Ok(PhysAddr::new(
-            self.base.as_u64() + slot as u64 * self.slot_size.get(),
-        ))
+        // One per bounce; u64::MAX of them would take 2^64 mappings.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            s.total_bounced += 1;
+        }
+        Ok(PhysAddr::new(self.slot_addr(slot)))
     }
 
     fn find(&self, bounce: PhysRange) -> Option<(usize, Bounce)> {
         let s = self.state.borrow();
         s.live.iter().enumerate().find_map(|(i, b)| {
-            let addr = self.base.as_u64() + b.slot as u64 * self.slot_size.get();
+            let addr = self.slot_addr(b.slot);
             (addr == bounce.addr().as_u64() && b.orig.len() == bounce.len()).then_some((i, *b))
         })
     }
@@ -326,6 +355,9 @@ impl DirectMapper {
     ) -> Result<(), MemoryError<Phys>> {
         let mut buf = [0u8; 256];
         let mut done = 0;
+        // `done < len` in the loop, `n <= buf.len()`, and `from`/`to` start ranges of
+        // `len` bytes (the original and its bounce slots), so the sums stay below 2^64.
+        #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
         while done < len {
             let n = (len - done).min(buf.len() as u64) as usize;
             mem.read(PhysAddr::new(from + done), &mut buf[..n])?;
@@ -347,6 +379,8 @@ impl DirectMapper {
     ) -> Result<bool, MemoryError<Phys>> {
         match self.bounced(dma) {
             Some((_, _, b)) if b.dir.device_reads() => {
+                // `bounced` found it through `dma - dma_offset` (a checked_sub).
+                #[allow(clippy::arithmetic_side_effects)]
                 let to = dma.addr().as_u64() - self.dma_offset;
                 Self::copy(mem, b.orig.addr().as_u64(), to, b.orig.len())?;
                 Ok(true)
@@ -368,6 +402,8 @@ impl DirectMapper {
     ) -> Result<bool, MemoryError<Phys>> {
         match self.bounced(dma) {
             Some((_, _, b)) if b.dir.device_writes() => {
+                // `bounced` found it through `dma - dma_offset` (a checked_sub).
+                #[allow(clippy::arithmetic_side_effects)]
                 let from = dma.addr().as_u64() - self.dma_offset;
                 Self::copy(mem, from, b.orig.addr().as_u64(), b.orig.len())?;
                 Ok(true)
@@ -406,7 +442,9 @@ impl DmaMapper for DirectMapper {
         if let Some(last) = phys.last().as_u64().checked_add(self.dma_offset) {
             if last <= self.dma_mask.get() {
                 // `a + offset <= last` does not wrap either, and `len > 0`.
-                return Ok(DmaRange::new_unchecked(a + self.dma_offset, phys.len()));
+                #[allow(clippy::arithmetic_side_effects)]
+                let first = a + self.dma_offset;
+                return Ok(DmaRange::new_unchecked(first, phys.len()));
             }
         }
         self.map_phys_slow(phys, dir, attrs)
@@ -432,7 +470,9 @@ impl DmaMapper for DirectMapper {
         if let Some(pool) = &self.bounce {
             // An address inside the pool that is not a live bounce: a stale unmap.
             let phys = dma.cast::<crate::addr::Phys>();
-            let phys = PhysRange::new(phys.addr().as_u64() - self.dma_offset, phys.len());
+            // `dma >= dma_offset` (checked above); subtracting keeps a valid range.
+            #[allow(clippy::arithmetic_side_effects)]
+            let phys = PhysRange::new_unchecked(phys.addr().as_u64() - self.dma_offset, phys.len());
             if pool.range().overlaps(phys) {
                 return Err(not_mapped);
             }
@@ -442,6 +482,15 @@ impl DmaMapper for DirectMapper {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

@@ -1,6 +1,16 @@
 //! [`MapError`]: everything a mapper, the generic [`map`](super::map_into) entry point
 //! or the checking wrapper can refuse, each variant carrying the values that were wrong.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use super::DataDirection;

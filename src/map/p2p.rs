@@ -12,6 +12,16 @@
 //! - [`P2pMapType::NotSupported`]: refused with
 //!   [`MapError::P2pNotSupported`](super::MapError::P2pNotSupported).
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use crate::range::PhysRange;
 
 /// How a range reaches the device (`PCI_P2PDMA_MAP_*`).

@@ -1,6 +1,16 @@
 //! [`IovaSpace`]: one contiguous IOVA reservation, the kernel's `struct dma_iova_state`,
 //! with its state (linking or synced) in the type.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 use core::marker::PhantomData;
 
@@ -134,6 +144,8 @@ impl IovaSpace<Linking> {
                 what: "IOVA reservation base must be granule-aligned with pad < granule",
             });
         }
+        // Three values below 2^64 summed in u128.
+        #[allow(clippy::arithmetic_side_effects)]
         let end = iova_base.as_u64() as u128 + pad as u128 + size as u128;
         if end > 1u128 << 64 {
             return Err(MapError::AddressOverflow {
@@ -188,7 +200,20 @@ impl IovaSpace<Linking> {
                 return Err(boundary);
             }
         }
+        // `offset < end <= size` and `iova_base + pad + size <= 2^64` (invariant).
+        #[allow(clippy::arithmetic_side_effects)]
         let dma = DmaAddr::new(self.iova_base.as_u64() + self.pad + offset);
+        // Links are disjoint for a mapper whose page tables refuse double mappings, so
+        // `linked + len <= size`; a mapper that accepts anything is refused here instead
+        // of overflowing the count.
+        let linked = self
+            .linked
+            .checked_add(len)
+            .ok_or(MapError::OutOfReservation {
+                offset,
+                len,
+                size: self.size,
+            })?;
         if offset > 0 {
             // Every link but the first starts on a granule boundary (phys and IOVA).
             if !dma.is_aligned(g) || !phys.addr().is_aligned(g) {
@@ -209,7 +234,7 @@ impl IovaSpace<Linking> {
         }
         map(dma, phys)?;
         self.high_end = self.high_end.max(end);
-        self.linked += len;
+        self.linked = linked;
         self.links = self.links.saturating_add(1);
         if !ends_aligned && end < self.size {
             self.sealed_end = Some(end);
@@ -275,6 +300,8 @@ impl<St: SpaceState> IovaSpace<St> {
     }
 
     /// DMA address of byte 0 of the transfer (`iova_base + pad`).
+    // `iova_base + pad + size <= 2^64` with `size > 0` (invariant).
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn addr(&self) -> DmaAddr {
         DmaAddr::new(self.iova_base.as_u64() + self.pad)
     }
@@ -295,6 +322,8 @@ impl<St: SpaceState> IovaSpace<St> {
     }
 
     /// Reserved IOVA bytes: `pad + size` rounded up to the granule.
+    // u128 sums of values below 2^64 cannot overflow; `g >= 1` (a power of two).
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn reserved_len(&self) -> u64 {
         let raw = self.pad as u128 + self.size as u128;
         let g = self.granule.get() as u128;
@@ -350,22 +379,36 @@ impl<St: SpaceState> IovaSpace<St> {
                 size: self.size,
             })?;
         let mask = self.granule.mask();
-        let start_ok = offset == 0 || (self.pad + offset) & mask == 0;
-        let end_ok = end == self.size
-            || Some(end) == self.sealed_end
-            || (self.pad as u128 + end as u128) & mask as u128 == 0;
+        // `offset < end <= size` and `iova_base + pad + size <= 2^64` (invariant): the
+        // u64 sum stays below 2^64; the u128 one cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let (start_ok, end_ok) = (
+            offset == 0 || (self.pad + offset) & mask == 0,
+            end == self.size
+                || Some(end) == self.sealed_end
+                || (self.pad as u128 + end as u128) & mask as u128 == 0,
+        );
         // Bytes past an off-granule last link were never linked.
         let linked_len = match self.sealed_end {
+            // `s > offset` (the guard).
+            #[allow(clippy::arithmetic_side_effects)]
             Some(s) if s > offset && s < end => s - offset,
             _ => len,
         };
         if !start_ok || !end_ok || linked_len > self.linked {
             return Err(MapError::NotLinked { offset, len });
         }
-        let dma = DmaRange::from_addr(DmaAddr::new(self.addr().as_u64() + offset), len)
-            .map_err(|_| MapError::NotLinked { offset, len })?;
+        // `offset < size` and `addr() + size <= 2^64` (invariant).
+        #[allow(clippy::arithmetic_side_effects)]
+        let first = DmaAddr::new(self.addr().as_u64() + offset);
+        let dma =
+            DmaRange::from_addr(first, len).map_err(|_| MapError::NotLinked { offset, len })?;
         unmap(dma)?;
-        self.linked -= linked_len;
+        // `linked_len <= linked` (checked above).
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.linked -= linked_len;
+        }
         if self.sealed_end.is_some_and(|s| s > offset && s <= end) {
             self.sealed_end = None;
         }
@@ -383,5 +426,40 @@ impl<St: SpaceState> IovaSpace<St> {
         self.linked = 0;
         self.sealed_end = None;
         self.high_end = 0;
+    }
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+mod tests {
+    use super::*;
+    use crate::addr::PhysAddr;
+
+    /// A mapper whose `map` accepts anything may link the same bytes twice; the count
+    /// of linked bytes refuses to overflow instead of panicking or wrapping.
+    #[test]
+    fn linked_bytes_never_overflow() {
+        let half = 1u64 << 63;
+        let mut s = IovaSpace::new(
+            MapperId::fresh(),
+            DmaAddr::new(0),
+            0,
+            half,
+            PageSize::SIZE_4K,
+        )
+        .unwrap();
+        let p = PhysRange::from_addr(PhysAddr::new(0), half).unwrap();
+        s.link_with(p, 0, |_, _| Ok(())).unwrap();
+        let e = s.link_with(p, 0, |_, _| Ok(())).unwrap_err();
+        assert_eq!(e.kind(), "out_of_reservation");
+        assert_eq!(s.linked_bytes(), half);
     }
 }

@@ -12,6 +12,16 @@
 //! (Write). Field names in `Display` follow the specification and `nvme-cli`
 //! (`opcode`, `flags`, `cid`, `nsid`, `mptr`, `prp1`, `cdw10`…).
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use super::descriptor::SglDescriptor;
@@ -190,6 +200,8 @@ impl SubmissionQueueEntry {
     }
 
     /// Dword `i` (0..16) in host order. `i` is masked to 0..16.
+    // `i & 15 <= 15`, so `o <= 60` and `o + 3 <= 63` index the 64 bytes.
+    #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
     pub const fn dword(&self, i: usize) -> u32 {
         let o = (i & 15) * 4;
         let b = &self.bytes;
@@ -197,15 +209,11 @@ impl SubmissionQueueEntry {
     }
 
     /// Sets dword `i` (0..16; masked).
+    // `i & 15 <= 15`, so `o..o + 4` lies within bytes 0..64.
+    #[allow(clippy::arithmetic_side_effects, clippy::indexing_slicing)]
     pub fn set_dword(&mut self, i: usize, value: u32) {
         let o = (i & 15) * 4;
         self.bytes[o..o + 4].copy_from_slice(&value.to_le_bytes());
-    }
-
-    fn qword(&self, o: usize) -> u64 {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&self.bytes[o..o + 8]);
-        u64::from_le_bytes(b)
     }
 
     /// Opcode (CDW0 bits 7:0).
@@ -260,7 +268,9 @@ impl SubmissionQueueEntry {
 
     /// Metadata Pointer (bytes 16–23).
     pub fn mptr(&self) -> u64 {
-        self.qword(16)
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.bytes[16..24]);
+        u64::from_le_bytes(b)
     }
 
     /// Sets MPTR: a metadata buffer address (PSDT 00b/01b) or the address of one
@@ -611,6 +621,9 @@ impl NamespaceId {
     /// # Panics
     /// For 0 and 0xFFFF_FFFF; use [`NamespaceId::try_new`] for untrusted values.
     #[track_caller]
+    // A deliberate, documented `# Panics` constructor for constants (const-evaluated at
+    // compile time there); untrusted values use `try_new`.
+    #[allow(clippy::panic)]
     pub const fn new(nsid: u32) -> Self {
         match Self::try_new(nsid) {
             Ok(n) => n,
@@ -670,7 +683,10 @@ impl LbaRange {
                 blocks: blocks as u64,
             });
         }
-        if slba.checked_add(blocks as u64 - 1).is_none() {
+        // `blocks != 0` was checked above.
+        #[allow(clippy::arithmetic_side_effects)]
+        let last = slba.checked_add(blocks as u64 - 1);
+        if last.is_none() {
             return Err(CommandError::LbaOverflow { slba, blocks });
         }
         Ok(Self { slba, blocks })
@@ -685,6 +701,9 @@ impl LbaRange {
     /// assert_eq!(physvec::nvme::LbaRange::new(0, 8).nlb(), 7);
     /// ```
     #[track_caller]
+    // A deliberate, documented `# Panics` constructor for constants (const-evaluated at
+    // compile time there); untrusted values use `try_new`.
+    #[allow(clippy::panic)]
     pub const fn new(slba: u64, blocks: u32) -> Self {
         match Self::try_new(slba, blocks) {
             Ok(r) => r,
@@ -703,23 +722,25 @@ impl LbaRange {
             return Err(CommandError::InvalidBlockSize { block_size });
         }
         let bs = block_size as u64;
-        if offset % bs != 0 {
+        // `bs >= 512` (checked above): every divisor is non-zero.
+        #[allow(clippy::arithmetic_side_effects)]
+        let (offset_rem, len_rem, blocks, slba) = (offset % bs, len % bs, len / bs, offset / bs);
+        if offset_rem != 0 {
             return Err(CommandError::NotBlockMultiple {
                 bytes: offset,
                 block_size,
             });
         }
-        if len % bs != 0 {
+        if len_rem != 0 {
             return Err(CommandError::NotBlockMultiple {
                 bytes: len,
                 block_size,
             });
         }
-        let blocks = len / bs;
         if blocks > Self::MAX_BLOCKS as u64 {
             return Err(CommandError::TooManyBlocks { blocks });
         }
-        Self::try_new(offset / bs, blocks as u32)
+        Self::try_new(slba, blocks as u32)
     }
 
     /// Starting LBA (SLBA, CDW10–11).
@@ -733,11 +754,15 @@ impl LbaRange {
     }
 
     /// The NLB field (CDW12 bits 15:0): `blocks - 1`.
+    // `blocks >= 1` by the LbaRange invariant.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn nlb(self) -> u16 {
         (self.blocks - 1) as u16
     }
 
     /// The transfer length in bytes for `block_size`-byte blocks (at most 2^16 × 2^31).
+    // `blocks <= 2^16` and `block_size < 2^32`: the product is below 2^48.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn byte_len(self, block_size: u32) -> u64 {
         self.blocks as u64 * block_size as u64
     }
@@ -768,12 +793,18 @@ fn queue_fields(qid: u16, entries: u32, base: DmaAddr) -> Result<u32, CommandErr
             addr: base.as_u64(),
         });
     }
-    Ok(((entries - 1) << 16) | u32::from(qid))
+    // `2 <= entries <= 65536` (checked above): `entries - 1` fits in 16 bits.
+    #[allow(clippy::arithmetic_side_effects)]
+    let qsize = (entries - 1) << 16;
+    Ok(qsize | u32::from(qid))
 }
 
 fn queue_count(count: u32) -> Result<u32, CommandError> {
     if (1..=65535).contains(&count) {
-        Ok(count - 1)
+        // `count >= 1` (the range test).
+        #[allow(clippy::arithmetic_side_effects)]
+        let zeroes_based = count - 1;
+        Ok(zeroes_based)
     } else {
         Err(CommandError::InvalidQueueCount { count })
     }
@@ -994,6 +1025,8 @@ impl SubmissionQueueEntry {
     /// ```
     pub fn lba_range(&self) -> Option<LbaRange> {
         let slba = u64::from(self.cdw10()) | (u64::from(self.cdw11()) << 32);
+        // `(cdw12 & 0xffff) + 1 <= 65536`.
+        #[allow(clippy::arithmetic_side_effects)]
         let blocks = (self.cdw12() & 0xffff) + 1;
         LbaRange::try_new(slba, blocks).ok()
     }
@@ -1038,6 +1071,15 @@ impl fmt::Display for SubmissionQueueEntry {
 crate::error::error_info!(CommandError);
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

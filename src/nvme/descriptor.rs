@@ -5,6 +5,16 @@
 //! Layout: NVMe Base Specification 1.4 §4.4 (Base 2.x §4.1.2), Figures "SGL Descriptor
 //! Format" and "SGL Descriptor Type"; subtype values as SPDK's `include/spdk/nvme_spec.h`.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::DmaAddr;

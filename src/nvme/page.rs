@@ -1,5 +1,15 @@
 //! The controller memory page size (CC.MPS): [`MemoryPageSize`].
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::PageSize;
@@ -84,7 +94,10 @@ impl MemoryPageSize {
         if mps > 15 {
             return Err(InvalidPageSize { bytes: 0 });
         }
-        Self::new(1 << (12 + mps as u32))
+        // `mps <= 15` (checked above): the shift is at most 27.
+        #[allow(clippy::arithmetic_side_effects)]
+        let bytes = 1 << (12 + mps as u32);
+        Self::new(bytes)
     }
 
     /// Size in bytes.
@@ -98,11 +111,15 @@ impl MemoryPageSize {
     }
 
     /// The CC.MPS field value (`log2(bytes) - 12`).
+    // `shift() >= 12`: every constructor refuses sizes below 4 KiB.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn cc_mps(self) -> u8 {
         (self.0.shift() - 12) as u8
     }
 
     /// `bytes - 1`: the offset bits of a PRP entry.
+    // A page size is a power of two, so `>= 1`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub const fn mask(self) -> u64 {
         self.0.get() - 1
     }

@@ -9,6 +9,16 @@
 //! crate's callers can, so [`choose_data_pointer`] also picks SGL when the layout needs
 //! it, and says [`DataPointerChoice::Bounce`] when neither can express it.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use super::descriptor::{SglCapabilities, SglItem};
 use super::page::MemoryPageSize;
 use super::prp::is_prp_compatible;

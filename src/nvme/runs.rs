@@ -1,6 +1,16 @@
 //! Coalescing of adjacent items into runs, remembering which input indices each run
 //! came from (for error reports that name the offending input segment).
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use super::descriptor::SglItem;
 
 /// A maximal run of contiguous data (or adjacent bit buckets) and the input indices of
@@ -59,7 +69,12 @@ impl<I: Iterator<Item = SglItem>> Iterator for Runs<I> {
                 return self.pending.take().map(Ok);
             };
             let i = self.index;
-            self.index += 1;
+            // One per item pulled from `inner` (a slice's items in the crate's only
+            // caller), so `index <= len <= isize::MAX`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                self.index += 1;
+            }
             if !valid(item) {
                 // Report the run before the bad item first: it comes earlier.
                 if let Some(p) = self.pending.take() {

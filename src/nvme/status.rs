@@ -4,6 +4,16 @@
 //! Specification (1.4 §4.6.1.2.1, Figure 128; Base 2.x §3.3.3.2.1.1) that a controller
 //! returns for malformed data pointers. The values match QEMU's `include/block/nvme.h`.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 /// A completion status: bits 10:8 the Status Code Type (SCT), bits 7:0 the Status Code

@@ -8,6 +8,16 @@
 //! | `mlx5_klm` | `bcount` u32, `key` u32, `va` u64 | 16 B |
 //! | `mlx5_ksm` | reserved u32, `key` u32, `va` u64 (fixed entity size) | 16 B |
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::PageSize;
@@ -90,8 +100,23 @@ impl fmt::Display for Mlx5Error {
 
 impl core::error::Error for Mlx5Error {}
 
+/// `bytes` rounded up to the UMR alignment; saturates like the entry counts that feed
+/// it, so an impossible size stays impossible instead of wrapping to a small one.
 const fn padded(bytes: usize) -> usize {
-    bytes.div_ceil(MLX5_UMR_XLT_ALIGNMENT) * MLX5_UMR_XLT_ALIGNMENT
+    bytes
+        .div_ceil(MLX5_UMR_XLT_ALIGNMENT)
+        .saturating_mul(MLX5_UMR_XLT_ALIGNMENT)
+}
+
+/// One 16-byte KLM / KSM entry: `word0` (KLM `bcount`, KSM reserved), `key`, `va`,
+/// big-endian.
+const fn klm_entry(word0: u32, key: u32, va: u64) -> [u8; MLX5_KLM_SIZE] {
+    let [a0, a1, a2, a3] = word0.to_be_bytes();
+    let [k0, k1, k2, k3] = key.to_be_bytes();
+    let [v0, v1, v2, v3, v4, v5, v6, v7] = va.to_be_bytes();
+    [
+        a0, a1, a2, a3, k0, k1, k2, k3, v0, v1, v2, v3, v4, v5, v6, v7,
+    ]
 }
 
 /// Bytes of the padded MTT encoding of `n` pages.
@@ -130,10 +155,14 @@ pub fn encode_mtt(pages: &[u64], access: u64, out: &mut [u8]) -> Result<usize, M
         .get_mut(..needed)
         .ok_or(Mlx5Error::BufferTooSmall { needed })?;
     let bits = access & (MLX5_EN_RD | MLX5_EN_WR);
-    for (chunk, &p) in out.chunks_exact_mut(MLX5_MTT_SIZE).zip(pages) {
+    let mut chunks = out.chunks_exact_mut(MLX5_MTT_SIZE);
+    // `pages` first: `zip` stops on it without consuming a chunk.
+    for (&p, chunk) in pages.iter().zip(chunks.by_ref()) {
         chunk.copy_from_slice(&(p | bits).to_be_bytes());
     }
-    out[pages.len() * MLX5_MTT_SIZE..].fill(0);
+    for chunk in chunks {
+        chunk.fill(0);
+    }
     Ok(needed)
 }
 
@@ -186,12 +215,14 @@ pub fn encode_klm(segs: &[DmaRange], key: u32, out: &mut [u8]) -> Result<usize, 
         while left > 0 {
             let bcount = left.min(MLX5_MAX_KLM_BYTE_COUNT);
             if let Some(slot) = slots.next() {
-                slot[0..4].copy_from_slice(&(bcount as u32).to_be_bytes());
-                slot[4..8].copy_from_slice(&key.to_be_bytes());
-                slot[8..16].copy_from_slice(&va.to_be_bytes());
+                slot.copy_from_slice(&klm_entry(bcount as u32, key, va));
             }
             va = va.wrapping_add(bcount);
-            left -= bcount;
+            // `bcount = left.min(..) <= left`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                left -= bcount;
+            }
         }
     }
     for slot in slots {
@@ -240,9 +271,7 @@ pub fn encode_ksm(
     for s in segs {
         for (page, _, _) in s.pages(entity) {
             if let Some(slot) = slots.next() {
-                slot[0..4].fill(0);
-                slot[4..8].copy_from_slice(&key.to_be_bytes());
-                slot[8..16].copy_from_slice(&page.as_u64().to_be_bytes());
+                slot.copy_from_slice(&klm_entry(0, key, page.as_u64()));
             }
         }
     }
@@ -256,3 +285,28 @@ crate::error::error_info!(Mlx5Error, |e| match *e {
     Mlx5Error::MisalignedPage { index, .. } => Some(crate::error::Position::index(index)),
     _ => None,
 });
+
+#[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+mod tests {
+    use super::*;
+
+    /// A size too large for memory stays too large (and is refused as
+    /// `BufferTooSmall`) instead of panicking or wrapping to a small size.
+    #[test]
+    fn sizes_of_huge_counts_saturate() {
+        assert_eq!(mtt_bytes(usize::MAX), usize::MAX);
+        assert_eq!(klm_bytes(usize::MAX), usize::MAX);
+        assert_eq!(klm_bytes(usize::MAX / 16), usize::MAX);
+        assert_eq!(mtt_bytes(0), 0);
+        assert_eq!(klm_bytes(5), 128);
+    }
+}

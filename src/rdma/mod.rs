@@ -25,6 +25,16 @@
 //! # Ok::<(), physvec::rdma::MrError>(())
 //! ```
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 mod mlx5;
 mod nvme;
 mod pages;

@@ -2,6 +2,16 @@
 //! Block descriptor, as `nvme_rdma_map_sg_fr` / `nvme_rdma_map_sg_single`
 //! (drivers/nvme/host/rdma.c) fill it.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::DmaAddr;

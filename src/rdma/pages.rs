@@ -15,6 +15,16 @@
 //! first segment, the kernel computes a negative offset and length (wrapped); here that
 //! is [`MrError::PageListTooSmall`], as is a list that takes no page at all.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::PageSize;
@@ -131,7 +141,10 @@ pub fn sg_to_pages_with(
             len: first.len(),
         })?;
     let ps = u128::from(page_size.get());
-    let mask = !(ps - 1);
+    // A page size is a power of two, so `ps >= 1`.
+    #[allow(clippy::arithmetic_side_effects)]
+    let low = ps - 1;
+    let mask = !low;
     let mut length: u128 = 0;
     let mut npages = 0usize;
     let mut last_end: u128 = 0;
@@ -148,8 +161,11 @@ pub fn sg_to_pages_with(
     };
     for (i, e) in segs.iter().enumerate() {
         let base = u128::from(e.addr().as_u64());
-        let dma_addr = base + off;
-        let dma_len = u128::from(e.len()) - off;
+        // u128 sums of values below 2^64 cannot overflow; `off <= e.len()` (it is
+        // `sg_offset <= first.len()`, checked, for the first segment and 0 after).
+        #[allow(clippy::arithmetic_side_effects)]
+        let (dma_addr, dma_len) = (base + off, u128::from(e.len()) - off);
+        #[allow(clippy::arithmetic_side_effects)] // both terms are below 2^65.
         let end = dma_addr + dma_len;
         let mut page = dma_addr & mask;
         let mut prev = dma_addr;
@@ -167,25 +183,41 @@ pub fn sg_to_pages_with(
                         // The kernel's offset and length would wrap here.
                         return Err(MrError::PageListTooSmall { max_pages: npages });
                     }
-                    let resume = (prev - base) as u64;
-                    length += prev - dma_addr;
+                    // `prev >= dma_addr >= base` (checked just above).
+                    #[allow(clippy::arithmetic_side_effects)]
+                    let (resume, piece) = ((prev - base) as u64, prev - dma_addr);
+                    // `length` sums at most `segs.len()` lengths below 2^65 in u128.
+                    #[allow(clippy::arithmetic_side_effects)]
+                    {
+                        length += piece;
+                    }
                     if i == 0 && resume == 0 {
                         return Err(MrError::PageListTooSmall { max_pages: npages });
                     }
                     return finish(length, npages, i, resume);
                 }
-                npages += 1;
+                // Saturates like `mapped` in `finish`: more than usize::MAX pages can
+                // only come from a `set_page` that accepts more than memory can list.
+                npages = npages.saturating_add(1);
                 prev = page;
             }
             skip_set = false;
-            page += ps;
+            // `page < end < 2^65` before the step, `ps <= 2^63`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                page += ps;
+            }
             if page >= end {
                 break;
             }
         }
-        length += dma_len;
+        // A u128 sum of at most `segs.len()` lengths below 2^65.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            length += dma_len;
+        }
         last_end = end;
-        last_page_off = end & (ps - 1);
+        last_page_off = end & low;
         off = 0;
     }
     finish(length, npages, segs.len(), 0)
@@ -222,7 +254,11 @@ pub fn sg_to_pages(
     sg_to_pages_with(segs, sg_offset, page_size, |p| match pages.get_mut(n) {
         Some(slot) => {
             *slot = p;
-            n += 1;
+            // `n < pages.len()` (the slot exists).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                n += 1;
+            }
             true
         }
         None => false,

@@ -9,6 +9,16 @@
 //! covers the whole VA span in one page (`GENMASK(63, bits_per((len - 1 + va) ^ va))`),
 //! since larger pages only waste translation space.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::PageSize;
@@ -50,7 +60,10 @@ const fn bits_per(n: u64) -> u32 {
     if n < 2 {
         1
     } else {
-        64 - n.leading_zeros()
+        // `leading_zeros() <= 64`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let bits = 64 - n.leading_zeros();
+        bits
     }
 }
 
@@ -103,9 +116,10 @@ pub fn best_page_size(
             .checked_add(s.len())
             .ok_or(PgszError::AddressOverflow)?;
     }
-    let last = va
-        .checked_add(length - 1)
-        .ok_or(PgszError::AddressOverflow)?;
+    // `segs` is not empty and every range has `len > 0`, so `length >= 1`.
+    #[allow(clippy::arithmetic_side_effects)]
+    let last = va.checked_add(length - 1);
+    let last = last.ok_or(PgszError::AddressOverflow)?;
     let mut bitmap = supported;
     let mut mask = bitmap & genmask_from(bits_per(last ^ va));
     let mut cur_base: u64 = !0;
@@ -126,16 +140,22 @@ pub fn best_page_size(
     }
     if mask != 0 {
         let tz = mask.trailing_zeros();
-        bitmap &= if tz >= 63 {
+        // `tz < 63` in the else branch, so the shift is `<= 63` and its result `>= 1`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let keep = if tz >= 63 {
             u64::MAX
         } else {
             (1u64 << (tz + 1)) - 1
         };
+        bitmap &= keep;
     }
     Ok(if bitmap == 0 {
         None
     } else {
-        PageSize::from_shift(63 - bitmap.leading_zeros()).ok()
+        // `bitmap != 0`, so `leading_zeros() <= 63`.
+        #[allow(clippy::arithmetic_side_effects)]
+        let top = 63 - bitmap.leading_zeros();
+        PageSize::from_shift(top).ok()
     })
 }
 

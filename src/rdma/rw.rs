@@ -6,6 +6,16 @@
 //! With a two-step IOVA mapping (`dma_iova_link` of every bvec into one IOVA range) the
 //! DMA list is a single range, so the plan is one SGE.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::PageSize;
@@ -149,10 +159,12 @@ pub const fn io_needs_mr(caps: &RwCaps, dir: RwDirection, nents: u32) -> bool {
 /// assert_eq!(physvec::rdma::coalesced_count(&s), 2);
 /// ```
 pub fn coalesced_count(segs: &[DmaRange]) -> usize {
-    segs.windows(2)
-        .filter(|w| !w[0].is_contiguous_with(w[1]))
+    // A segment starts a coalesced one unless it continues its predecessor.
+    core::iter::once(None)
+        .chain(segs.iter().map(Some))
+        .zip(segs)
+        .filter(|&(prev, &s)| prev.map_or(true, |&p| !p.is_contiguous_with(s)))
         .count()
-        + usize::from(!segs.is_empty())
 }
 
 /// Chooses how `rdma_rw_ctx_init` would move `segs` (a mapped DMA list).
@@ -188,28 +200,45 @@ pub fn plan_rw(segs: &[DmaRange], dir: RwDirection, caps: &RwCaps) -> Result<RwP
         let mut mrs = 0u32;
         while start < segs.len() {
             // Take raw segments until `ppm` coalesced segments are covered.
-            let mut end = start + 1;
+            let rest = segs.get(start..).unwrap_or_default();
+            let mut take = rest.len().min(1);
             let mut count = 1u32;
-            while end < segs.len() {
-                let new = !segs[end - 1].is_contiguous_with(segs[end]);
+            for w in rest.windows(2) {
+                let &[prev, next] = w else { break };
+                let new = !prev.is_contiguous_with(next);
                 if new && count == ppm {
                     break;
                 }
-                count += u32::from(new);
-                end += 1;
+                // `count < ppm` when `new` (checked above), so `count <= ppm <= 256`;
+                // `take` counts windows seen plus one, `<= rest.len()`.
+                #[allow(clippy::arithmetic_side_effects)]
+                {
+                    count += u32::from(new);
+                    take += 1;
+                }
             }
-            let chunk = &segs[start..end];
+            let chunk = rest.get(..take).unwrap_or_default();
             let mut pages = 0u32;
             let m = sg_to_pages_with(chunk, 0, caps.page_size, |_| {
-                pages += 1;
+                // `sg_to_pages_with` stops at the first `false`, so this runs at most
+                // `ppm + 1 <= 257` times.
+                #[allow(clippy::arithmetic_side_effects)]
+                {
+                    pages += 1;
+                }
                 pages <= ppm
             })
             .map_err(|_| RwError::MrCannotMap { segment: start })?;
             if m.mapped as usize != chunk.len() {
                 return Err(RwError::MrCannotMap { segment: start });
             }
-            mrs += 1;
-            start = end;
+            // Each chunk holds >= 1 coalesced segment, so `mrs <= n <= u32::MAX`; `start +
+            // take <= segs.len()` since `take <= rest.len()`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                mrs += 1;
+                start += take;
+            }
         }
         return Ok(RwPlan::Mr {
             mrs,

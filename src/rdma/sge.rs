@@ -2,6 +2,16 @@
 //! (include/rdma/ib_verbs.h) and rdma-core's `struct ibv_sge` (verbs.h), which share one
 //! 16-byte layout `{u64 addr; u32 length; u32 lkey}`.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 use core::mem::{offset_of, size_of};
 
@@ -90,12 +100,18 @@ fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, 
             let take = l.min(max_len);
             f(a, take);
             a = a.wrapping_add(take);
-            l -= take;
+            // `take <= l` (the min).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                l -= take;
+            }
         }
     };
     for r in view.iter() {
         let (a, l) = (r.addr().as_u64(), r.len());
         cur = match cur {
+            // A run's length is part of `view.len()`, a u64 total the view checked.
+            #[allow(clippy::arithmetic_side_effects)]
             Some((ca, cl)) if ca.checked_add(cl) == Some(a) => Some((ca, cl + l)),
             Some((ca, cl)) => {
                 emit(ca, cl, &mut f);
@@ -119,6 +135,8 @@ fn for_each_sge(view: &RangeView<'_, Dma>, max_len: u64, mut f: impl FnMut(u64, 
 /// ```
 pub fn sge_count(view: &RangeView<'_, Dma>, max_len: u32) -> u64 {
     let mut n = 0u64;
+    // Each SGE holds >= 1 byte of the view, so `n <= view.len() <= u64::MAX`.
+    #[allow(clippy::arithmetic_side_effects)]
     for_each_sge(view, u64::from(max_len.max(1)), |_, _| n += 1);
     n
 }
@@ -159,13 +177,20 @@ pub fn build_sges(
         });
     }
     let mut i = 0;
+    // `needed <= out.len()` was checked, so every piece finds a slot.
     for_each_sge(view, u64::from(max_len), |addr, len| {
-        out[i] = IbSge {
-            addr,
-            length: len as u32,
-            lkey,
-        };
-        i += 1;
+        if let Some(slot) = out.get_mut(i) {
+            *slot = IbSge {
+                addr,
+                length: len as u32,
+                lkey,
+            };
+            // `i < out.len()` (the slot exists).
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                i += 1;
+            }
+        }
     });
     Ok(i)
 }

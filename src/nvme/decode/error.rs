@@ -1,6 +1,16 @@
 //! [`DecodeError`]: why a data pointer was rejected, with the NVMe status a controller
 //! completes the command with.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use core::fmt;
 
 use crate::addr::DmaAddr;

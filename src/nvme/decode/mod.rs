@@ -10,6 +10,16 @@
 //! the entries read. SGL segment chains are checked for cycles with Brent's algorithm in
 //! O(1) memory.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 mod error;
 mod options;
 mod output;
@@ -82,6 +92,15 @@ where
 }
 
 #[cfg(all(test, feature = "alloc"))]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::mem::SliceMemory;

@@ -1,6 +1,16 @@
 //! Decoder settings ([`DecodeOptions`]) and what a successful decode reports
 //! ([`DecodeSummary`]).
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use crate::nvme::descriptor::SglCapabilities;
 
 /// How strict a decoder is and how much work it may do.

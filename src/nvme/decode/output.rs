@@ -2,6 +2,16 @@
 //! (data ranges into any [`RangeSink`]) and the internal emitters that coalesce what
 //! *this* decode pushed and roll back on error.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use super::error::DecodeError;
 use crate::addr::Dma;
 use crate::nvme::descriptor::SglItem;

@@ -11,6 +11,16 @@
 //! which the specification does not forbid. Work is bounded by the transfer length and
 //! [`DecodeOptions::max_descriptors`].
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use super::error::DecodeError;
 use super::options::{DecodeOptions, DecodeSummary};
 use super::output::{data, Emit, RangeEmit};
@@ -107,9 +117,13 @@ where
             at: None,
         });
     }
+    // `prp1 & mask <= mask < ps`, so the subtraction cannot underflow.
+    #[allow(clippy::arithmetic_side_effects)]
     let first = len.min(ps - (prp1 & mask));
     let bad = |entry, at| DecodeError::PrpOffsetInvalid { entry, at };
     out.emit(data(prp1, first).ok_or(bad(prp1, None))?)?;
+    // `first = len.min(..) <= len`.
+    #[allow(clippy::arithmetic_side_effects)]
     let mut rem = len - first;
     if rem == 0 {
         return Ok(sum);
@@ -125,6 +139,8 @@ where
         return Err(bad(prp2, None));
     }
     let mut list = prp2;
+    // `list & mask < ps`; the divisor is a non-zero constant.
+    #[allow(clippy::arithmetic_side_effects)]
     let mut nents = (ps - (list & mask)) / 8;
     if nents == 0 {
         // A list pointer in the last 7 bytes of a page has no whole slot.
@@ -133,7 +149,9 @@ where
     let mut i: u64 = 0;
     sum.segments = 1;
     while rem > 0 {
-        // list + 8 * i stays inside list's page, which ends at or below 2^64.
+        // `i < nents <= (ps - (list & mask)) / 8`, so `list + 8 * i` stays inside list's
+        // page, which ends at or below 2^64.
+        #[allow(clippy::arithmetic_side_effects)]
         let at = list + 8 * i;
         if sum.descriptors_read >= opts.max_descriptors {
             return Err(DecodeError::LimitExceeded {
@@ -146,26 +164,51 @@ where
                     addr: e.addr,
                     len: e.len,
                 })?;
-        sum.descriptors_read += 1;
+        // `descriptors_read < max_descriptors <= u64::MAX` by the check above.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            sum.descriptors_read += 1;
+        }
         if entry & mask != 0 {
             return Err(bad(entry, Some(DmaAddr::new(at))));
         }
-        if i + 1 == nents && rem > ps {
+        // `i < nents <= ps / 8`, so `i + 1` cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let last_slot = i + 1 == nents;
+        if last_slot && rem > ps {
             list = entry;
             i = 0;
             nents = ps / 8;
-            sum.segments += 1;
+            // Follows after the first are `ps / 8 >= 512` counted reads apart, so
+            // `segments <= 2 + descriptors_read / 512 < u64::MAX`.
+            #[allow(clippy::arithmetic_side_effects)]
+            {
+                sum.segments += 1;
+            }
             continue;
         }
         let n = rem.min(ps);
         out.emit(data(entry, n).ok_or(bad(entry, Some(DmaAddr::new(at))))?)?;
-        rem -= n;
-        i += 1;
+        // `n = rem.min(ps) <= rem`; `i < nents <= ps / 8 < u64::MAX`.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            rem -= n;
+            i += 1;
+        }
     }
     Ok(sum)
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::mem::SparseMemory;

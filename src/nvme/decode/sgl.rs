@@ -22,6 +22,16 @@
 //! segment may chain is decided by the type of the descriptor that pointed at it, which
 //! this decoder keeps in its own variable.
 
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
 use super::error::DecodeError;
 use super::options::{DecodeOptions, DecodeSummary};
 use super::output::{data, with_items, Emit, SglItemSink};
@@ -93,7 +103,11 @@ impl<E: Emit> State<'_, E> {
                 addr: e.addr,
                 len: e.len,
             })?;
-        self.sum.descriptors_read += 1;
+        // `descriptors_read < max_descriptors <= u64::MAX` by the check above.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.sum.descriptors_read += 1;
+        }
         Ok(SglDescriptor::from_bytes(b))
     }
 
@@ -166,7 +180,11 @@ impl<E: Emit> State<'_, E> {
             SglItem::BitBucket(take)
         };
         self.out.emit(item)?;
-        self.remaining -= take;
+        // `take = len.min(self.remaining) <= self.remaining`.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            self.remaining -= take;
+        }
         Ok(())
     }
 }
@@ -232,13 +250,24 @@ where
         if !compat && addr & 7 != 0 {
             return Err(bad_segment);
         }
-        if addr.checked_add(seg_len - 1).is_none() {
+        // `seg_len != 0` was checked just above.
+        #[allow(clippy::arithmetic_side_effects)]
+        let seg_end = addr.checked_add(seg_len - 1);
+        if seg_end.is_none() {
             return Err(bad_segment);
         }
         let n = seg_len / 16;
-        st.sum.segments += 1;
+        // Each earlier segment read >= 1 descriptor counted in `descriptors_read`, so
+        // before this increment `segments <= descriptors_read`; u64::MAX needs 2^64 reads.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            st.sum.segments += 1;
+        }
         if compat {
             // QEMU looks at the segment's last descriptor before the others.
+            // `n >= 1` (`seg_len` is a non-zero multiple of 16) and
+            // `addr + 16 * (n - 1) = addr + seg_len - 16 <= addr + seg_len - 1`, checked.
+            #[allow(clippy::arithmetic_side_effects)]
             let last_at = addr + 16 * (n - 1);
             let t = st.read(mem, last_at)?.descriptor_type();
             if t != SglDescriptorType::DataBlock && (is_last || !t.is_segment()) {
@@ -249,10 +278,15 @@ where
         }
         let mut next = None;
         for i in 0..n {
+            // `i < n`, so `addr + 16 * i <= addr + seg_len - 16`, checked above.
+            #[allow(clippy::arithmetic_side_effects)]
             let at = addr + 16 * i;
             let d = st.read(mem, at)?;
             if d.descriptor_type().is_segment() {
-                if i + 1 != n {
+                // `i < n <= u32::MAX / 16`.
+                #[allow(clippy::arithmetic_side_effects)]
+                let not_last = i + 1 != n;
+                if not_last {
                     return Err(DecodeError::InvalidDescriptorCount {
                         at: DmaAddr::new(at),
                     });
@@ -278,7 +312,12 @@ where
             power = power.saturating_mul(2);
             lam = 0;
         }
-        lam += 1;
+        // `lam <= loop iterations <= descriptors_read` (each iteration reads >= 1
+        // descriptor); reaching u64::MAX would take 2^64 reads.
+        #[allow(clippy::arithmetic_side_effects)]
+        {
+            lam += 1;
+        }
         cur = d;
         cur_at = Some(at);
     }
@@ -296,6 +335,15 @@ fn finish<E>(st: State<'_, E>) -> Result<DecodeSummary, DecodeError> {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::addr::DmaAddr;
