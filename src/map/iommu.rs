@@ -15,76 +15,11 @@ use core::cell::RefCell;
 use core::fmt;
 
 use super::{
-    Attrs, DataDirection, DmaMapper, IovaSpace, Linking, MapError, MapperId, SpaceState, SyncError,
+    Attrs, DataDirection, DmaMapper, IoPerm, IovaSpace, Linking, MapError, MapperId, SpaceState, SyncError,
     Synced,
 };
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
 use crate::range::{DmaRange, PhysRange};
-
-/// Permissions of an I/O page-table leaf (`IOMMU_READ`, `IOMMU_WRITE`, `IOMMU_MMIO`).
-///
-/// ```
-/// use physvec::map::{Attrs, DataDirection, IoPerm};
-/// let p = IoPerm::for_transfer(DataDirection::ToDevice, Attrs::empty());
-/// assert!(p.contains(IoPerm::READ) && !p.contains(IoPerm::WRITE));
-/// ```
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct IoPerm(u8);
-
-impl IoPerm {
-    /// The device may read (DMA to the device).
-    pub const READ: IoPerm = IoPerm(1);
-    /// The device may write (DMA from the device).
-    pub const WRITE: IoPerm = IoPerm(2);
-    /// Device memory (P2P through a host bridge): uncached.
-    pub const MMIO: IoPerm = IoPerm(4);
-
-    /// The permissions a transfer needs.
-    pub const fn for_transfer(dir: DataDirection, attrs: Attrs) -> Self {
-        let mut bits = 0;
-        if dir.device_reads() {
-            bits |= 1;
-        }
-        if dir.device_writes() {
-            bits |= 2;
-        }
-        if attrs.contains(Attrs::MMIO) {
-            bits |= 4;
-        }
-        IoPerm(bits)
-    }
-
-    /// Whether every bit of `other` is set.
-    pub const fn contains(self, other: IoPerm) -> bool {
-        self.0 & other.0 == other.0
-    }
-
-    /// Raw bits (`READ = 1`, `WRITE = 2`, `MMIO = 4`).
-    pub const fn bits(self) -> u8 {
-        self.0
-    }
-}
-
-impl fmt::Debug for IoPerm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let r = if self.contains(IoPerm::READ) {
-            "r"
-        } else {
-            "-"
-        };
-        let w = if self.contains(IoPerm::WRITE) {
-            "w"
-        } else {
-            "-"
-        };
-        let m = if self.contains(IoPerm::MMIO) {
-            "m"
-        } else {
-            "-"
-        };
-        write!(f, "IoPerm({r}{w}{m})")
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // I/O page table
@@ -833,6 +768,62 @@ impl IovaAllocator {
         }
         self.free_bytes -= size as u128;
         Some(a)
+    }
+
+    /// Takes the fixed extent `[start, start + size)` out of the free space (for IOVAs
+    /// that must never be handed out, such as an interrupt window, or a fixed mapping).
+    /// The part of it outside the aperture is ignored.
+    ///
+    /// # Errors
+    /// [`MapError::AlreadyMapped`] when some granule of it inside the aperture is not
+    /// free (nothing is taken then); [`MapError::Misaligned`] for an extent that is not
+    /// granule-aligned.
+    ///
+    /// ```
+    /// use physvec::map::IovaAllocator;
+    /// use physvec::PageSize;
+    /// let mut a = IovaAllocator::new(PageSize::SIZE_4K, 0x1000, 0xf_ffff)?;
+    /// a.reserve_range(0x1000, 0x2000)?;
+    /// assert_eq!(a.alloc(0x1000, PageSize::SIZE_4K), Some(0x3000));
+    /// assert!(a.reserve_range(0x3000, 0x1000).is_err()); // already taken
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn reserve_range(&mut self, start: u64, size: u64) -> Result<(), MapError> {
+        let g = self.granule;
+        for v in [start, size] {
+            if v & g.mask() != 0 {
+                return Err(MapError::Misaligned {
+                    value: v,
+                    granule: g.get(),
+                });
+            }
+        }
+        if size == 0 {
+            return Ok(());
+        }
+        let last = start.saturating_add(size - 1).min(self.last);
+        let start = start.max(self.first);
+        if start > last {
+            return Ok(());
+        }
+        let Some((s, l)) = self
+            .free
+            .range(..=start)
+            .next_back()
+            .map(|(&s, &l)| (s, l))
+            .filter(|&(_, l)| l >= last)
+        else {
+            return Err(MapError::AlreadyMapped { iova: start });
+        };
+        self.free.remove(&s);
+        if s < start {
+            self.free.insert(s, start - 1);
+        }
+        if last < l {
+            self.free.insert(last + 1, l);
+        }
+        self.free_bytes -= (last - start) as u128 + 1;
+        Ok(())
     }
 
     /// Returns `[start, start + size)` to the free space, merging neighbours.

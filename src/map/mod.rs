@@ -22,6 +22,9 @@
 //! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the generic per-I/O entry point |
 //! | `error.rs` | [`MapError`] |
 //! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
+//! | `pgtable.rs` | [`RadixTable`] (`alloc`): the radix engine over a [`PageTableFormat`] in caller memory |
+//! | `vtd/` | [`vtd`]: Intel VT-d tables, the VT-d mapper, the hardware walker, invalidations, faults |
+//! | `perm.rs` | [`IoPerm`]: leaf permissions |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
@@ -71,6 +74,10 @@ mod error;
 mod iommu;
 mod mapping;
 mod p2p;
+mod perm;
+#[cfg(feature = "alloc")]
+mod pgtable;
+pub mod vtd;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub mod pagemap;
 mod space;
@@ -80,10 +87,13 @@ pub use checked::{Checked, OnLeak};
 pub use direct::{BouncePool, DirectMapper};
 pub use error::MapError;
 #[cfg(feature = "alloc")]
-pub use iommu::{IoPageTable, IoPerm, IommuConfig, IommuStats, IovaAllocator, SoftIommu};
+pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftIommu};
 #[cfg(feature = "alloc")]
 pub use mapping::map;
 pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};
+pub use perm::IoPerm;
+#[cfg(feature = "alloc")]
+pub use pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
 
