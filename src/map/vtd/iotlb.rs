@@ -13,13 +13,15 @@
 use alloc::collections::BTreeMap;
 
 use super::inval::Invalidation;
-use super::walk::{translate, Access, Translation, VtdCaps, WalkError};
+use super::fault::FaultReason;
+use super::walk::{translate, Access, Fault, Translation, VtdCaps, WalkError};
 use crate::map::IoPerm;
 use crate::mem::MemoryReader;
 
 /// An IOTLB model: leaf translations keyed by (source id, leaf-aligned IOVA, leaf size)
 /// and tagged with the domain id read at walk time. Faults are not cached (no negative
-/// caching); invalidations evict what they cover.
+/// caching); invalidations evict what they cover. A hit whose cached permissions lack
+/// the access fails without a walk and without a recorded fault, as in QEMU 7.2.
 ///
 /// ```
 /// use physvec::map::vtd::{Access, Invalidation, PageList, VtdCaps, VtdIotlb, VtdTables, VtdConfig};
@@ -89,13 +91,23 @@ impl VtdIotlb {
         for size in SIZES {
             let mask = size.wrapping_sub(1);
             if let Some(t) = self.entries.get(&(source_id, iova & !mask, size)) {
-                if t.perm.contains(need) {
-                    self.hits = self.hits.saturating_add(1);
-                    return Ok(Translation {
-                        phys: t.phys | (iova & mask),
-                        ..*t
-                    });
+                self.hits = self.hits.saturating_add(1);
+                if !t.perm.contains(need) {
+                    // As QEMU 7.2: a hit whose cached access flags lack the access fails
+                    // without a walk, so no fault is recorded.
+                    return Err(WalkError::Fault(Fault {
+                        reason: match access {
+                            Access::Read => FaultReason::ReadNotPermitted,
+                            Access::Write => FaultReason::WriteNotPermitted,
+                        },
+                        recorded: false,
+                        level: 0,
+                    }));
                 }
+                return Ok(Translation {
+                    phys: t.phys | (iova & mask),
+                    ..*t
+                });
             }
         }
         self.misses = self.misses.saturating_add(1);

@@ -12,7 +12,7 @@
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
-use core::cell::{Ref, RefCell};
+use core::cell::{Ref, RefCell, RefMut};
 use core::fmt;
 
 use super::entry::{haw_mask, INTERRUPT_FIRST, INTERRUPT_LAST};
@@ -177,6 +177,13 @@ impl<M: MemoryReader + MemoryWriter, P: PageSource> VtdMapper<M, P> {
     /// The memory holding the tables.
     pub fn memory(&self) -> Ref<'_, M> {
         Ref::map(self.inner.borrow(), |i| i.t.memory())
+    }
+
+    /// The memory holding the tables, mutably: for bookkeeping wrappers such as
+    /// [`DirtyPages`](super::DirtyPages). Changing table bytes through it breaks the
+    /// mapper's view of its tables.
+    pub fn memory_mut(&self) -> RefMut<'_, M> {
+        RefMut::map(self.inner.borrow_mut(), |i| i.t.memory_mut())
     }
 
     /// A snapshot of the counters.

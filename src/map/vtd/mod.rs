@@ -69,5 +69,5 @@ pub use iotlb::VtdIotlb;
 #[cfg(feature = "alloc")]
 pub use mapper::{VtdMapper, VtdStats};
 #[cfg(feature = "alloc")]
-pub use tables::{PageList, PageSource, VtdConfig, VtdFormat, VtdTables};
+pub use tables::{DirtyPages, PageList, PageSource, VtdConfig, VtdFormat, VtdTables};
 pub use walk::{translate, translate_traced, Access, Fault, Translation, VtdCaps, WalkError, WalkStep};

@@ -11,6 +11,7 @@
     clippy::todo
 )]
 
+use alloc::collections::BTreeSet;
 use alloc::vec::Vec;
 
 use super::entry::{
@@ -19,7 +20,7 @@ use super::entry::{
 };
 use crate::map::pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
 use crate::map::{IoPerm, MapError};
-use crate::mem::{MemoryReader, MemoryWriter};
+use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
 
 /// Where table pages come from: 4 KiB-aligned pages of memory the tables may use, as a
 /// driver's page allocator or a VMM's reserved region hands them out.
@@ -373,6 +374,11 @@ impl<M: MemoryReader + MemoryWriter, P: PageSource> VtdTables<M, P> {
         &self.mem
     }
 
+    /// The memory holding the tables, mutably (see [`VtdMapper::memory_mut`](super::VtdMapper::memory_mut)).
+    pub fn memory_mut(&mut self) -> &mut M {
+        &mut self.mem
+    }
+
     /// The page source.
     pub fn pages(&self) -> &P {
         &self.pages
@@ -442,5 +448,75 @@ impl<M: MemoryReader + MemoryWriter, P: PageSource> VtdTables<M, P> {
         Ok(pt
             .lookup(&store, iova)?
             .map(|(p, perm, level)| (p, perm, block_size(level))))
+    }
+}
+
+/// A memory wrapper that records which 4 KiB pages were written, so that a driver (or a
+/// test harness, or the CLI) can copy exactly the changed table pages to where the
+/// hardware reads them.
+///
+/// ```
+/// use physvec::map::vtd::DirtyPages;
+/// use physvec::mem::{MemoryWriter, SparseMemory};
+/// let mut m = SparseMemory::new();
+/// m.add_zeroed(0x1000, 0x3000);
+/// let mut d = DirtyPages::new(m);
+/// d.write(0x1ffc, &[1; 8]).unwrap(); // straddles two pages
+/// assert_eq!(d.take_dirty(), [0x1000, 0x2000]);
+/// assert!(d.take_dirty().is_empty());
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct DirtyPages<M> {
+    inner: M,
+    dirty: BTreeSet<u64>,
+}
+
+impl<M> DirtyPages<M> {
+    /// Wraps `inner`; nothing is dirty yet.
+    pub fn new(inner: M) -> Self {
+        DirtyPages {
+            inner,
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    /// The pages written since the last call, in address order.
+    pub fn take_dirty(&mut self) -> Vec<u64> {
+        core::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// The wrapped memory.
+    pub fn inner(&self) -> &M {
+        &self.inner
+    }
+
+    /// Unwraps the memory.
+    pub fn into_inner(self) -> M {
+        self.inner
+    }
+}
+
+impl<M: MemoryReader> MemoryReader for DirtyPages<M> {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        self.inner.read(addr, buf)
+    }
+}
+
+impl<M: MemoryWriter> MemoryWriter for DirtyPages<M> {
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryError> {
+        self.inner.write(addr, buf)?;
+        let len = buf.len() as u64; // usize fits in u64 on every supported target
+        if len > 0 {
+            let last = addr.saturating_add(len.wrapping_sub(1)) >> 12;
+            let mut p = addr >> 12;
+            while p <= last {
+                self.dirty.insert(p << 12);
+                p = p.saturating_add(1);
+                if p == 0 {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 }
