@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use physvec::map::vtd::{
-    self, Access, DirtyPages, FaultReason, FaultRecord, PageList, VtdCaps, VtdConfig,
-    VtdMapper, VtdTables, WalkError,
+    self, Access, DirtyPages, FaultReason, FaultRecord, PageList, VtdCaps, VtdConfig, VtdMapper,
+    VtdTables, WalkError,
 };
 use physvec::map::{self as m, Attrs, DataDirection, DmaMapper, IoPerm, IovaSpace, Synced};
 use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
@@ -135,7 +135,12 @@ impl Harness {
             "CAP={:#x}",
             vtd.cap
         );
-        assert_eq!(vtd.ecap & 2, 2, "no queued invalidation (ECAP={:#x})", vtd.ecap);
+        assert_eq!(
+            vtd.ecap & 2,
+            2,
+            "no queued invalidation (ECAP={:#x})",
+            vtd.ecap
+        );
         let sid = nvme_source_id(&mut h.qt);
         Harness {
             h,
@@ -569,7 +574,13 @@ fn mapper_sequence(hs: &mut Harness, steps: usize, queued: bool) -> String {
                     .expect("reserve")
                     .expect("IOVA space");
                 mapper
-                    .link(&mut space, PhysRange::new(base, 2 << 20), 0, dir, Attrs::empty())
+                    .link(
+                        &mut space,
+                        PhysRange::new(base, 2 << 20),
+                        0,
+                        dir,
+                        Attrs::empty(),
+                    )
                     .expect("link");
                 let space = mapper.sync(space, 0, 2 << 20).expect("sync");
                 let iova = space.addr().as_u64();
@@ -598,7 +609,12 @@ fn mapper_sequence(hs: &mut Harness, steps: usize, queued: bool) -> String {
                 } else {
                     Access::Read
                 };
-                hs.fault_check(iova + hole + 0x1000, access, denied(access), &[base + hole + 0x1000]);
+                hs.fault_check(
+                    iova + hole + 0x1000,
+                    access,
+                    denied(access),
+                    &[base + hole + 0x1000],
+                );
                 let before = Io {
                     phys: vec![PhysRange::new(base, hole)],
                     dma: vec![(iova, hole)],
@@ -607,7 +623,10 @@ fn mapper_sequence(hs: &mut Harness, steps: usize, queued: bool) -> String {
                 hs.walker_check(&mapper, &before, true);
                 hs.dma_check(&before);
                 let after = Io {
-                    phys: vec![PhysRange::new(base + hole + 0x2000, (2 << 20) - hole - 0x2000)],
+                    phys: vec![PhysRange::new(
+                        base + hole + 0x2000,
+                        (2 << 20) - hole - 0x2000,
+                    )],
                     dma: vec![(iova + hole + 0x2000, (2 << 20) - hole - 0x2000)],
                     dir,
                 };
@@ -624,7 +643,9 @@ fn mapper_sequence(hs: &mut Harness, steps: usize, queued: bool) -> String {
         hs.flush(&mapper);
         hs.walker_check(&mapper, &old, false);
     }
-    mapper.unmap_fixed(FIXED_LO, FIXED_LEN).expect("unmap_fixed");
+    mapper
+        .unmap_fixed(FIXED_LO, FIXED_LEN)
+        .expect("unmap_fixed");
     assert!(mapper.is_idle(), "tables left after teardown {}", hs.ctx());
     let mut ops: Vec<_> = ops.into_iter().collect();
     ops.sort();
@@ -643,8 +664,12 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
         mem.add_zeroed(RT_LO, (RT_PAGES * 0x1000) as usize);
         let pages = PageList::new((0..RT_PAGES).map(|i| RT_LO + i * 0x1000));
         let did = hs.rng.range(1, 0xffff) as u16;
-        let mut t = VtdTables::new(DirtyPages::new(mem), pages, VtdConfig::new(hs.aw, hs.sid, did))
-            .expect("tables");
+        let mut t = VtdTables::new(
+            DirtyPages::new(mem),
+            pages,
+            VtdConfig::new(hs.aw, hs.sid, did),
+        )
+        .expect("tables");
         t.map(FIXED_LO, FIXED_LO, FIXED_LEN, IoPerm::READ | IoPerm::WRITE)
             .expect("queues");
         // The IOVA under test: its top-level index differs from the queues' (0).
@@ -660,7 +685,8 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
         let perm = *hs
             .rng
             .pick(&[IoPerm::READ, IoPerm::WRITE, IoPerm::READ | IoPerm::WRITE]);
-        t.map(iova_base, phys_base, size, perm).expect("map under test");
+        t.map(iova_base, phys_base, size, perm)
+            .expect("map under test");
         // The byte the device accesses: inside the data arena for a 1 GiB leaf.
         let off = if size == 1 << 30 {
             let p = hs.alloc_pages(1, 0x1000);
@@ -709,7 +735,9 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
             _ => None,
         };
         if let Some(v) = new {
-            t.memory_mut().write(addr, &v.to_le_bytes()).expect("mutate");
+            t.memory_mut()
+                .write(addr, &v.to_le_bytes())
+                .expect("mutate");
         }
         // To QEMU: table pages, new root, global invalidations.
         for p in t.memory_mut().take_dirty() {
@@ -720,7 +748,10 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
         hs.vtd.set_root(&mut hs.h.qt, t.root_table());
         hs.vtd.issue(
             &mut hs.h.qt,
-            &[vtd::Invalidation::ContextGlobal, vtd::Invalidation::IotlbGlobal],
+            &[
+                vtd::Invalidation::ContextGlobal,
+                vtd::Invalidation::IotlbGlobal,
+            ],
         );
         let access = if hs.rng.chance(1, 2) {
             Access::Write
@@ -827,8 +858,8 @@ fn vtd_forgotten_invalidation_is_caught() {
     let mut mem = SparseMemory::new();
     mem.add_zeroed(TABLES_LO, (TABLE_PAGES * 0x1000) as usize);
     let pages = PageList::new((0..TABLE_PAGES).map(|i| TABLES_LO + i * 0x1000));
-    let mapper = Mapper::new(DirtyPages::new(mem), pages, VtdConfig::new(48, hs.sid, 7))
-        .expect("mapper");
+    let mapper =
+        Mapper::new(DirtyPages::new(mem), pages, VtdConfig::new(48, hs.sid, 7)).expect("mapper");
     mapper
         .map_fixed(FIXED_LO, FIXED_LO, FIXED_LEN, IoPerm::READ | IoPerm::WRITE)
         .expect("identity");
@@ -844,7 +875,11 @@ fn vtd_forgotten_invalidation_is_caught() {
     hs.vtd.enable_translation(&mut hs.h.qt);
 
     let page = hs.alloc_pages(1, 0x1000);
-    let l = map_io(&mapper, vec![PhysRange::new(page, 0x1000)], DataDirection::FromDevice);
+    let l = map_io(
+        &mapper,
+        vec![PhysRange::new(page, 0x1000)],
+        DataDirection::FromDevice,
+    );
     hs.flush(&mapper);
     let io = l.io().clone();
     hs.dma_check(&io); // the IOTLB now caches the translation
@@ -857,7 +892,10 @@ fn vtd_forgotten_invalidation_is_caught() {
         hs.h.qt.write(p, &b);
     }
     let dropped = mapper.drain_invalidations();
-    assert!(!dropped.is_empty(), "the mapper queued no invalidation for an unmap");
+    assert!(
+        !dropped.is_empty(),
+        "the mapper queued no invalidation for an unmap"
+    );
     hs.h.qt.memset(page, 0x1000, 0x5a);
     let c = hs.h.rw(
         OPC_READ,
@@ -870,7 +908,10 @@ fn vtd_forgotten_invalidation_is_caught() {
     );
     assert!(c.ok());
     let stale = hs.vtd.take_fault(&mut hs.h.qt);
-    assert_eq!(stale, None, "QEMU recorded a fault although the IOTLB was not invalidated");
+    assert_eq!(
+        stale, None,
+        "QEMU recorded a fault although the IOTLB was not invalidated"
+    );
     assert_eq!(
         hs.h.qt.read_vec(page, 0x1000),
         hs.disk[..0x1000],
@@ -878,6 +919,10 @@ fn vtd_forgotten_invalidation_is_caught() {
     );
     // Issuing the dropped invalidation makes the IOVA fault as it must.
     hs.vtd.issue(&mut hs.h.qt, &dropped);
-    hs.fault_check(io.dma[0].0, Access::Write, FaultReason::WriteNotPermitted, &[]);
+    hs.fault_check(
+        io.dma[0].0,
+        Access::Write,
+        FaultReason::WriteNotPermitted,
+        &[],
+    );
 }
-

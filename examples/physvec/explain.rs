@@ -826,7 +826,7 @@ fn mark(p: &mut Picture, v: &Verdict, target: Option<Target>) {
 }
 
 /// The commands `explain` draws.
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 12] = [
     "prp",
     "sgl",
     "decode-prp",
@@ -837,6 +837,8 @@ pub const COMMANDS: [&str; 10] = [
     "mlx5-mtt",
     "mlx5-klm",
     "map",
+    "vtd",
+    "vtd-translate",
 ];
 
 /// `physvec explain`: reads the request, runs its command, prints the picture.
@@ -875,6 +877,9 @@ pub fn explain(input: &str) -> Result<(String, i32), CliError> {
             )))
         }
     };
+    if command.starts_with("vtd") {
+        return crate::vtd::explain(&command, &req);
+    }
     let f = crate::command(&command).ok_or_else(|| CliError::Malformed(command.clone()))?;
     let verdict = match f(&Value::Object(req.clone()).to_string()) {
         Ok(v) => Verdict::Ok(v),

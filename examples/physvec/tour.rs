@@ -8,6 +8,7 @@ pub fn run() {
     println!("physvec tour: typed, page-less DMA range lists\n");
     core_section();
     crate::map::tour();
+    crate::vtd::tour();
     crate::nvme::tour();
     crate::sg::tour();
     crate::rdma::tour();

@@ -15,8 +15,8 @@ use core::cell::RefCell;
 use core::fmt;
 
 use super::{
-    Attrs, DataDirection, DmaMapper, IoPerm, IovaSpace, Linking, MapError, MapperId, SpaceState, SyncError,
-    Synced,
+    Attrs, DataDirection, DmaMapper, IoPerm, IovaSpace, Linking, MapError, MapperId, SpaceState,
+    SyncError, Synced,
 };
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
 use crate::range::{DmaRange, PhysRange};

@@ -74,13 +74,13 @@ mod error;
 mod iommu;
 mod mapping;
 mod p2p;
+#[cfg(all(feature = "std", target_os = "linux"))]
+pub mod pagemap;
 mod perm;
 #[cfg(feature = "alloc")]
 mod pgtable;
-pub mod vtd;
-#[cfg(all(feature = "std", target_os = "linux"))]
-pub mod pagemap;
 mod space;
+pub mod vtd;
 
 #[cfg(feature = "alloc")]
 pub use checked::{Checked, OnLeak};
@@ -91,10 +91,10 @@ pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftIommu};
 #[cfg(feature = "alloc")]
 pub use mapping::map;
 pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};
+pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use perm::IoPerm;
 #[cfg(feature = "alloc")]
 pub use pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
-pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
 
 /// Direction of a transfer, as seen from the device (`enum dma_data_direction`).

@@ -91,4 +91,3 @@ impl fmt::Debug for IoPerm {
         write!(f, "IoPerm({r}{w}{m})")
     }
 }
-

@@ -381,8 +381,7 @@ impl<F: PageTableFormat> RadixTable<F> {
                 Pte::Empty => {
                     let c = mem.alloc_table()?;
                     self.used.insert(c, 0);
-                    if let Err(err) = mem.write_entry(table, idx, self.fmt.encode_table(c, level))
-                    {
+                    if let Err(err) = mem.write_entry(table, idx, self.fmt.encode_table(c, level)) {
                         self.used.remove(&c);
                         mem.free_table(c);
                         return Err(err);
@@ -418,7 +417,8 @@ impl<F: PageTableFormat> RadixTable<F> {
                 Pte::Empty if !want_present => return Ok(Some(a)),
                 Pte::Leaf { .. } if want_present => return Ok(Some(a)),
                 Pte::Table(c) if level > 0 => {
-                    if let Some(x) = self.first(mem, c, level.wrapping_sub(1), a, ee, want_present)?
+                    if let Some(x) =
+                        self.first(mem, c, level.wrapping_sub(1), a, ee, want_present)?
                     {
                         return Ok(Some(x));
                     }
@@ -582,7 +582,10 @@ impl<F: PageTableFormat> RadixTable<F> {
         let mut table = self.root;
         let mut level = self.top();
         loop {
-            match self.fmt.decode(mem.read_entry(table, index_of(level, iova))?, level) {
+            match self
+                .fmt
+                .decode(mem.read_entry(table, index_of(level, iova))?, level)
+            {
                 Pte::Empty => return Ok(None),
                 Pte::Leaf { phys, perm } => {
                     let off = iova & pow2(block_shift(level)).wrapping_sub(1);

@@ -57,7 +57,10 @@ pub struct Vtd {
 fn poll(qt: &mut Qtest, what: &str, mut done: impl FnMut(&mut Qtest) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(5);
     while !done(qt) {
-        assert!(Instant::now() < deadline, "VT-d: timed out waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "VT-d: timed out waiting for {what}"
+        );
         std::thread::yield_now();
     }
 }

@@ -129,7 +129,11 @@ impl Invalidation {
         if am > u32::from(max_am) {
             return Invalidation::IotlbDomain { did };
         }
-        let page = first.checked_shr(am).unwrap_or(0).checked_shl(am).unwrap_or(0);
+        let page = first
+            .checked_shr(am)
+            .unwrap_or(0)
+            .checked_shl(am)
+            .unwrap_or(0);
         Invalidation::IotlbPage {
             did,
             addr: page.checked_shl(12).unwrap_or(0),
@@ -217,7 +221,10 @@ impl Invalidation {
             ]
         };
         let iotlb = |g: u64, did: u16, hi: u64| {
-            [2 | (g << 4) | (1 << 6) | (1 << 7) | (u64::from(did) << 16), hi]
+            [
+                2 | (g << 4) | (1 << 6) | (1 << 7) | (u64::from(did) << 16),
+                hi,
+            ]
         };
         match *self {
             Invalidation::ContextGlobal => cc(1, 0, 0, 0),

@@ -12,8 +12,8 @@
 
 use alloc::collections::BTreeMap;
 
-use super::inval::Invalidation;
 use super::fault::FaultReason;
+use super::inval::Invalidation;
 use super::walk::{translate, Access, Fault, Translation, VtdCaps, WalkError};
 use crate::map::IoPerm;
 use crate::mem::MemoryReader;

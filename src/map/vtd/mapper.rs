@@ -20,8 +20,8 @@ use super::inval::Invalidation;
 use super::tables::{PageSource, VtdConfig, VtdTables};
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
 use crate::map::{
-    Attrs, DataDirection, DmaMapper, IoPerm, IovaAllocator, IovaSpace, Linking, MapError,
-    MapperId, SpaceState, SyncError, Synced,
+    Attrs, DataDirection, DmaMapper, IoPerm, IovaAllocator, IovaSpace, Linking, MapError, MapperId,
+    SpaceState, SyncError, Synced,
 };
 use crate::mem::{MemoryReader, MemoryWriter};
 use crate::range::{DmaRange, PhysRange};

@@ -57,10 +57,10 @@ mod tables;
 mod walk;
 
 pub use entry::{
-    aw_field, context_entry, ctx_lo_reserved, haw_mask, overlaps_interrupt_window,
-    root_entry, root_lo_reserved, sl_addr, sl_leaf_entry, sl_perm, sl_reserved,
-    sl_table_entry, CTX_FPD, CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_IGNORED,
-    SL_PS, SL_R, SL_SNP, SL_TM, SL_W,
+    aw_field, context_entry, ctx_lo_reserved, haw_mask, overlaps_interrupt_window, root_entry,
+    root_lo_reserved, sl_addr, sl_leaf_entry, sl_perm, sl_reserved, sl_table_entry, CTX_FPD,
+    CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_IGNORED, SL_PS, SL_R, SL_SNP, SL_TM,
+    SL_W,
 };
 pub use fault::{FaultReason, FaultRecord, Fsts};
 pub use inval::{reg, wait_descriptor, Invalidation, RegisterWrite};
@@ -70,4 +70,6 @@ pub use iotlb::VtdIotlb;
 pub use mapper::{VtdMapper, VtdStats};
 #[cfg(feature = "alloc")]
 pub use tables::{DirtyPages, PageList, PageSource, VtdConfig, VtdFormat, VtdTables};
-pub use walk::{translate, translate_traced, Access, Fault, Translation, VtdCaps, WalkError, WalkStep};
+pub use walk::{
+    translate, translate_traced, Access, Fault, Translation, VtdCaps, WalkError, WalkStep,
+};

@@ -333,7 +333,11 @@ impl<M: MemoryReader + MemoryWriter, P: PageSource> VtdTables<M, P> {
         let devfn = u64::from(cfg.source_id & 0xff);
         let bus = u64::from(cfg.source_id >> 8);
         // Context entry: high quadword first (P is in the low one).
-        store.write_entry(context_table, devfn.saturating_mul(2).saturating_add(1), ce_hi)?;
+        store.write_entry(
+            context_table,
+            devfn.saturating_mul(2).saturating_add(1),
+            ce_hi,
+        )?;
         store.write_entry(context_table, devfn.saturating_mul(2), ce_lo)?;
         let [re_lo, re_hi] = root_entry(context_table);
         store.write_entry(root_table, bus.saturating_mul(2).saturating_add(1), re_hi)?;

@@ -14,8 +14,7 @@ use core::fmt;
 
 use super::entry::{
     ctx_lo_reserved, haw_mask, overlaps_interrupt_window, root_lo_reserved, sl_addr, sl_perm,
-    sl_reserved, CTX_FPD, CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_PS, SL_R,
-    SL_W,
+    sl_reserved, CTX_FPD, CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_PS, SL_R, SL_W,
 };
 use super::fault::FaultReason;
 use crate::map::IoPerm;
@@ -186,10 +185,9 @@ pub enum WalkStep {
 
 fn read_pair<R: MemoryReader + ?Sized>(mem: &R, addr: u64) -> Result<[u64; 2], WalkError> {
     let lo = mem.read_u64_le(addr).map_err(WalkError::Memory)?;
-    let hi_addr = addr.checked_add(8).ok_or(WalkError::Memory(MemoryError {
-        addr,
-        len: 16,
-    }))?;
+    let hi_addr = addr
+        .checked_add(8)
+        .ok_or(WalkError::Memory(MemoryError { addr, len: 16 }))?;
     let hi = mem.read_u64_le(hi_addr).map_err(WalkError::Memory)?;
     Ok([lo, hi])
 }
@@ -377,9 +375,7 @@ pub fn translate_traced<R: MemoryReader + ?Sized>(
             if overlaps_interrupt_window(base, size) {
                 return Err(fault(FaultReason::InterruptAddress, fpd, level));
             }
-            let perm = sl_perm(
-                (if reads { SL_R } else { 0 }) | (if writes { SL_W } else { 0 }),
-            );
+            let perm = sl_perm((if reads { SL_R } else { 0 }) | (if writes { SL_W } else { 0 }));
             return Ok(Translation {
                 phys: base | (iova & size.wrapping_sub(1)),
                 page_size: size,
