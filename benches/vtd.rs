@@ -84,10 +84,28 @@ pub fn benches(c: &mut Criterion) {
     {
         let mem = hw.memory();
         g.bench_function("translate/4k_leaf", |b| {
-            b.iter(|| vtd::translate(&*mem, root, caps, 8, black_box(iova4k + 0x10), Access::Write))
+            b.iter(|| {
+                vtd::translate(
+                    &*mem,
+                    root,
+                    caps,
+                    8,
+                    black_box(iova4k + 0x10),
+                    Access::Write,
+                )
+            })
         });
         g.bench_function("translate/2m_leaf", |b| {
-            b.iter(|| vtd::translate(&*mem, root, caps, 8, black_box(iova2m + 0x1234), Access::Write))
+            b.iter(|| {
+                vtd::translate(
+                    &*mem,
+                    root,
+                    caps,
+                    8,
+                    black_box(iova2m + 0x1234),
+                    Access::Write,
+                )
+            })
         });
     }
     hw.destroy(s, DIR, Attrs::empty()).expect("destroy");
