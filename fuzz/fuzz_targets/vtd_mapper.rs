@@ -15,8 +15,13 @@ use physvec::PhysRange;
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Map { segs: Vec<(u16, u8, u16, u16)>, dir: u8 },
-    Unmap { i: u8 },
+    Map {
+        segs: Vec<(u16, u8, u16, u16)>,
+        dir: u8,
+    },
+    Unmap {
+        i: u8,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -83,7 +88,11 @@ fuzz_target!(|input: Input| {
                 }
                 let (mapping, pages, dir) = live.swap_remove(usize::from(*i) % live.len());
                 mapping.unmap().expect("unmap of a live mapping");
-                let a = if dir.device_writes() { Access::Write } else { Access::Read };
+                let a = if dir.device_writes() {
+                    Access::Write
+                } else {
+                    Access::Read
+                };
                 dead.push((pages.iter().map(|p| p.0).collect(), a));
             }
         }
@@ -102,9 +111,15 @@ fuzz_target!(|input: Input| {
                     p += 0x1000;
                 }
             }
-            let a = if dir.device_writes() { Access::Write } else { Access::Read };
+            let a = if dir.device_writes() {
+                Access::Write
+            } else {
+                Access::Read
+            };
             for &(dma, phys) in pages {
-                let t = tlb.translate(&*mem, root, caps, 8, dma, a).expect("live page");
+                let t = tlb
+                    .translate(&*mem, root, caps, 8, dma, a)
+                    .expect("live page");
                 assert_eq!(t.phys, phys, "IOTLB at {dma:#x}");
                 let w = vtd::translate(&*mem, root, caps, 8, dma, a).expect("live page");
                 assert_eq!(w.phys, phys, "walk at {dma:#x}");
@@ -125,7 +140,11 @@ fuzz_target!(|input: Input| {
         mapping.unmap().expect("teardown");
     }
     assert_eq!(checked.check_leaks(), Ok(()));
-    assert!(checked.violations().is_empty(), "{:?}", checked.violations());
+    assert!(
+        checked.violations().is_empty(),
+        "{:?}",
+        checked.violations()
+    );
     let inner = checked.inner();
     assert!(inner.is_idle());
     assert_eq!(inner.tables().pages().in_use(), 3, "table pages leaked");

@@ -36,7 +36,10 @@ struct SeqMem {
 impl MemoryReader for SeqMem {
     fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
         self.reads.set(self.reads.get() + 1);
-        let err = MemoryError { addr, len: buf.len() as u64 };
+        let err = MemoryError {
+            addr,
+            len: buf.len() as u64,
+        };
         if buf.len() != 8 {
             return Err(err);
         }
@@ -69,10 +72,16 @@ fn model(m: &dyn MemoryReader, caps: VtdCaps, root: u64, sid: u16, iova: u64, wr
     if (0xFEE0_0000..=0xFEEF_FFFF).contains(&iova) {
         return Out::Irq;
     }
-    let haw = if caps.haw >= 64 { u64::MAX } else { (1u64 << caps.haw) - 1 };
+    let haw = if caps.haw >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << caps.haw) - 1
+    };
     let re = (root & !0xfff) + u64::from(sid >> 8) * 16;
     let Ok(lo) = rd(re) else { return Out::Mem };
-    let Some(Ok(hi)) = re.checked_add(8).map(rd) else { return Out::Mem };
+    let Some(Ok(hi)) = re.checked_add(8).map(rd) else {
+        return Out::Mem;
+    };
     if lo & 1 == 0 {
         return Out::Fault(1, true);
     }
@@ -81,7 +90,9 @@ fn model(m: &dyn MemoryReader, caps: VtdCaps, root: u64, sid: u16, iova: u64, wr
     }
     let ce = (lo & !0xfff) + u64::from(sid & 0xff) * 16;
     let Ok(clo) = rd(ce) else { return Out::Mem };
-    let Some(Ok(chi)) = ce.checked_add(8).map(rd) else { return Out::Mem };
+    let Some(Ok(chi)) = ce.checked_add(8).map(rd) else {
+        return Out::Mem;
+    };
     let fpd = clo & 2 != 0;
     let rec = |r: u8| Out::Fault(r, !(fpd && ![0xA, 0xB, 1, 8, 9].contains(&r)));
     if clo & 1 == 0 {
@@ -110,8 +121,14 @@ fn model(m: &dyn MemoryReader, caps: VtdCaps, root: u64, sid: u16, iova: u64, wr
     let mut table = clo & !0xfff;
     for level in (1..=levels).rev() {
         let shift = 12 + 9 * (level - 1);
-        let idx = if shift < 64 { (iova >> shift) & 0x1ff } else { 0 };
-        let Ok(e) = rd(table | idx << 3) else { return Out::Mem };
+        let idx = if shift < 64 {
+            (iova >> shift) & 0x1ff
+        } else {
+            0
+        };
+        let Ok(e) = rd(table | idx << 3) else {
+            return Out::Mem;
+        };
         if e == u64::MAX {
             return rec(if level == levels { 3 } else { 7 });
         }
@@ -144,7 +161,11 @@ fn model(m: &dyn MemoryReader, caps: VtdCaps, root: u64, sid: u16, iova: u64, wr
 }
 
 fuzz_target!(|input: Input| {
-    let access = if input.write { Access::Write } else { Access::Read };
+    let access = if input.write {
+        Access::Write
+    } else {
+        Access::Read
+    };
     let caps0 = VtdCaps::qemu(if input.aw48 { 48 } else { 39 });
     let conv = |r: Result<vtd::Translation, WalkError>| match r {
         Ok(t) => Out::Ok(t.phys, t.page_size, t.domain_id),
@@ -159,7 +180,9 @@ fuzz_target!(|input: Input| {
             reads: Default::default(),
         };
         let mem = mk();
-        let got = conv(vtd::translate(&mem, input.root, caps0, input.sid, input.iova, access));
+        let got = conv(vtd::translate(
+            &mem, input.root, caps0, input.sid, input.iova, access,
+        ));
         assert!(mem.reads.get() <= 13, "{} reads", mem.reads.get());
         let want = model(&mk(), caps0, input.root, input.sid, input.iova, input.write);
         assert_eq!(got, want, "{input:?}");
@@ -180,7 +203,9 @@ fuzz_target!(|input: Input| {
     // Tables near the root so pointers land in the input (folded: everywhere below 2^40).
     let base = input.root & !0xfff & ((1 << 40) - 1);
     let mem = FuzzMem::new(&input.bytes, base, input.fold);
-    let got = conv(vtd::translate(&mem, input.root, caps, input.sid, input.iova, access));
+    let got = conv(vtd::translate(
+        &mem, input.root, caps, input.sid, input.iova, access,
+    ));
     assert!(mem.reads.get() <= 13, "{} reads", mem.reads.get());
     let mem = FuzzMem::new(&input.bytes, base, input.fold);
     let want = model(&mem, caps, input.root, input.sid, input.iova, input.write);

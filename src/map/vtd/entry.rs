@@ -165,6 +165,11 @@ pub const fn overlaps_interrupt_window(phys: u64, size: u64) -> bool {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
 

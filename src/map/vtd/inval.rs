@@ -250,6 +250,11 @@ pub const fn wait_descriptor(status_addr: u64, data: u32) -> [u64; 2] {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::arithmetic_side_effects
+)]
 mod tests {
     use super::*;
 
