@@ -181,12 +181,7 @@ impl Harness {
 
     /// Copies changed table pages to guest RAM, then issues the queued invalidations.
     fn flush(&mut self, mapper: &Mapper) {
-        let dirty = mapper.memory_mut().take_dirty();
-        for p in dirty {
-            let mut b = vec![0u8; 0x1000];
-            mapper.memory().read(p, &mut b).expect("table page");
-            self.h.qt.write(p, &b);
-        }
+        upload(&mut self.h.qt, &mut mapper.memory_mut());
         let invs = mapper.drain_invalidations();
         self.vtd.issue(&mut self.h.qt, &invs);
     }
@@ -415,6 +410,15 @@ impl Harness {
     }
 }
 
+/// Copies the table pages written since the last call to guest RAM.
+fn upload(qt: &mut qemu::qtest::Qtest, mem: &mut DirtyPages<SparseMemory>) {
+    for p in mem.take_dirty() {
+        let mut b = vec![0u8; 0x1000];
+        mem.read(p, &mut b).expect("table page");
+        qt.write(p, &b);
+    }
+}
+
 /// A live I/O: mapped through `map::map` or by hand with the two-step API.
 enum Live<'a> {
     Mapped(m::Mapping<'a, Mapper, physvec::DmaVec>, Io),
@@ -474,12 +478,7 @@ fn mapper_sequence(hs: &mut Harness, steps: usize, queued: bool) -> String {
         .map_fixed(FIXED_LO, FIXED_LO, FIXED_LEN, IoPerm::READ | IoPerm::WRITE)
         .expect("identity map of the queues");
     // Enable: tables in RAM, RTADDR + SRTP, (QI), global invalidations, TE.
-    let dirty = mapper.memory_mut().take_dirty();
-    for p in dirty {
-        let mut b = vec![0u8; 0x1000];
-        mapper.memory().read(p, &mut b).expect("table page");
-        hs.h.qt.write(p, &b);
-    }
+    upload(&mut hs.h.qt, &mut mapper.memory_mut());
     hs.vtd.set_root(&mut hs.h.qt, mapper.root_table());
     if queued {
         hs.h.qt.memset(QI_PAGE, 0x2000, 0);
@@ -758,11 +757,7 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
             iova = hs.alloc_pages(1, 0x1000) + hs.rng.range(0, 7) * 512;
         }
         // To QEMU: table pages, new root, global invalidations.
-        for p in t.memory_mut().take_dirty() {
-            let mut b = vec![0u8; 0x1000];
-            t.memory().read(p, &mut b).expect("table page");
-            hs.h.qt.write(p, &b);
-        }
+        upload(&mut hs.h.qt, t.memory_mut());
         hs.vtd.set_root(&mut hs.h.qt, t.root_table());
         hs.vtd.issue(
             &mut hs.h.qt,
@@ -918,12 +913,7 @@ fn vtd_forgotten_invalidation_is_caught() {
     mapper
         .map_fixed(FIXED_LO, FIXED_LO, FIXED_LEN, IoPerm::READ | IoPerm::WRITE)
         .expect("identity");
-    let dirty = mapper.memory_mut().take_dirty();
-    for p in dirty {
-        let mut b = vec![0u8; 0x1000];
-        mapper.memory().read(p, &mut b).unwrap();
-        hs.h.qt.write(p, &b);
-    }
+    upload(&mut hs.h.qt, &mut mapper.memory_mut());
     hs.vtd.set_root(&mut hs.h.qt, mapper.root_table());
     let invs = mapper.drain_invalidations();
     hs.vtd.issue(&mut hs.h.qt, &invs);
@@ -940,12 +930,7 @@ fn vtd_forgotten_invalidation_is_caught() {
     hs.dma_check(&io); // the IOTLB now caches the translation
     let _ = unmap_live(&mapper, l);
     // Tables written, invalidation dropped.
-    let dirty = mapper.memory_mut().take_dirty();
-    for p in dirty {
-        let mut b = vec![0u8; 0x1000];
-        mapper.memory().read(p, &mut b).unwrap();
-        hs.h.qt.write(p, &b);
-    }
+    upload(&mut hs.h.qt, &mut mapper.memory_mut());
     let dropped = mapper.drain_invalidations();
     assert!(
         !dropped.is_empty(),
@@ -1033,11 +1018,7 @@ fn vtd_conformance_root_and_context_faults() {
         t.memory_mut()
             .write(addr, &v.to_le_bytes())
             .expect("mutate");
-        for p in t.memory_mut().take_dirty() {
-            let mut b = vec![0u8; 0x1000];
-            t.memory().read(p, &mut b).expect("page");
-            hs.h.qt.write(p, &b);
-        }
+        upload(&mut hs.h.qt, t.memory_mut());
         hs.vtd.set_root(&mut hs.h.qt, t.root_table());
         hs.vtd.issue(
             &mut hs.h.qt,

@@ -1,6 +1,7 @@
 //! `vtd` and `vtd-translate` (Intel VT-d tables: the driver side and the device side),
 //! their `explain` pictures and the VT-d part of the tour.
 use crate::cli::{self, CliError};
+use crate::map::Direction;
 use physvec::fmt::Bytes;
 use physvec::map::vtd::{
     self, Access, DirtyPages, Invalidation, PageList, VtdCaps, VtdConfig, VtdMapper, WalkError,
@@ -13,24 +14,6 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashSet;
 use std::fmt::Write as _;
-
-#[derive(Deserialize, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum Direction {
-    ToDevice,
-    FromDevice,
-    Bidirectional,
-}
-
-impl From<Direction> for DataDirection {
-    fn from(d: Direction) -> Self {
-        match d {
-            Direction::ToDevice => DataDirection::ToDevice,
-            Direction::FromDevice => DataDirection::FromDevice,
-            Direction::Bidirectional => DataDirection::Bidirectional,
-        }
-    }
-}
 
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
