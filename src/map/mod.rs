@@ -21,7 +21,7 @@
 //! | `space.rs` | [`IovaSpace`], the reservation with a typestate ([`Linking`] / [`Synced`]) |
 //! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the generic per-I/O entry point |
 //! | `error.rs` | [`MapError`] |
-//! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
+//! | `iommu/` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `pgtable.rs` | [`RadixTable`] (`alloc`): the radix engine over a [`PageTableFormat`] in caller memory |
 //! | `vtd/` | [`vtd`]: Intel VT-d tables, the VT-d mapper, the hardware walker, invalidations, faults |
 //! | `perm.rs` | [`IoPerm`]: leaf permissions |
