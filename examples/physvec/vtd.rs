@@ -8,7 +8,7 @@ use physvec::map::vtd::{
     WalkStep,
 };
 use physvec::map::{self as m, DataDirection, MapError};
-use physvec::mem::{MemoryReader, SparseMemory};
+use physvec::mem::{MemoryError, MemoryReader, MemoryWriter, SparseMemory};
 use physvec::{DmaVec, PhysRange};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -87,13 +87,58 @@ fn invalidation_json(inv: &Invalidation, did: u16) -> Value {
     }
 }
 
-type Mapper = VtdMapper<DirtyPages<SparseMemory>, PageList>;
+/// The table pages of a request: only pages the writer touches are materialised, so a
+/// long `table_pages` list costs nothing until used. Untouched pages read as zeros.
+#[derive(Default)]
+struct TablePages {
+    allowed: HashSet<u64>,
+    pages: std::collections::HashMap<u64, Box<[u8; 4096]>>,
+}
+
+impl TablePages {
+    fn page(&self, addr: u64, len: usize) -> Result<(u64, usize), MemoryError> {
+        let err = MemoryError {
+            addr,
+            len: len as u64,
+        };
+        let base = addr & !0xfff;
+        let off = (addr & 0xfff) as usize;
+        if !self.allowed.contains(&base) || off + len > 4096 {
+            return Err(err);
+        }
+        Ok((base, off))
+    }
+}
+
+impl MemoryReader for TablePages {
+    fn read(&self, addr: u64, buf: &mut [u8]) -> Result<(), MemoryError> {
+        let (base, off) = self.page(addr, buf.len())?;
+        match self.pages.get(&base) {
+            Some(p) => buf.copy_from_slice(&p[off..off + buf.len()]),
+            None => buf.fill(0),
+        }
+        Ok(())
+    }
+}
+
+impl MemoryWriter for TablePages {
+    fn write(&mut self, addr: u64, buf: &[u8]) -> Result<(), MemoryError> {
+        let (base, off) = self.page(addr, buf.len())?;
+        let p = self
+            .pages
+            .entry(base)
+            .or_insert_with(|| Box::new([0; 4096]));
+        p[off..off + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+}
+
+type Mapper = VtdMapper<DirtyPages<TablePages>, PageList>;
 
 /// Builds the mapper over the request's table pages (all zeroed memory).
 fn mapper(req: &Request) -> Result<Mapper, CliError> {
     check_aw(req.aw_bits)?;
-    let mut seen = HashSet::new();
-    let mut mem = SparseMemory::new();
+    let mut mem = TablePages::default();
     for (i, &p) in req.table_pages.iter().enumerate() {
         if p & 0xfff != 0 || p > u64::MAX - 0xfff {
             return Err(CliError::rejected(
@@ -102,14 +147,13 @@ fn mapper(req: &Request) -> Result<Mapper, CliError> {
             )
             .with("at", i));
         }
-        if !seen.insert(p) {
+        if !mem.allowed.insert(p) {
             return Err(CliError::rejected(
                 "duplicate_table_page",
                 format!("table page {i} ({p:#x}) is listed twice"),
             )
             .with("at", i));
         }
-        mem.add_zeroed(p, 0x1000);
     }
     let pages = PageList::new(req.table_pages.iter().copied());
     let cfg = VtdConfig::new(req.aw_bits, req.source_id, req.domain_id);
