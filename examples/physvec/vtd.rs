@@ -551,7 +551,7 @@ pub fn tour() {
         iommu.root_table()
     );
     let phys = [
-        PhysRange::new(0x20_0000, 0x20_0000),
+        PhysRange::new(0x4000_0000, 0x20_0000),
         PhysRange::new(0x7000, 0x1000),
     ];
     let io = match m::map(&iommu, &phys, DataDirection::FromDevice) {
