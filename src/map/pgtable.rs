@@ -8,9 +8,11 @@
 //! the largest leaf alignment allows, splitting a large leaf when part of it is unmapped,
 //! freeing tables that become empty, rollback of a map that ran out of table pages.
 //!
-//! Geometry: 4 KiB granule, 512 entries per table, level 0 = the 4 KiB leaf level (the
-//! x86 / VT-d second-level and ARM LPAE 4 KiB layouts). Work is bounded: every operation
-//! touches at most `levels` tables per 4 KiB of the range plus two splits.
+//! Geometry comes from the format: a granule of 4, 16 or 64 KiB, one granule of 8-byte
+//! entries per table, level 0 = the granule leaf level (the x86 / VT-d second-level and
+//! ARM LPAE layouts). IOVAs may use all 64 bits (ranges are `u128` inside). Work is
+//! bounded: every operation touches at most `levels` tables per granule of the range plus
+//! two splits.
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -25,12 +27,8 @@ use alloc::collections::BTreeMap;
 
 use super::{IoPerm, MapError};
 
-/// log2 of the granule (4 KiB).
+/// log2 of the default granule (4 KiB).
 pub const GRANULE_SHIFT: u32 = 12;
-/// Index bits per level (512 entries of 8 bytes per 4 KiB table).
-pub const INDEX_BITS: u32 = 9;
-/// Entries per table.
-pub const ENTRIES: u64 = 1 << INDEX_BITS;
 /// Most levels the engine supports.
 pub const MAX_LEVELS: u32 = 6;
 
@@ -86,6 +84,14 @@ impl Pte {
 /// assert_eq!(Toy.decode(Toy.encode_table(0x3000, 1), 1), Pte::Table(0x3000));
 /// ```
 pub trait PageTableFormat {
+    /// log2 of the granule (the level-0 leaf size): 12 (4 KiB, the default), 14 or 16.
+    fn granule_shift(&self) -> u32 {
+        GRANULE_SHIFT
+    }
+    /// Index bits per level: `granule_shift() - 3` (8-byte entries filling one granule).
+    fn index_bits(&self) -> u32 {
+        self.granule_shift().saturating_sub(3)
+    }
     /// Number of levels (1..=6): the top table is at level `levels() - 1`.
     fn levels(&self) -> u32;
     /// Highest level that may hold a leaf (0: 4 KiB only, 1: 2 MiB, 2: 1 GiB).
@@ -181,23 +187,45 @@ pub struct RadixCounts {
 #[derive(Clone, Debug)]
 pub struct RadixTable<F> {
     fmt: F,
+    geo: Geo,
     root: u64,
     va_bits: u32,
     used: BTreeMap<u64, u64>,
     counts: RadixCounts,
 }
 
-/// `1 << shift` for shifts below 64 (0 beyond, which callers never ask for).
-fn pow2(shift: u32) -> u64 {
-    1u64.checked_shl(shift).unwrap_or(0)
+/// Table geometry, fixed at construction from the format.
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    gshift: u32,
+    bits: u32,
 }
 
-fn block_shift(level: u32) -> u32 {
-    GRANULE_SHIFT.saturating_add(level.saturating_mul(INDEX_BITS))
+impl Geo {
+    fn shift(&self, level: u32) -> u32 {
+        self.gshift
+            .saturating_add(level.saturating_mul(self.bits))
+            .min(127)
+    }
+    /// Bytes covered by one entry at `level` (at most 2^127).
+    fn block(&self, level: u32) -> u128 {
+        1u128 << self.shift(level)
+    }
+    fn index(&self, level: u32, addr: u128) -> u64 {
+        let mask = (1u128 << self.bits.min(32)).wrapping_sub(1);
+        // Masked to `bits` (<= 13) bits: the cast is exact.
+        ((addr >> self.shift(level)) & mask) as u64
+    }
+    fn entries(&self) -> u64 {
+        1u64 << self.bits.min(32)
+    }
 }
 
-fn index_of(level: u32, addr: u64) -> u64 {
-    addr.checked_shr(block_shift(level)).unwrap_or(0) & (ENTRIES.wrapping_sub(1))
+/// What [`RadixTable::map_rec`] writes in one table: added leaves are counted once per
+/// table, not per entry.
+#[derive(Default)]
+struct Batch {
+    leaves: u64,
 }
 
 impl<F: PageTableFormat> RadixTable<F> {
@@ -205,22 +233,33 @@ impl<F: PageTableFormat> RadixTable<F> {
     /// `2^va_bits`.
     ///
     /// # Errors
-    /// [`MapError::InvalidConfig`] when the format has no or too many levels or
-    /// `va_bits` exceeds what the levels cover (or 63).
+    /// [`MapError::InvalidConfig`] when the format has no or too many levels, a granule
+    /// other than 4, 16 or 64 KiB, or `va_bits` outside `granule bits + 1 ..= 64` or
+    /// beyond what the levels cover.
     pub fn new(fmt: F, root: u64, va_bits: u32) -> Result<Self, MapError> {
         let levels = fmt.levels();
-        if levels == 0 || levels > MAX_LEVELS || va_bits > 63 || va_bits <= GRANULE_SHIFT {
+        let geo = Geo {
+            gshift: fmt.granule_shift(),
+            bits: fmt.index_bits(),
+        };
+        if !matches!(geo.gshift, 12 | 14 | 16) || geo.bits == 0 || geo.bits > 13 {
             return Err(MapError::InvalidConfig {
-                what: "page-table levels must be 1..=6 and IOVA bits 13..=63",
+                what: "page-table granule must be 4, 16 or 64 KiB",
             });
         }
-        if va_bits > block_shift(levels) {
+        if levels == 0 || levels > MAX_LEVELS || va_bits > 64 || va_bits <= geo.gshift {
+            return Err(MapError::InvalidConfig {
+                what: "page-table levels must be 1..=6 and IOVA bits above the granule, at most 64",
+            });
+        }
+        if va_bits > geo.shift(levels) {
             return Err(MapError::InvalidConfig {
                 what: "IOVA bits exceed what the page-table levels cover",
             });
         }
         Ok(RadixTable {
             fmt,
+            geo,
             root,
             va_bits,
             used: BTreeMap::new(),
@@ -252,64 +291,71 @@ impl<F: PageTableFormat> RadixTable<F> {
         self.fmt.levels().saturating_sub(1)
     }
 
-    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<u64, MapError> {
-        let gmask = pow2(GRANULE_SHIFT).wrapping_sub(1);
+    fn granule(&self) -> u64 {
+        1u64 << self.geo.gshift.min(63)
+    }
+
+    /// Checks alignment, emptiness and bounds; returns `[start, end)` as `u128`.
+    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<(u128, u128), MapError> {
+        let gmask = self.granule().wrapping_sub(1);
         for v in [Some(iova), phys, Some(len)].into_iter().flatten() {
             if v & gmask != 0 {
                 return Err(MapError::Misaligned {
                     value: v,
-                    granule: pow2(GRANULE_SHIFT),
+                    granule: self.granule(),
                 });
             }
         }
         if len == 0 {
             return Err(MapError::Empty);
         }
-        let limit = pow2(self.va_bits);
-        let end = iova
-            .checked_add(len)
-            .filter(|&e| e <= limit)
-            .ok_or(MapError::AboveDmaMask {
+        let limit = 1u128 << self.va_bits.min(64);
+        let start = u128::from(iova);
+        let end = start.saturating_add(u128::from(len));
+        if end > limit {
+            return Err(MapError::AboveDmaMask {
                 dma: iova,
                 len,
-                mask: limit.wrapping_sub(1),
-            })?;
+                // limit - 1 < 2^64: the cast is exact.
+                mask: limit.wrapping_sub(1) as u64,
+            });
+        }
         if let Some(p) = phys {
-            if p.checked_add(len).is_none() {
+            if u128::from(p).saturating_add(u128::from(len)) > 1u128 << 64 {
                 return Err(MapError::AddressOverflow { addr: p, len });
             }
         }
-        Ok(end)
+        Ok((start, end))
     }
 
-    fn used_mut(&mut self, table: u64) -> &mut u64 {
-        self.used.entry(table).or_insert(0)
+    fn add_used(&mut self, table: u64, n: u64) {
+        if n > 0 {
+            let u = self.used.entry(table).or_insert(0);
+            *u = u.saturating_add(n);
+        }
     }
 
-    fn inc(&mut self, table: u64) {
-        let u = self.used_mut(table);
-        *u = u.saturating_add(1);
-    }
-
-    fn dec(&mut self, table: u64) -> u64 {
-        let u = self.used_mut(table);
-        *u = u.saturating_sub(1);
+    /// Lowers `table`'s count by `n`; returns what is left.
+    fn sub_used(&mut self, table: u64, n: u64) -> u64 {
+        let u = self.used.entry(table).or_insert(0);
+        *u = u.saturating_sub(n);
         *u
     }
 
-    fn count_leaf(&mut self, level: u32, add: bool) {
-        let bs = pow2(block_shift(level));
+    fn count_leaves(&mut self, level: u32, n: u64, add: bool) {
+        let bytes =
+            u64::try_from(self.geo.block(level).saturating_mul(u128::from(n))).unwrap_or(u64::MAX);
         if let Some(c) = self.counts.leaves.get_mut(level as usize) {
             *c = if add {
-                c.saturating_add(1)
+                c.saturating_add(n)
             } else {
-                c.saturating_sub(1)
+                c.saturating_sub(n)
             };
         }
         self.counts.mapped_bytes = if add {
-            self.counts.mapped_bytes.saturating_add(bs)
+            self.counts.mapped_bytes.saturating_add(bytes)
         } else {
-            self.counts.mapped_bytes.saturating_sub(bs)
+            self.counts.mapped_bytes.saturating_sub(bytes)
         };
     }
 
@@ -329,14 +375,14 @@ impl<F: PageTableFormat> RadixTable<F> {
         len: u64,
         perm: IoPerm,
     ) -> Result<(), MapError> {
-        let end = self.check(iova, Some(phys), len)?;
-        if let Some(a) = self.first(mem, self.root, self.top(), iova, end, true)? {
+        let (s, e) = self.check(iova, Some(phys), len)?;
+        if let Some(a) = self.first(mem, self.root, self.top(), s, e, true)? {
             return Err(MapError::AlreadyMapped { iova: a });
         }
-        let r = self.map_rec(mem, self.root, self.top(), iova, end, phys, perm);
+        let r = self.map_rec(mem, self.root, self.top(), s, e, u128::from(phys), perm);
         if r.is_err() {
             // The range was empty before: clearing it restores the old state.
-            let _ = self.clear_rec(mem, self.root, self.top(), iova, end);
+            let _ = self.clear_rec(mem, self.root, self.top(), s, e);
         }
         r
     }
@@ -347,37 +393,60 @@ impl<F: PageTableFormat> RadixTable<F> {
         mem: &mut M,
         table: u64,
         level: u32,
-        s: u64,
-        e: u64,
-        phys: u64,
+        s: u128,
+        e: u128,
+        phys: u128,
         perm: IoPerm,
     ) -> Result<(), MapError> {
-        let bs = pow2(block_shift(level));
+        let bs = self.geo.block(level);
+        let mut batch = Batch::default();
+        let r = self.map_level(mem, table, level, s, e, phys, perm, bs, &mut batch);
+        self.add_used(table, batch.leaves);
+        self.count_leaves(level, batch.leaves, true);
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_level<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: u64,
+        level: u32,
+        s: u128,
+        e: u128,
+        phys: u128,
+        perm: IoPerm,
+        bs: u128,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
         let mut a = s;
         while a < e {
-            let idx = index_of(level, a);
+            let idx = self.geo.index(level, a);
             let eb = a & !bs.wrapping_sub(1);
             let ee = e.min(eb.saturating_add(bs));
-            // `a - s` fits: a >= s; `phys + len` was checked not to overflow.
+            // `a - s` < len and `phys + len` <= 2^64 (checked): `p` fits in 64 bits.
             let p = phys.wrapping_add(a.wrapping_sub(s));
+            let p64 = u64::try_from(p).unwrap_or(u64::MAX);
             let whole = a == eb && ee.wrapping_sub(eb) == bs && p & bs.wrapping_sub(1) == 0;
             let large_ok =
-                level <= self.fmt.max_leaf_level() && whole && self.fmt.leaf_allowed(p, level);
+                level <= self.fmt.max_leaf_level() && whole && self.fmt.leaf_allowed(p64, level);
             if level == 0 || large_ok {
-                if !self.fmt.leaf_allowed(p, level) {
+                if !self.fmt.leaf_allowed(p64, level) {
                     // Only at level 0: a large leaf that is not allowed is split instead.
-                    return Err(MapError::InterruptWindow { phys: p });
+                    return Err(MapError::InterruptWindow { phys: p64 });
                 }
-                let raw = self.fmt.encode_leaf(p, perm, level);
-                mem.write_entry(table, idx, raw)?;
-                self.inc(table);
-                self.count_leaf(level, true);
+                mem.write_entry(table, idx, self.fmt.encode_leaf(p64, perm, level))?;
+                batch.leaves = batch.leaves.saturating_add(1);
                 a = ee;
                 continue;
             }
             let child = match self.fmt.decode(mem.read_entry(table, idx)?, level) {
                 Pte::Table(c) => c,
-                Pte::Leaf { .. } => return Err(MapError::AlreadyMapped { iova: a }),
+                Pte::Leaf { .. } => {
+                    return Err(MapError::AlreadyMapped {
+                        iova: u64::try_from(a).unwrap_or(u64::MAX),
+                    })
+                }
                 Pte::Empty => {
                     let c = mem.alloc_table()?;
                     self.used.insert(c, 0);
@@ -386,7 +455,7 @@ impl<F: PageTableFormat> RadixTable<F> {
                         mem.free_table(c);
                         return Err(err);
                     }
-                    self.inc(table);
+                    self.add_used(table, 1);
                     self.counts.tables = self.counts.tables.saturating_add(1);
                     c
                 }
@@ -403,27 +472,32 @@ impl<F: PageTableFormat> RadixTable<F> {
         mem: &M,
         table: u64,
         level: u32,
-        s: u64,
-        e: u64,
+        s: u128,
+        e: u128,
         want_present: bool,
     ) -> Result<Option<u64>, MapError> {
-        let bs = pow2(block_shift(level));
+        let bs = self.geo.block(level);
         let mut a = s;
         while a < e {
-            let idx = index_of(level, a);
+            let idx = self.geo.index(level, a);
             let eb = a & !bs.wrapping_sub(1);
             let ee = e.min(eb.saturating_add(bs));
-            match self.fmt.decode(mem.read_entry(table, idx)?, level) {
-                Pte::Empty if !want_present => return Ok(Some(a)),
-                Pte::Leaf { .. } if want_present => return Ok(Some(a)),
+            let found = match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Empty => !want_present,
+                Pte::Leaf { .. } => want_present,
                 Pte::Table(c) if level > 0 => {
                     if let Some(x) =
                         self.first(mem, c, level.wrapping_sub(1), a, ee, want_present)?
                     {
                         return Ok(Some(x));
                     }
+                    false
                 }
-                _ => {}
+                Pte::Table(_) => false,
+            };
+            if found {
+                // `a` < e <= 2^64.
+                return Ok(Some(u64::try_from(a).unwrap_or(u64::MAX)));
             }
             a = ee;
         }
@@ -432,23 +506,24 @@ impl<F: PageTableFormat> RadixTable<F> {
 
     /// Splits every large leaf that contains `addr` but does not start at it, down to the
     /// level where `addr` is a block boundary. Translations do not change.
-    fn split_at<M: TableMemory>(&mut self, mem: &mut M, addr: u64) -> Result<(), MapError> {
+    fn split_at<M: TableMemory>(&mut self, mem: &mut M, addr: u128) -> Result<(), MapError> {
         let mut table = self.root;
         let mut level = self.top();
         while level > 0 {
-            let bs = pow2(block_shift(level));
+            let bs = self.geo.block(level);
             if addr & bs.wrapping_sub(1) == 0 {
                 return Ok(());
             }
-            let idx = index_of(level, addr);
+            let idx = self.geo.index(level, addr);
             match self.fmt.decode(mem.read_entry(table, idx)?, level) {
                 Pte::Empty => return Ok(()),
                 Pte::Table(c) => table = c,
                 Pte::Leaf { phys, perm } => {
                     let child = mem.alloc_table()?;
                     let cl = level.wrapping_sub(1);
-                    let cbs = pow2(block_shift(cl));
-                    for k in 0..ENTRIES {
+                    let cbs = u64::try_from(self.geo.block(cl)).unwrap_or(u64::MAX);
+                    let n = self.geo.entries();
+                    for k in 0..n {
                         let p = phys.wrapping_add(k.wrapping_mul(cbs));
                         if let Err(err) =
                             mem.write_entry(child, k, self.fmt.encode_leaf(p, perm, cl))
@@ -463,12 +538,10 @@ impl<F: PageTableFormat> RadixTable<F> {
                         mem.free_table(child);
                         return Err(err);
                     }
-                    self.used.insert(child, ENTRIES);
+                    self.used.insert(child, n);
                     self.counts.tables = self.counts.tables.saturating_add(1);
-                    self.count_leaf(level, false);
-                    for _ in 0..ENTRIES {
-                        self.count_leaf(cl, true);
-                    }
+                    self.count_leaves(level, 1, false);
+                    self.count_leaves(cl, n, true);
                     table = child;
                 }
             }
@@ -484,49 +557,54 @@ impl<F: PageTableFormat> RadixTable<F> {
         mem: &mut M,
         table: u64,
         level: u32,
-        s: u64,
-        e: u64,
-    ) -> Result<u64, MapError> {
-        let bs = pow2(block_shift(level));
+        s: u128,
+        e: u128,
+    ) -> Result<u128, MapError> {
+        let bs = self.geo.block(level);
         let mut a = s;
-        let mut cleared = 0u64;
+        let mut cleared = 0u128;
+        let mut leaves = 0u64;
+        let mut r = Ok(());
         while a < e {
-            let idx = index_of(level, a);
+            let idx = self.geo.index(level, a);
             let eb = a & !bs.wrapping_sub(1);
             let ee = e.min(eb.saturating_add(bs));
-            match self.fmt.decode(mem.read_entry(table, idx)?, level) {
-                Pte::Empty => {}
-                Pte::Leaf { .. } => {
-                    // After the splits, a leaf in the range is wholly inside it.
-                    mem.write_entry(table, idx, 0)?;
-                    self.dec(table);
-                    self.count_leaf(level, false);
-                    cleared = cleared.saturating_add(bs);
-                }
-                Pte::Table(c) if level > 0 => {
-                    cleared = cleared.saturating_add(self.clear_rec(
-                        mem,
-                        c,
-                        level.wrapping_sub(1),
-                        a,
-                        ee,
-                    )?);
-                    if self.used.get(&c).copied().unwrap_or(0) == 0 {
+            let step = (|| -> Result<(), MapError> {
+                match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                    Pte::Empty => {}
+                    Pte::Leaf { .. } => {
+                        // After the splits, a leaf in the range is wholly inside it.
                         mem.write_entry(table, idx, 0)?;
-                        self.used.remove(&c);
-                        mem.free_table(c);
-                        self.dec(table);
-                        self.counts.tables = self.counts.tables.saturating_sub(1);
+                        leaves = leaves.saturating_add(1);
+                        cleared = cleared.saturating_add(bs);
                     }
+                    Pte::Table(c) if level > 0 => {
+                        let n = self.clear_rec(mem, c, level.wrapping_sub(1), a, ee)?;
+                        cleared = cleared.saturating_add(n);
+                        if self.used.get(&c).copied().unwrap_or(0) == 0 {
+                            mem.write_entry(table, idx, 0)?;
+                            self.used.remove(&c);
+                            mem.free_table(c);
+                            self.sub_used(table, 1);
+                            self.counts.tables = self.counts.tables.saturating_sub(1);
+                        }
+                    }
+                    Pte::Table(_) => {}
                 }
-                Pte::Table(_) => {}
+                Ok(())
+            })();
+            if step.is_err() {
+                r = step;
+                break;
             }
             a = ee;
         }
-        Ok(cleared)
+        self.sub_used(table, leaves);
+        self.count_leaves(level, leaves, false);
+        r.map(|()| cleared)
     }
 
-    /// Unmaps `[iova, iova + len)`; every 4 KiB of it must be mapped. Large leaves that
+    /// Unmaps `[iova, iova + len)`; every granule of it must be mapped. Large leaves that
     /// straddle the bounds are split first (if that runs out of table pages, the error
     /// comes back with every translation unchanged).
     ///
@@ -540,11 +618,11 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<(), MapError> {
-        let end = self.check(iova, None, len)?;
-        if let Some(a) = self.first(mem, self.root, self.top(), iova, end, false)? {
+        let (s, e) = self.check(iova, None, len)?;
+        if let Some(a) = self.first(mem, self.root, self.top(), s, e, false)? {
             return Err(MapError::NotMapped {
                 dma: a,
-                len: pow2(GRANULE_SHIFT),
+                len: self.granule(),
             });
         }
         self.unmap_present(mem, iova, len).map(|_| ())
@@ -560,10 +638,11 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<u64, MapError> {
-        let end = self.check(iova, None, len)?;
-        self.split_at(mem, iova)?;
-        self.split_at(mem, end)?;
-        self.clear_rec(mem, self.root, self.top(), iova, end)
+        let (s, e) = self.check(iova, None, len)?;
+        self.split_at(mem, s)?;
+        self.split_at(mem, e)?;
+        let n = self.clear_rec(mem, self.root, self.top(), s, e)?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
     }
 
     /// The leaf covering `iova`: physical address of that byte, permissions, and the
@@ -576,19 +655,19 @@ impl<F: PageTableFormat> RadixTable<F> {
         mem: &M,
         iova: u64,
     ) -> Result<Option<(u64, IoPerm, u32)>, MapError> {
-        if iova >= pow2(self.va_bits) {
+        let a = u128::from(iova);
+        if a >= 1u128 << self.va_bits.min(64) {
             return Ok(None);
         }
         let mut table = self.root;
         let mut level = self.top();
         loop {
-            match self
-                .fmt
-                .decode(mem.read_entry(table, index_of(level, iova))?, level)
-            {
+            let idx = self.geo.index(level, a);
+            match self.fmt.decode(mem.read_entry(table, idx)?, level) {
                 Pte::Empty => return Ok(None),
                 Pte::Leaf { phys, perm } => {
-                    let off = iova & pow2(block_shift(level)).wrapping_sub(1);
+                    // Below the block size (< 2^64 for any leaf level): the cast is exact.
+                    let off = (a & self.geo.block(level).wrapping_sub(1)) as u64;
                     return Ok(Some((phys | off, perm, level)));
                 }
                 Pte::Table(c) => {
