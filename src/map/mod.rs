@@ -87,7 +87,7 @@ pub use checked::{Checked, OnLeak};
 pub use direct::{BouncePool, DirectMapper};
 pub use error::MapError;
 #[cfg(feature = "alloc")]
-pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftIommu};
+pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftFormat, SoftIommu};
 #[cfg(feature = "alloc")]
 pub use mapping::map;
 pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};

@@ -10,7 +10,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | `page_table.rs` | [`IoPageTable`]: the heap radix tree |
+//! | `page_table.rs` | [`IoPageTable`]: the radix engine over [`SoftFormat`] heap tables |
 //! | `iova.rs` | [`IovaAllocator`]: first-fit, coalescing |
 //! | `iotlb.rs` | the 64-entry IOTLB model |
 //! | `soft.rs` | [`SoftIommu`], [`IommuConfig`], [`IommuStats`] |
@@ -21,5 +21,5 @@ mod page_table;
 mod soft;
 
 pub use iova::IovaAllocator;
-pub use page_table::IoPageTable;
+pub use page_table::{IoPageTable, SoftFormat};
 pub use soft::{IommuConfig, IommuStats, SoftIommu};
