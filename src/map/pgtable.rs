@@ -159,6 +159,13 @@ pub trait TableMemory {
     fn alloc_table(&mut self) -> Result<u64, MapError>;
     /// Returns a table page that is no longer linked.
     fn free_table(&mut self, table: u64);
+    /// Optional fast storage for the engine's count of present entries in `table`: a
+    /// memory that keeps one counter per table (zero for a new table) returns it here.
+    /// The default, `None`, makes the engine keep the counts in its own map.
+    fn used_count(&mut self, table: u64) -> Option<&mut u64> {
+        let _ = table;
+        None
+    }
 }
 
 /// Live counts of a [`RadixTable`].
@@ -328,18 +335,43 @@ impl<F: PageTableFormat> RadixTable<F> {
         Ok((start, end))
     }
 
-    fn add_used(&mut self, table: u64, n: u64) {
+    /// The count of present entries of `table`: the memory's counter if it keeps one,
+    /// else the engine's map entry.
+    fn used_slot<'a, M: TableMemory>(
+        used: &'a mut BTreeMap<u64, u64>,
+        mem: &'a mut M,
+        table: u64,
+    ) -> &'a mut u64 {
+        match mem.used_count(table) {
+            Some(c) => c,
+            None => used.entry(table).or_insert(0),
+        }
+    }
+
+    fn add_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) {
         if n > 0 {
-            let u = self.used.entry(table).or_insert(0);
+            let u = Self::used_slot(&mut self.used, mem, table);
             *u = u.saturating_add(n);
         }
     }
 
     /// Lowers `table`'s count by `n`; returns what is left.
-    fn sub_used(&mut self, table: u64, n: u64) -> u64 {
-        let u = self.used.entry(table).or_insert(0);
+    fn sub_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) -> u64 {
+        let u = Self::used_slot(&mut self.used, mem, table);
         *u = u.saturating_sub(n);
         *u
+    }
+
+    fn set_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) {
+        *Self::used_slot(&mut self.used, mem, table) = n;
+    }
+
+    /// Forgets a freed table's count.
+    fn drop_used<M: TableMemory>(&mut self, mem: &mut M, table: u64) {
+        if let Some(c) = mem.used_count(table) {
+            *c = 0;
+        }
+        self.used.remove(&table);
     }
 
     fn count_leaves(&mut self, level: u32, n: u64, add: bool) {
@@ -401,7 +433,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         let bs = self.geo.block(level);
         let mut batch = Batch::default();
         let r = self.map_level(mem, table, level, s, e, phys, perm, bs, &mut batch);
-        self.add_used(table, batch.leaves);
+        self.add_used(mem, table, batch.leaves);
         self.count_leaves(level, batch.leaves, true);
         r
     }
@@ -455,7 +487,7 @@ impl<F: PageTableFormat> RadixTable<F> {
                         mem.free_table(c);
                         return Err(err);
                     }
-                    self.add_used(table, 1);
+                    self.add_used(mem, table, 1);
                     self.counts.tables = self.counts.tables.saturating_add(1);
                     c
                 }
@@ -538,7 +570,7 @@ impl<F: PageTableFormat> RadixTable<F> {
                         mem.free_table(child);
                         return Err(err);
                     }
-                    self.used.insert(child, n);
+                    self.set_used(mem, child, n);
                     self.counts.tables = self.counts.tables.saturating_add(1);
                     self.count_leaves(level, 1, false);
                     self.count_leaves(cl, n, true);
@@ -581,11 +613,11 @@ impl<F: PageTableFormat> RadixTable<F> {
                     Pte::Table(c) if level > 0 => {
                         let n = self.clear_rec(mem, c, level.wrapping_sub(1), a, ee)?;
                         cleared = cleared.saturating_add(n);
-                        if self.used.get(&c).copied().unwrap_or(0) == 0 {
+                        if *Self::used_slot(&mut self.used, mem, c) == 0 {
                             mem.write_entry(table, idx, 0)?;
-                            self.used.remove(&c);
+                            self.drop_used(mem, c);
                             mem.free_table(c);
-                            self.sub_used(table, 1);
+                            self.sub_used(mem, table, 1);
                             self.counts.tables = self.counts.tables.saturating_sub(1);
                         }
                     }
@@ -599,7 +631,7 @@ impl<F: PageTableFormat> RadixTable<F> {
             }
             a = ee;
         }
-        self.sub_used(table, leaves);
+        self.sub_used(mem, table, leaves);
         self.count_leaves(level, leaves, false);
         r.map(|()| cleared)
     }

@@ -123,6 +123,8 @@ struct HeapTables {
     gshift: u32,
     entries: usize,
     tables: Vec<Box<[u64]>>,
+    /// The engine's count of present entries, per table.
+    used: Vec<u64>,
     free: Vec<usize>,
 }
 
@@ -162,9 +164,13 @@ impl TableMemory for HeapTables {
             None => {
                 self.tables
                     .push(alloc::vec![0u64; self.entries].into_boxed_slice());
+                self.used.push(0);
                 self.tables.len().wrapping_sub(1)
             }
         };
+        if let Some(u) = self.used.get_mut(slot) {
+            *u = 0;
+        }
         (slot as u64)
             .checked_add(1)
             .and_then(|i| i.checked_shl(self.gshift))
@@ -176,6 +182,12 @@ impl TableMemory for HeapTables {
         if let Some(s) = self.slot(table) {
             self.free.push(s);
         }
+    }
+
+    #[inline]
+    fn used_count(&mut self, table: u64) -> Option<&mut u64> {
+        let s = self.slot(table)?;
+        self.used.get_mut(s)
     }
 }
 
@@ -237,6 +249,7 @@ impl IoPageTable {
             gshift: fmt.gshift,
             entries: 1usize << fmt.gshift.wrapping_sub(3),
             tables: Vec::new(),
+            used: Vec::new(),
             free: Vec::new(),
         };
         let root = mem.alloc_table()?;
