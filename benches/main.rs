@@ -14,6 +14,7 @@ mod legacy;
 mod micro;
 mod pipeline;
 mod report;
+mod vtd;
 mod workloads;
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -422,6 +423,7 @@ fn main() {
     bench_io(&mut c, &env);
     micro::benches(&mut c);
     micro::benches_rdma_decode(&mut c);
+    vtd::benches(&mut c);
     c.final_summary();
 
     let paired = report::paired(&env, if full { 31 } else { 1 });

@@ -292,7 +292,7 @@ fn mark(p: &mut Picture, v: &Verdict, target: Option<Target>) {
 }
 
 /// The commands `explain` draws.
-pub const COMMANDS: [&str; 10] = [
+pub const COMMANDS: [&str; 12] = [
     "prp",
     "sgl",
     "decode-prp",
@@ -303,6 +303,8 @@ pub const COMMANDS: [&str; 10] = [
     "mlx5-mtt",
     "mlx5-klm",
     "map",
+    "vtd",
+    "vtd-translate",
 ];
 
 /// `physvec explain`: reads the request, runs its command, prints the picture.
@@ -341,6 +343,9 @@ pub fn explain(input: &str) -> Result<(String, i32), CliError> {
             )))
         }
     };
+    if command.starts_with("vtd") {
+        return crate::vtd::explain(&command, &req);
+    }
     let f = crate::command(&command).ok_or_else(|| CliError::Malformed(command.clone()))?;
     // The command reads the request as sent, with the "command" member blanked out (same
     // length), so the positions in its parse errors point into the caller's input.

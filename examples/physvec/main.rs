@@ -21,6 +21,7 @@ mod picture;
 mod rdma;
 mod sg;
 mod tour;
+mod vtd;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -70,6 +71,8 @@ fn command(name: &str) -> Option<Command> {
         "mlx5-klm" => rdma::mlx5_klm,
         "best-page-size" => rdma::best_page_size,
         "map" => map::map,
+        "vtd" => vtd::vtd,
+        "vtd-translate" => vtd::vtd_translate,
         _ => return None,
     })
 }
@@ -80,9 +83,10 @@ const USAGE: &str = "usage: physvec [COMMAND] < request.json
   sg | decode-sg                             Linux struct scatterlist tables
   mr-pages | mlx5-mtt | mlx5-klm | best-page-size   RDMA memory registration
   map                                        two-step DMA mapping
+  vtd | vtd-translate                        Intel VT-d tables: write them, walk them
   explain        a human-readable picture of a layout: the request of prp, sgl,
-                 decode-prp, decode-sgl, sg, decode-sg, mr-pages, mlx5-mtt, mlx5-klm or
-                 map plus a \"command\" field naming it, e.g.
+                 decode-prp, decode-sgl, sg, decode-sg, mr-pages, mlx5-mtt, mlx5-klm,
+                 map, vtd or vtd-translate plus a \"command\" field naming it, e.g.
                  {\"command\":\"prp\",\"page_size\":4096,\"segments\":[[65536,12288]],\"list_pages\":[524288]}
                  Offending entries are marked <== ERROR (exit 1, picture still printed).
 Requests and responses are single JSON objects; exit 0 ok, 1 rejected, 2 malformed.";

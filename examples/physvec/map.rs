@@ -18,7 +18,7 @@ enum MapperKind {
 
 #[derive(Deserialize, Clone, Copy)]
 #[serde(rename_all = "snake_case")]
-enum Direction {
+pub enum Direction {
     ToDevice,
     FromDevice,
     Bidirectional,

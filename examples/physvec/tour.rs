@@ -20,7 +20,8 @@ pub fn run() {
     println!("through the whole pipeline: build it from page frames (1), map it for the device");
     println!("(2), write it in the formats devices read, NVMe PRP/SGL (3), Linux's struct");
     println!("scatterlist (4) and RDMA memory registrations (5), and read each format back the");
-    println!("way the device would. Addresses are hexadecimal; sizes are exact.");
+    println!("way the device would; last, the mapping again through real Intel VT-d page tables");
+    println!("(6). Addresses are hexadecimal; sizes are exact.");
     println!();
     heading(1, "Ranges, constraints and the builder");
     core_section();
@@ -41,6 +42,8 @@ pub fn run() {
     crate::sg::tour();
     heading(5, "RDMA memory registration");
     crate::rdma::tour();
+    heading(6, "Real IOMMU page tables: Intel VT-d, written and walked");
+    crate::vtd::tour();
     println!("End of the tour. `physvec explain` draws any layout the same way; the JSON");
     println!("commands (`physvec --help`, docs/cli.md) build and decode them for scripts.");
 }

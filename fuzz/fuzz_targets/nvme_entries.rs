@@ -27,9 +27,18 @@ fuzz_target!(|data: &[u8]| {
     let cqe = CompletionQueueEntry::from_bytes(cq);
     assert_eq!(cqe.as_bytes(), &cq);
     assert!(!cqe.to_string().contains('\n'));
-    let again = CompletionQueueEntry::new(cqe.cid(), cqe.sq_id(), cqe.sq_head(), cqe.status(), cqe.phase())
-        .with_dw0(cqe.dw0());
+    let again = CompletionQueueEntry::new(
+        cqe.cid(),
+        cqe.sq_id(),
+        cqe.sq_head(),
+        cqe.status(),
+        cqe.phase(),
+    )
+    .with_dw0(cqe.dw0());
     assert_eq!(&again.as_bytes()[..4], &cq[..4]);
     assert_eq!(&again.as_bytes()[8..], &cq[8..]);
-    assert_eq!(cqe.status().nvme_status(), physvec::nvme::NvmeStatus::new(cqe.status().sct(), cqe.status().sc()));
+    assert_eq!(
+        cqe.status().nvme_status(),
+        physvec::nvme::NvmeStatus::new(cqe.status().sct(), cqe.status().sc())
+    );
 });

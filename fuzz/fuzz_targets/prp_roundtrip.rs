@@ -119,16 +119,8 @@ fuzz_target!(|input: Input| {
     }
     let mut out: Vec<DmaRange> = Vec::new();
     let o = DecodeOptions::default();
-    decode_prp(
-        prp.prp1,
-        prp.prp2,
-        total as u64,
-        mps,
-        &mem,
-        &mut out,
-        &o,
-    )
-    .unwrap_or_else(|e| panic!("decode of an encoding failed: {e:?} ({prp:?})"));
+    decode_prp(prp.prp1, prp.prp2, total as u64, mps, &mem, &mut out, &o)
+        .unwrap_or_else(|e| panic!("decode of an encoding failed: {e:?} ({prp:?})"));
     let pairs = |v: &[DmaRange]| -> Vec<(u64, u64)> {
         v.iter().map(|r| (r.addr().as_u64(), r.len())).collect()
     };

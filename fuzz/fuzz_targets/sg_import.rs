@@ -150,7 +150,11 @@ fn reference(
         };
         match r {
             Ok((addr, entry)) => {
-                steps.push(Step::Entry(SgEntry { index, addr: physvec::VirtAddr::new(addr), entry }));
+                steps.push(Step::Entry(SgEntry {
+                    index,
+                    addr: physvec::VirtAddr::new(addr),
+                    entry,
+                }));
                 prev = Some((addr, entry));
                 index += 1;
             }
@@ -294,7 +298,14 @@ fuzz_target!(|input: Input| {
     // import == the walk's entries, converted and coalesced.
     mem.reads.set(0);
     let mut out = PhysVec::new();
-    let r = import(&mem, physvec::VirtAddr::new(sgl), nents, &vm, limit, &mut out);
+    let r = import(
+        &mem,
+        physvec::VirtAddr::new(sgl),
+        nents,
+        &vm,
+        limit,
+        &mut out,
+    );
     assert!(mem.reads.get() <= limit);
     let mut want: Vec<(u64, u64)> = Vec::new();
     let mut want_err = None;

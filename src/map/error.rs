@@ -212,6 +212,19 @@ pub enum MapError {
         /// Live reservations.
         spaces: usize,
     },
+    /// The page source of an in-memory page table (VT-d) has no page left for a table.
+    TablePagesExhausted,
+    /// Table memory could not be read or written at `addr` (an in-memory page table).
+    TableMemory {
+        /// Address of the failed access.
+        addr: u64,
+    },
+    /// A leaf would translate into the interrupt window 0xFEE0_0000..=0xFEEF_FFFF, which
+    /// VT-d blocks (fault reason 0xE).
+    InterruptWindow {
+        /// Physical address of the offending page.
+        phys: u64,
+    },
 }
 
 impl MapError {
@@ -251,6 +264,9 @@ impl MapError {
             MapError::DirectionMismatch { .. } => "direction_mismatch",
             MapError::OverlappingLink { .. } => "overlapping_link",
             MapError::Leaked { .. } => "leaked",
+            MapError::TablePagesExhausted => "too_few_table_pages",
+            MapError::TableMemory { .. } => "table_memory",
+            MapError::InterruptWindow { .. } => "interrupt_window",
         }
     }
 
@@ -371,6 +387,16 @@ impl fmt::Display for MapError {
             MapError::Leaked { mappings, spaces } => write!(
                 f,
                 "DMA-API debug: {mappings} mapping(s) and {spaces} IOVA reservation(s) leaked"
+            ),
+            MapError::TablePagesExhausted => {
+                f.write_str("no page left in the page source for an I/O page table")
+            }
+            MapError::TableMemory { addr } => {
+                write!(f, "page-table memory at {addr:#x} is not accessible")
+            }
+            MapError::InterruptWindow { phys } => write!(
+                f,
+                "page {phys:#x} lies in the interrupt window 0xfee00000..=0xfeefffff"
             ),
         }
     }

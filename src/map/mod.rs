@@ -21,7 +21,10 @@
 //! | `space.rs` | [`IovaSpace`], the reservation with a typestate ([`Linking`] / [`Synced`]) |
 //! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the generic per-I/O entry point |
 //! | `error.rs` | [`MapError`] |
-//! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
+//! | `iommu/` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
+//! | `pgtable.rs` | [`RadixTable`] (`alloc`): the radix engine over a [`PageTableFormat`] in caller memory |
+//! | `vtd/` | [`vtd`]: Intel VT-d tables, the VT-d mapper, the hardware walker, invalidations, faults |
+//! | `perm.rs` | [`IoPerm`]: leaf permissions |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
@@ -76,20 +79,27 @@ mod p2p;
 /// compatibility.
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub use crate::pagemap;
+mod perm;
+#[cfg(feature = "alloc")]
+mod pgtable;
 mod space;
 #[cfg(all(feature = "vfio", target_os = "linux"))]
 pub mod vfio;
+pub mod vtd;
 
 #[cfg(feature = "alloc")]
 pub use checked::{Checked, OnLeak};
 pub use direct::{BouncePool, DirectMapper};
 pub use error::MapError;
 #[cfg(feature = "alloc")]
-pub use iommu::{IoPageTable, IoPerm, IommuConfig, IommuStats, IovaAllocator, SoftIommu};
+pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftFormat, SoftIommu};
 #[cfg(feature = "alloc")]
 pub use mapping::map;
 pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
+pub use perm::IoPerm;
+#[cfg(feature = "alloc")]
+pub use pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
 
 /// Direction of a transfer, as seen from the device (`enum dma_data_direction`).

@@ -7,6 +7,7 @@
 pub mod layout;
 pub mod nvme_host;
 pub mod qtest;
+pub mod vtd_host;
 
 use std::cell::RefCell;
 

@@ -154,7 +154,12 @@ impl NvmeHost {
     /// Starts QEMU on a disk image with these contents and enables the controller with
     /// 4 KiB pages.
     pub fn start(qemu: &Path, image: &[u8]) -> NvmeHost {
-        let mut qt = Qtest::spawn(qemu, image);
+        Self::start_with(qemu, image, &[])
+    }
+
+    /// As [`NvmeHost::start`], with `extra` QEMU arguments (see [`Qtest::spawn_with`]).
+    pub fn start_with(qemu: &Path, image: &[u8], extra: &[&str]) -> NvmeHost {
+        let mut qt = Qtest::spawn_with(qemu, image, extra);
         let bdf = find_nvme(&mut qt).expect("no NVMe controller (class 010802) on bus 0");
         setup_bar0(&mut qt, bdf);
         let cap = qt.readq(BAR0 + REG_CAP);

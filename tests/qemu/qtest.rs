@@ -73,6 +73,12 @@ impl Qtest {
     /// # Panics
     /// When the directory cannot be written or QEMU does not start or answer.
     pub fn spawn(qemu: &Path, image: &[u8]) -> Qtest {
+        Self::spawn_with(qemu, image, &[])
+    }
+
+    /// As [`Qtest::spawn`], with `extra` arguments appended to QEMU's command line (for
+    /// example `["-device", "intel-iommu,aw-bits=48"]`).
+    pub fn spawn_with(qemu: &Path, image: &[u8], extra: &[&str]) -> Qtest {
         let n = INSTANCE.fetch_add(1, Ordering::Relaxed);
         let dir = std::env::temp_dir().join(format!("physvec-qtest-{}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -101,6 +107,7 @@ impl Qtest {
                 &format!("{}M", GUEST_RAM >> 20),
             ])
             .args(["-drive", &drive, "-device", "nvme,serial=physvec,drive=d0"])
+            .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

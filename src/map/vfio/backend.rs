@@ -1,5 +1,5 @@
-//! [`VfioBackend`]: the two ioctls the mapper needs, implemented for rust-vmm's
-//! `VfioContainer`, and [`open_pci`], which opens a device through VFIO type1.
+//! [`VfioBackend`](super::VfioBackend): the two ioctls the mapper needs, implemented for rust-vmm's
+//! `VfioContainer`, and [`open_pci`](super::open_pci), which opens a device through VFIO type1.
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -20,8 +20,8 @@ use crate::map::DataDirection;
 ///
 /// # Safety
 /// An implementation that really maps memory for a device must do exactly what
-/// [`VfioBackend::map_dma`] says and nothing more; the mapper relies on
-/// [`VfioBackend::unmap_dma`] returning `Ok` only when the whole extent was unmapped.
+/// [`VfioBackend::map_dma`](super::VfioBackend::map_dma) says and nothing more; the mapper relies on
+/// [`VfioBackend::unmap_dma`](super::VfioBackend::unmap_dma) returning `Ok` only when the whole extent was unmapped.
 pub unsafe trait VfioBackend {
     /// `VFIO_IOMMU_MAP_DMA`: `[iova, iova + len)` → the pages behind `[vaddr, vaddr +
     /// len)` (page-aligned), readable and/or writable by the device as `dir` says (a
@@ -33,7 +33,7 @@ pub unsafe trait VfioBackend {
     /// not changing meanwhile (access it through raw pointers / volatile operations).
     ///
     /// # Errors
-    /// [`VfioError::MapDma`].
+    /// [`VfioError::MapDma`](super::VfioError::MapDma).
     unsafe fn map_dma(
         &self,
         vaddr: VirtAddr,
@@ -45,7 +45,7 @@ pub unsafe trait VfioBackend {
     /// `VFIO_IOMMU_UNMAP_DMA` of exactly `[iova, iova + len)`.
     ///
     /// # Errors
-    /// [`VfioError::UnmapDma`], also when the kernel unmapped a different size.
+    /// [`VfioError::UnmapDma`](super::VfioError::UnmapDma), also when the kernel unmapped a different size.
     fn unmap_dma(&self, iova: DmaAddr, len: u64) -> Result<(), VfioError>;
 }
 
@@ -127,10 +127,10 @@ unsafe impl VfioBackend for vfio_ioctls::VfioContainer {
 
 /// Opens the PCI device `bdf` (`0000:00:03.0`, bound to `vfio-pci`) through VFIO type1:
 /// a new container, the device's IOMMU group added to it (the IOMMU type set), and the
-/// device fd. The container is what [`VfioMapper::new`] takes.
+/// device fd. The container is what [`VfioMapper::new`](super::VfioMapper::new) takes.
 ///
 /// # Errors
-/// [`VfioError::Open`] naming the step (`container`, `device`) with the library's
+/// [`VfioError::Open`](super::VfioError::Open) naming the step (`container`, `device`) with the library's
 /// message: no `/dev/vfio/vfio`, no IOMMU group, group not viable (another device of the
 /// group bound to a host driver), permission.
 ///

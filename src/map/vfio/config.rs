@@ -1,4 +1,4 @@
-//! Where the mapper places IOVAs ([`VfioIovaConfig`]) and what it counts ([`VfioStats`]).
+//! Where the mapper places IOVAs ([`VfioIovaConfig`](super::VfioIovaConfig)) and what it counts ([`VfioStats`](super::VfioStats)).
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -56,7 +56,7 @@ impl VfioIovaConfig {
     }
 }
 
-/// Counters of a [`VfioMapper`].
+/// Counters of a [`VfioMapper`](super::VfioMapper).
 ///
 /// ```
 /// let s = physvec::map::vfio::VfioStats::default();
@@ -68,7 +68,7 @@ pub struct VfioStats {
     pub map_ioctls: u64,
     /// `VFIO_IOMMU_UNMAP_DMA` calls made.
     pub unmap_ioctls: u64,
-    /// Registered-memory lookups ([`VfioMapper::translate`] ranges).
+    /// Registered-memory lookups ([`VfioMapper::translate`](super::VfioMapper::translate) ranges).
     pub lookups: u64,
     /// Registered regions live.
     pub regions: usize,

@@ -1,4 +1,4 @@
-//! [`VfioError`]: what a VFIO call or the mapper's books refused, with the addresses.
+//! [`VfioError`](super::VfioError): what a VFIO call or the mapper's books refused, with the addresses.
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -90,7 +90,7 @@ pub enum VfioError {
         /// Length.
         len: u64,
     },
-    /// [`VfioMapper::verify_released`] found a mapping still live in the kernel.
+    /// [`VfioMapper::verify_released`](super::VfioMapper::verify_released) found a mapping still live in the kernel.
     StillMapped {
         /// IOVA.
         iova: u64,

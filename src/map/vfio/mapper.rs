@@ -1,5 +1,5 @@
-//! [`VfioMapper`]: registered regions (lookups without a system call) and per-I/O
-//! two-step mappings ([`IoMapping`]) over a [`VfioBackend`].
+//! [`VfioMapper`](super::VfioMapper): registered regions (lookups without a system call) and per-I/O
+//! two-step mappings ([`IoMapping`](super::IoMapping)) over a [`VfioBackend`](super::VfioBackend).
 #![deny(
     clippy::arithmetic_side_effects,
     clippy::indexing_slicing,
@@ -31,13 +31,13 @@ struct State {
     allocators: Vec<IovaAllocator>,
     /// Registered regions by virtual start.
     regions: BTreeMap<u64, Region>,
-    /// Every IOVA extent ever mapped, for [`VfioMapper::verify_released`].
+    /// Every IOVA extent ever mapped, for [`VfioMapper::verify_released`](super::VfioMapper::verify_released).
     history: BTreeSet<(u64, u64)>,
     stats: VfioStats,
 }
 
 /// A VFIO type1 mapper from process-virtual memory to IOVAs, with registered regions and
-/// per-I/O mappings (see the [module docs](self)).
+/// per-I/O mappings (see the [module docs](super)).
 ///
 /// Methods take `&self`; the bookkeeping sits in a `RefCell`, so the mapper is `!Sync`:
 /// one per thread or queue, or behind the caller's lock.
@@ -99,7 +99,7 @@ fn allocators(config: &VfioIovaConfig) -> Result<Vec<IovaAllocator>, VfioError> 
     Ok(out)
 }
 
-/// Distinct IOVA extents remembered for [`VfioMapper::verify_released`]; beyond this the
+/// Distinct IOVA extents remembered for [`VfioMapper::verify_released`](super::VfioMapper::verify_released); beyond this the
 /// kernel-side check covers the first ones only (the books are always checked).
 const HISTORY_MAX: usize = 1024;
 
@@ -112,7 +112,7 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// A mapper over `backend` (a VFIO type1 container whose IOMMU is set).
     ///
     /// # Errors
-    /// [`VfioError::InvalidConfig`] when the width leaves no IOVA space.
+    /// [`VfioError::InvalidConfig`](super::VfioError::InvalidConfig) when the width leaves no IOVA space.
     ///
     /// ```
     /// # use physvec::map::vfio::*; use physvec::map::DataDirection; use physvec::*;
@@ -227,7 +227,7 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// One MAP_DMA, counted and remembered; on error the IOVA is freed.
     ///
     /// # Safety
-    /// As [`VfioBackend::map_dma`].
+    /// As [`VfioBackend::map_dma`](super::VfioBackend::map_dma).
     unsafe fn link(
         &self,
         vaddr: u64,
@@ -265,14 +265,14 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// The device may access the region until [`Self::unregister`]: it must stay
     /// allocated, and Rust must not hold references whose contents the device could
     /// change meanwhile (use raw pointers / volatile accesses), as
-    /// [`VfioBackend::map_dma`] says.
+    /// [`VfioBackend::map_dma`](super::VfioBackend::map_dma) says.
     ///
     /// # Errors
-    /// [`VfioError::Empty`], [`VfioError::Unaligned`], [`VfioError::AddressOverflow`],
-    /// [`VfioError::Overlap`], [`VfioError::IovaExhausted`], [`VfioError::MapDma`].
+    /// [`VfioError::Empty`](super::VfioError::Empty), [`VfioError::Unaligned`](super::VfioError::Unaligned), [`VfioError::AddressOverflow`](super::VfioError::AddressOverflow),
+    /// [`VfioError::Overlap`](super::VfioError::Overlap), [`VfioError::IovaExhausted`](super::VfioError::IovaExhausted), [`VfioError::MapDma`](super::VfioError::MapDma).
     /// Nothing is mapped or reserved on error.
     ///
-    /// See the [module example](self).
+    /// See the [module example](super).
     pub unsafe fn register(
         &self,
         region: VirtRange,
@@ -314,10 +314,10 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// Unmaps a region [`Self::register`] mapped (the same range) and frees its IOVAs.
     ///
     /// # Errors
-    /// [`VfioError::NotRegistered`] when `region` is not exactly a registered region;
-    /// [`VfioError::UnmapDma`] (the region stays registered).
+    /// [`VfioError::NotRegistered`](super::VfioError::NotRegistered) when `region` is not exactly a registered region;
+    /// [`VfioError::UnmapDma`](super::VfioError::UnmapDma) (the region stays registered).
     ///
-    /// See the [module example](self).
+    /// See the [module example](super).
     pub fn unregister(&self, region: VirtRange) -> Result<(), VfioError> {
         let (addr, len) = (region.addr().as_u64(), region.len());
         let r = self
@@ -341,10 +341,10 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// registered region. A `BTreeMap` lookup; no system call.
     ///
     /// # Errors
-    /// [`VfioError::Empty`], [`VfioError::AddressOverflow`],
-    /// [`VfioError::NotRegistered`].
+    /// [`VfioError::Empty`](super::VfioError::Empty), [`VfioError::AddressOverflow`](super::VfioError::AddressOverflow),
+    /// [`VfioError::NotRegistered`](super::VfioError::NotRegistered).
     ///
-    /// See the [module example](self).
+    /// See the [module example](super).
     pub fn translate(&self, virt: VirtRange) -> Result<DmaRange, VfioError> {
         let (addr, len) = (virt.addr().as_u64(), virt.len());
         if len == 0 {
@@ -407,14 +407,14 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// page boundary come out as one DMA range.
     ///
     /// # Safety
-    /// As [`Self::register`], until the [`IoMapping`] is unmapped or dropped.
+    /// As [`Self::register`], until the [`IoMapping`](super::IoMapping) is unmapped or dropped.
     ///
     /// # Errors
-    /// [`VfioError::Empty`], [`VfioError::AddressOverflow`],
-    /// [`VfioError::IovaExhausted`], [`VfioError::MapDma`]. Nothing stays mapped or
+    /// [`VfioError::Empty`](super::VfioError::Empty), [`VfioError::AddressOverflow`](super::VfioError::AddressOverflow),
+    /// [`VfioError::IovaExhausted`](super::VfioError::IovaExhausted), [`VfioError::MapDma`](super::VfioError::MapDma). Nothing stays mapped or
     /// reserved on error.
     ///
-    /// See the [module example](self).
+    /// See the [module example](super).
     pub unsafe fn map_io(
         &self,
         virts: &[VirtRange],
@@ -474,7 +474,7 @@ impl<B: VfioBackend> VfioMapper<B> {
     /// teardown.
     ///
     /// # Errors
-    /// [`VfioError::StillMapped`] for the first extent still live (a leak, now unmapped).
+    /// [`VfioError::StillMapped`](super::VfioError::StillMapped) for the first extent still live (a leak, now unmapped).
     ///
     /// ```
     /// # use physvec::map::vfio::*; use physvec::map::DataDirection; use physvec::*;
@@ -529,9 +529,9 @@ fn push_merged(out: &mut Vec<DmaRange>, r: DmaRange) {
     out.push(r);
 }
 
-/// A per-I/O VFIO mapping from [`VfioMapper::map_io`]: the DMA ranges to put in the
+/// A per-I/O VFIO mapping from [`VfioMapper::map_io`](super::VfioMapper::map_io): the DMA ranges to put in the
 /// command, unmapped (one `VFIO_IOMMU_UNMAP_DMA` for the whole reservation) and freed by
-/// [`IoMapping::unmap`] or on drop.
+/// [`IoMapping::unmap`](super::IoMapping::unmap) or on drop.
 #[must_use = "dropping the mapping unmaps it at once"]
 pub struct IoMapping<'a, B: VfioBackend> {
     mapper: &'a VfioMapper<B>,
@@ -559,14 +559,14 @@ impl<B: VfioBackend> IoMapping<'_, B> {
 
     /// The device-visible ranges, in transfer order.
     ///
-    /// See the [module example](super::vfio).
+    /// See the [module example](super).
     pub fn dma(&self) -> &[DmaRange] {
         &self.dma
     }
 
     /// The reserved IOVA extent (page-aligned, covers every range's pages).
     ///
-    /// See the [module example](super::vfio).
+    /// See the [module example](super).
     pub fn reservation(&self) -> DmaRange {
         DmaRange::new(self.base, self.reserved)
     }
@@ -574,10 +574,10 @@ impl<B: VfioBackend> IoMapping<'_, B> {
     /// Unlinks the whole reservation with one `VFIO_IOMMU_UNMAP_DMA` and frees it.
     ///
     /// # Errors
-    /// [`VfioError::UnmapDma`]; the IOVA space is then kept reserved (never reused while
+    /// [`VfioError::UnmapDma`](super::VfioError::UnmapDma); the IOVA space is then kept reserved (never reused while
     /// the kernel may still map it).
     ///
-    /// See the [module example](super::vfio).
+    /// See the [module example](super).
     pub fn unmap(mut self) -> Result<(), VfioError> {
         let r = self.release();
         self.reserved = 0;

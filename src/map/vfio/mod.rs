@@ -1,9 +1,9 @@
-//! The VFIO mapper (feature `vfio`, Linux): process-virtual memory ([`VirtRange`]) made
+//! The VFIO mapper (feature `vfio`, Linux): process-virtual memory ([`VirtRange`](crate::VirtRange)) made
 //! visible to a device through the IOMMU with VFIO type1, for user-space drivers.
 //!
 //! VFIO maps *virtual* memory of the process: `VFIO_IOMMU_MAP_DMA {vaddr, iova, size}`
 //! pins the pages behind `vaddr` and points the IOVA at them. So this mapper takes
-//! [`VirtRange`]s and gives [`DmaRange`]s; it does not implement
+//! [`VirtRange`](crate::VirtRange)s and gives [`DmaRange`](crate::DmaRange)s; it does not implement
 //! [`DmaMapper`](super::DmaMapper), whose input is physical, and a virtual range cannot be
 //! handed to a physical mapper (or the other way round) without a compile error.
 //!
@@ -17,7 +17,7 @@
 //!   and at the end unlink the whole reservation with one `VFIO_IOMMU_UNMAP_DMA` and free
 //!   it: the kernel's `dma_iova_try_alloc` → `dma_iova_link` → `dma_iova_destroy`.
 //!
-//! IOVA space comes from physvec's [`IovaAllocator`] with the rules of the kernel's IOVA
+//! IOVA space comes from physvec's [`IovaAllocator`](crate::map::IovaAllocator) with the rules of the kernel's IOVA
 //! domains: never IOVA 0, never the x86 interrupt window `0xFEE0_0000..=0xFEEF_FFFF`
 //! (a DMA write there is an MSI, not memory), and below the IOMMU's address width.
 //!

@@ -1,0 +1,715 @@
+//! The page-table format abstraction (`alloc`): one radix-walk engine ([`RadixTable`])
+//! for every I/O page-table format whose tables live in memory the caller provides.
+//!
+//! A format ([`PageTableFormat`]) says how many levels there are, which levels may hold
+//! leaves, and how an 8-byte entry encodes "empty", "next table" and "leaf with
+//! permissions". The table memory ([`TableMemory`]) reads and writes entries and hands out
+//! zeroed table pages. [`RadixTable`] does everything else once: the walk, the choice of
+//! the largest leaf alignment allows, splitting a large leaf when part of it is unmapped,
+//! freeing tables that become empty, rollback of a map that ran out of table pages.
+//!
+//! Geometry comes from the format: a granule of 4, 16 or 64 KiB, one granule of 8-byte
+//! entries per table, level 0 = the granule leaf level (the x86 / VT-d second-level and
+//! ARM LPAE layouts). IOVAs may use all 64 bits (ranges are `u128` inside). Work is
+//! bounded: every operation touches at most `levels` tables per granule of the range plus
+//! two splits.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
+use alloc::collections::BTreeMap;
+
+use super::{IoPerm, MapError};
+
+/// log2 of the default granule (4 KiB).
+pub const GRANULE_SHIFT: u32 = 12;
+/// Most levels the engine supports.
+pub const MAX_LEVELS: u32 = 6;
+
+/// A decoded page-table entry.
+///
+/// ```
+/// use physvec::map::{IoPerm, Pte};
+/// let e = Pte::Leaf { phys: 0x5000, perm: IoPerm::READ };
+/// assert!(e.is_present());
+/// assert!(!Pte::Empty.is_present());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pte {
+    /// Not present.
+    Empty,
+    /// Points to the next-level table at this address.
+    Table(u64),
+    /// Translates its block to `phys` (block-aligned) with `perm`.
+    Leaf {
+        /// Physical address of the block.
+        phys: u64,
+        /// Access the device is granted.
+        perm: IoPerm,
+    },
+}
+
+impl Pte {
+    /// Whether the entry is present (a table or a leaf).
+    pub fn is_present(&self) -> bool {
+        !matches!(self, Pte::Empty)
+    }
+}
+
+/// How one page-table format encodes its entries (levels counted from 0 = 4 KiB leaves).
+///
+/// ```
+/// use physvec::map::{IoPerm, PageTableFormat, Pte};
+/// /// A toy format: bit 0 = present leaf, bit 1 = present table.
+/// struct Toy;
+/// impl PageTableFormat for Toy {
+///     fn levels(&self) -> u32 { 2 }
+///     fn max_leaf_level(&self) -> u32 { 0 }
+///     fn decode(&self, raw: u64, _level: u32) -> Pte {
+///         match raw & 3 {
+///             1 => Pte::Leaf { phys: raw & !0xfff, perm: IoPerm::READ },
+///             2 => Pte::Table(raw & !0xfff),
+///             _ => Pte::Empty,
+///         }
+///     }
+///     fn encode_table(&self, table: u64, _level: u32) -> u64 { table | 2 }
+///     fn encode_leaf(&self, phys: u64, _perm: IoPerm, _level: u32) -> u64 { phys | 1 }
+/// }
+/// assert_eq!(Toy.decode(Toy.encode_table(0x3000, 1), 1), Pte::Table(0x3000));
+/// ```
+pub trait PageTableFormat {
+    /// log2 of the granule (the level-0 leaf size): 12 (4 KiB, the default), 14 or 16.
+    fn granule_shift(&self) -> u32 {
+        GRANULE_SHIFT
+    }
+    /// Index bits per level: `granule_shift() - 3` (8-byte entries filling one granule).
+    fn index_bits(&self) -> u32 {
+        self.granule_shift().saturating_sub(3)
+    }
+    /// Number of levels (1..=6): the top table is at level `levels() - 1`.
+    fn levels(&self) -> u32;
+    /// Highest level that may hold a leaf (0: 4 KiB only, 1: 2 MiB, 2: 1 GiB).
+    fn max_leaf_level(&self) -> u32;
+    /// Decodes an entry read from a table at `level`.
+    fn decode(&self, raw: u64, level: u32) -> Pte;
+    /// The entry of a table at `level` pointing to the next-level table at `table`.
+    fn encode_table(&self, table: u64, level: u32) -> u64;
+    /// The entry of a leaf at `level` translating to `phys` (aligned to the level's block).
+    fn encode_leaf(&self, phys: u64, perm: IoPerm, level: u32) -> u64;
+    /// Whether a leaf at `level` may translate to `phys`. The default allows all; VT-d
+    /// refuses leaves that cover the interrupt window.
+    fn leaf_allowed(&self, phys: u64, level: u32) -> bool {
+        let _ = (phys, level);
+        true
+    }
+}
+
+/// Memory holding page tables: entry reads and writes, and zeroed table pages.
+///
+/// ```
+/// use physvec::map::{MapError, TableMemory};
+/// use std::collections::HashMap;
+/// /// Tables in a hash map, pages handed out from 0x1000 upwards.
+/// #[derive(Default)]
+/// struct Heap { entries: HashMap<(u64, u64), u64>, next: u64 }
+/// impl TableMemory for Heap {
+///     fn read_entry(&self, table: u64, index: u64) -> Result<u64, MapError> {
+///         Ok(self.entries.get(&(table, index)).copied().unwrap_or(0))
+///     }
+///     fn write_entry(&mut self, table: u64, index: u64, raw: u64) -> Result<(), MapError> {
+///         self.entries.insert((table, index), raw);
+///         Ok(())
+///     }
+///     fn alloc_table(&mut self) -> Result<u64, MapError> {
+///         self.next += 0x1000;
+///         Ok(self.next)
+///     }
+///     fn free_table(&mut self, table: u64) {
+///         self.entries.retain(|k, _| k.0 != table);
+///     }
+/// }
+/// let mut h = Heap::default();
+/// let t = h.alloc_table()?;
+/// h.write_entry(t, 3, 7)?;
+/// assert_eq!(h.read_entry(t, 3)?, 7);
+/// # Ok::<(), MapError>(())
+/// ```
+pub trait TableMemory {
+    /// Reads entry `index` of the table at `table`.
+    ///
+    /// # Errors
+    /// [`MapError::TableMemory`] when the memory is not readable.
+    fn read_entry(&self, table: u64, index: u64) -> Result<u64, MapError>;
+    /// Writes entry `index` of the table at `table` (one 8-byte store, as hardware
+    /// requires for a live table).
+    ///
+    /// # Errors
+    /// [`MapError::TableMemory`] when the memory is not writable.
+    fn write_entry(&mut self, table: u64, index: u64, raw: u64) -> Result<(), MapError>;
+    /// A new, zeroed table page.
+    ///
+    /// # Errors
+    /// [`MapError::TablePagesExhausted`], [`MapError::TableMemory`].
+    fn alloc_table(&mut self) -> Result<u64, MapError>;
+    /// Returns a table page that is no longer linked.
+    fn free_table(&mut self, table: u64);
+    /// Optional fast storage for the engine's count of present entries in `table`: a
+    /// memory that keeps one counter per table (zero for a new table) returns it here.
+    /// The default, `None`, makes the engine keep the counts in its own map.
+    fn used_count(&mut self, table: u64) -> Option<&mut u64> {
+        let _ = table;
+        None
+    }
+}
+
+/// Live counts of a [`RadixTable`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RadixCounts {
+    /// Bytes mapped.
+    pub mapped_bytes: u64,
+    /// Tables below the root.
+    pub tables: usize,
+    /// Live leaves `[4 KiB, 2 MiB, 1 GiB]`.
+    pub leaves: [u64; 3],
+}
+
+/// The radix engine over a format: map, unmap (splitting large leaves), lookup, and
+/// table freeing, for tables in caller-provided memory.
+///
+/// The engine keeps one count per table (used entries) so it knows when to free a table;
+/// the tables themselves live only in the [`TableMemory`].
+///
+/// # Invariants
+/// Every table the engine linked is in `used` with its count of present entries; the
+/// root is never freed; mapped IOVAs are below `2^va_bits`.
+///
+/// # Examples
+/// See [`VtdTables`](super::vtd::VtdTables), which wraps it for VT-d.
+#[derive(Clone, Debug)]
+pub struct RadixTable<F> {
+    fmt: F,
+    geo: Geo,
+    root: u64,
+    va_bits: u32,
+    used: BTreeMap<u64, u64>,
+    counts: RadixCounts,
+}
+
+/// Table geometry, fixed at construction from the format.
+#[derive(Clone, Copy, Debug)]
+struct Geo {
+    gshift: u32,
+    bits: u32,
+}
+
+impl Geo {
+    fn shift(&self, level: u32) -> u32 {
+        self.gshift
+            .saturating_add(level.saturating_mul(self.bits))
+            .min(127)
+    }
+    /// Bytes covered by one entry at `level` (at most 2^127).
+    fn block(&self, level: u32) -> u128 {
+        1u128 << self.shift(level)
+    }
+    fn index(&self, level: u32, addr: u128) -> u64 {
+        let mask = (1u128 << self.bits.min(32)).wrapping_sub(1);
+        // Masked to `bits` (<= 13) bits: the cast is exact.
+        ((addr >> self.shift(level)) & mask) as u64
+    }
+    fn entries(&self) -> u64 {
+        1u64 << self.bits.min(32)
+    }
+}
+
+/// What [`RadixTable::map_rec`] writes in one table: added leaves are counted once per
+/// table, not per entry.
+#[derive(Default)]
+struct Batch {
+    leaves: u64,
+}
+
+impl<F: PageTableFormat> RadixTable<F> {
+    /// An engine over the (already zeroed) top-level table at `root`, for IOVAs below
+    /// `2^va_bits`.
+    ///
+    /// # Errors
+    /// [`MapError::InvalidConfig`] when the format has no or too many levels, a granule
+    /// other than 4, 16 or 64 KiB, or `va_bits` outside `granule bits + 1 ..= 64` or
+    /// beyond what the levels cover.
+    pub fn new(fmt: F, root: u64, va_bits: u32) -> Result<Self, MapError> {
+        let levels = fmt.levels();
+        let geo = Geo {
+            gshift: fmt.granule_shift(),
+            bits: fmt.index_bits(),
+        };
+        if !matches!(geo.gshift, 12 | 14 | 16) || geo.bits == 0 || geo.bits > 13 {
+            return Err(MapError::InvalidConfig {
+                what: "page-table granule must be 4, 16 or 64 KiB",
+            });
+        }
+        if levels == 0 || levels > MAX_LEVELS || va_bits > 64 || va_bits <= geo.gshift {
+            return Err(MapError::InvalidConfig {
+                what: "page-table levels must be 1..=6 and IOVA bits above the granule, at most 64",
+            });
+        }
+        if va_bits > geo.shift(levels) {
+            return Err(MapError::InvalidConfig {
+                what: "IOVA bits exceed what the page-table levels cover",
+            });
+        }
+        Ok(RadixTable {
+            fmt,
+            geo,
+            root,
+            va_bits,
+            used: BTreeMap::new(),
+            counts: RadixCounts::default(),
+        })
+    }
+
+    /// The format.
+    pub fn format(&self) -> &F {
+        &self.fmt
+    }
+
+    /// The top-level table.
+    pub fn root(&self) -> u64 {
+        self.root
+    }
+
+    /// IOVA bits covered.
+    pub fn va_bits(&self) -> u32 {
+        self.va_bits
+    }
+
+    /// Live counts.
+    pub fn counts(&self) -> RadixCounts {
+        self.counts
+    }
+
+    fn top(&self) -> u32 {
+        self.fmt.levels().saturating_sub(1)
+    }
+
+    fn granule(&self) -> u64 {
+        1u64 << self.geo.gshift.min(63)
+    }
+
+    /// Checks alignment, emptiness and bounds; returns `[start, end)` as `u128`.
+    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<(u128, u128), MapError> {
+        let gmask = self.granule().wrapping_sub(1);
+        for v in [Some(iova), phys, Some(len)].into_iter().flatten() {
+            if v & gmask != 0 {
+                return Err(MapError::Misaligned {
+                    value: v,
+                    granule: self.granule(),
+                });
+            }
+        }
+        if len == 0 {
+            return Err(MapError::Empty);
+        }
+        let limit = 1u128 << self.va_bits.min(64);
+        let start = u128::from(iova);
+        let end = start.saturating_add(u128::from(len));
+        if end > limit {
+            return Err(MapError::AboveDmaMask {
+                dma: iova,
+                len,
+                // limit - 1 < 2^64: the cast is exact.
+                mask: limit.wrapping_sub(1) as u64,
+            });
+        }
+        if let Some(p) = phys {
+            if u128::from(p).saturating_add(u128::from(len)) > 1u128 << 64 {
+                return Err(MapError::AddressOverflow { addr: p, len });
+            }
+        }
+        Ok((start, end))
+    }
+
+    /// The count of present entries of `table`: the memory's counter if it keeps one,
+    /// else the engine's map entry.
+    fn used_slot<'a, M: TableMemory>(
+        used: &'a mut BTreeMap<u64, u64>,
+        mem: &'a mut M,
+        table: u64,
+    ) -> &'a mut u64 {
+        match mem.used_count(table) {
+            Some(c) => c,
+            None => used.entry(table).or_insert(0),
+        }
+    }
+
+    fn add_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) {
+        if n > 0 {
+            let u = Self::used_slot(&mut self.used, mem, table);
+            *u = u.saturating_add(n);
+        }
+    }
+
+    /// Lowers `table`'s count by `n`; returns what is left.
+    fn sub_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) -> u64 {
+        let u = Self::used_slot(&mut self.used, mem, table);
+        *u = u.saturating_sub(n);
+        *u
+    }
+
+    fn set_used<M: TableMemory>(&mut self, mem: &mut M, table: u64, n: u64) {
+        *Self::used_slot(&mut self.used, mem, table) = n;
+    }
+
+    /// Forgets a freed table's count.
+    fn drop_used<M: TableMemory>(&mut self, mem: &mut M, table: u64) {
+        if let Some(c) = mem.used_count(table) {
+            *c = 0;
+        }
+        self.used.remove(&table);
+    }
+
+    fn count_leaves(&mut self, level: u32, n: u64, add: bool) {
+        let bytes =
+            u64::try_from(self.geo.block(level).saturating_mul(u128::from(n))).unwrap_or(u64::MAX);
+        if let Some(c) = self.counts.leaves.get_mut(level as usize) {
+            *c = if add {
+                c.saturating_add(n)
+            } else {
+                c.saturating_sub(n)
+            };
+        }
+        self.counts.mapped_bytes = if add {
+            self.counts.mapped_bytes.saturating_add(bytes)
+        } else {
+            self.counts.mapped_bytes.saturating_sub(bytes)
+        };
+    }
+
+    /// Maps `[iova, iova + len)` to `[phys, phys + len)` with `perm`, using the largest
+    /// leaves that alignment and the format allow. Nothing changes on error.
+    ///
+    /// # Errors
+    /// [`MapError::Misaligned`], [`MapError::Empty`], [`MapError::AboveDmaMask`],
+    /// [`MapError::AddressOverflow`], [`MapError::AlreadyMapped`],
+    /// [`MapError::InterruptWindow`], [`MapError::TablePagesExhausted`],
+    /// [`MapError::TableMemory`].
+    pub fn map<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        phys: u64,
+        len: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let (s, e) = self.check(iova, Some(phys), len)?;
+        if let Some(a) = self.first(mem, self.root, self.top(), s, e, true)? {
+            return Err(MapError::AlreadyMapped { iova: a });
+        }
+        let r = self.map_rec(mem, self.root, self.top(), s, e, u128::from(phys), perm);
+        if r.is_err() {
+            // The range was empty before: clearing it restores the old state.
+            let _ = self.clear_rec(mem, self.root, self.top(), s, e);
+        }
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_rec<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: u64,
+        level: u32,
+        s: u128,
+        e: u128,
+        phys: u128,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let bs = self.geo.block(level);
+        let mut batch = Batch::default();
+        let r = self.map_level(mem, table, level, s, e, phys, perm, bs, &mut batch);
+        self.add_used(mem, table, batch.leaves);
+        self.count_leaves(level, batch.leaves, true);
+        r
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn map_level<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: u64,
+        level: u32,
+        s: u128,
+        e: u128,
+        phys: u128,
+        perm: IoPerm,
+        bs: u128,
+        batch: &mut Batch,
+    ) -> Result<(), MapError> {
+        let mut a = s;
+        while a < e {
+            let idx = self.geo.index(level, a);
+            let eb = a & !bs.wrapping_sub(1);
+            let ee = e.min(eb.saturating_add(bs));
+            // `a - s` < len and `phys + len` <= 2^64 (checked): `p` fits in 64 bits.
+            let p = phys.wrapping_add(a.wrapping_sub(s));
+            let p64 = u64::try_from(p).unwrap_or(u64::MAX);
+            let whole = a == eb && ee.wrapping_sub(eb) == bs && p & bs.wrapping_sub(1) == 0;
+            let large_ok =
+                level <= self.fmt.max_leaf_level() && whole && self.fmt.leaf_allowed(p64, level);
+            if level == 0 || large_ok {
+                if !self.fmt.leaf_allowed(p64, level) {
+                    // Only at level 0: a large leaf that is not allowed is split instead.
+                    return Err(MapError::InterruptWindow { phys: p64 });
+                }
+                mem.write_entry(table, idx, self.fmt.encode_leaf(p64, perm, level))?;
+                batch.leaves = batch.leaves.saturating_add(1);
+                a = ee;
+                continue;
+            }
+            let child = match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Table(c) => c,
+                Pte::Leaf { .. } => {
+                    return Err(MapError::AlreadyMapped {
+                        iova: u64::try_from(a).unwrap_or(u64::MAX),
+                    })
+                }
+                Pte::Empty => {
+                    let c = mem.alloc_table()?;
+                    self.used.insert(c, 0);
+                    if let Err(err) = mem.write_entry(table, idx, self.fmt.encode_table(c, level)) {
+                        self.used.remove(&c);
+                        mem.free_table(c);
+                        return Err(err);
+                    }
+                    self.add_used(mem, table, 1);
+                    self.counts.tables = self.counts.tables.saturating_add(1);
+                    c
+                }
+            };
+            self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
+            a = ee;
+        }
+        Ok(())
+    }
+
+    /// First IOVA in `[s, e)` that is mapped (`want_present`) or not mapped.
+    fn first<M: TableMemory>(
+        &self,
+        mem: &M,
+        table: u64,
+        level: u32,
+        s: u128,
+        e: u128,
+        want_present: bool,
+    ) -> Result<Option<u64>, MapError> {
+        let bs = self.geo.block(level);
+        let mut a = s;
+        while a < e {
+            let idx = self.geo.index(level, a);
+            let eb = a & !bs.wrapping_sub(1);
+            let ee = e.min(eb.saturating_add(bs));
+            let found = match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Empty => !want_present,
+                Pte::Leaf { .. } => want_present,
+                Pte::Table(c) if level > 0 => {
+                    if let Some(x) =
+                        self.first(mem, c, level.wrapping_sub(1), a, ee, want_present)?
+                    {
+                        return Ok(Some(x));
+                    }
+                    false
+                }
+                Pte::Table(_) => false,
+            };
+            if found {
+                // `a` < e <= 2^64.
+                return Ok(Some(u64::try_from(a).unwrap_or(u64::MAX)));
+            }
+            a = ee;
+        }
+        Ok(None)
+    }
+
+    /// Splits every large leaf that contains `addr` but does not start at it, down to the
+    /// level where `addr` is a block boundary. Translations do not change.
+    fn split_at<M: TableMemory>(&mut self, mem: &mut M, addr: u128) -> Result<(), MapError> {
+        let mut table = self.root;
+        let mut level = self.top();
+        while level > 0 {
+            let bs = self.geo.block(level);
+            if addr & bs.wrapping_sub(1) == 0 {
+                return Ok(());
+            }
+            let idx = self.geo.index(level, addr);
+            match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Empty => return Ok(()),
+                Pte::Table(c) => table = c,
+                Pte::Leaf { phys, perm } => {
+                    let child = mem.alloc_table()?;
+                    let cl = level.wrapping_sub(1);
+                    let cbs = u64::try_from(self.geo.block(cl)).unwrap_or(u64::MAX);
+                    let n = self.geo.entries();
+                    for k in 0..n {
+                        let p = phys.wrapping_add(k.wrapping_mul(cbs));
+                        if let Err(err) =
+                            mem.write_entry(child, k, self.fmt.encode_leaf(p, perm, cl))
+                        {
+                            mem.free_table(child);
+                            return Err(err);
+                        }
+                    }
+                    if let Err(err) =
+                        mem.write_entry(table, idx, self.fmt.encode_table(child, level))
+                    {
+                        mem.free_table(child);
+                        return Err(err);
+                    }
+                    self.set_used(mem, child, n);
+                    self.counts.tables = self.counts.tables.saturating_add(1);
+                    self.count_leaves(level, 1, false);
+                    self.count_leaves(cl, n, true);
+                    table = child;
+                }
+            }
+            level = level.wrapping_sub(1);
+        }
+        Ok(())
+    }
+
+    /// Clears every leaf in `[s, e)` (callers split straddling leaves first) and frees
+    /// tables left empty. Returns the bytes unmapped.
+    fn clear_rec<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: u64,
+        level: u32,
+        s: u128,
+        e: u128,
+    ) -> Result<u128, MapError> {
+        let bs = self.geo.block(level);
+        let mut a = s;
+        let mut cleared = 0u128;
+        let mut leaves = 0u64;
+        let mut r = Ok(());
+        while a < e {
+            let idx = self.geo.index(level, a);
+            let eb = a & !bs.wrapping_sub(1);
+            let ee = e.min(eb.saturating_add(bs));
+            let step = (|| -> Result<(), MapError> {
+                match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                    Pte::Empty => {}
+                    Pte::Leaf { .. } => {
+                        // After the splits, a leaf in the range is wholly inside it.
+                        mem.write_entry(table, idx, 0)?;
+                        leaves = leaves.saturating_add(1);
+                        cleared = cleared.saturating_add(bs);
+                    }
+                    Pte::Table(c) if level > 0 => {
+                        let n = self.clear_rec(mem, c, level.wrapping_sub(1), a, ee)?;
+                        cleared = cleared.saturating_add(n);
+                        if *Self::used_slot(&mut self.used, mem, c) == 0 {
+                            mem.write_entry(table, idx, 0)?;
+                            self.drop_used(mem, c);
+                            mem.free_table(c);
+                            self.sub_used(mem, table, 1);
+                            self.counts.tables = self.counts.tables.saturating_sub(1);
+                        }
+                    }
+                    Pte::Table(_) => {}
+                }
+                Ok(())
+            })();
+            if step.is_err() {
+                r = step;
+                break;
+            }
+            a = ee;
+        }
+        self.sub_used(mem, table, leaves);
+        self.count_leaves(level, leaves, false);
+        r.map(|()| cleared)
+    }
+
+    /// Unmaps `[iova, iova + len)`; every granule of it must be mapped. Large leaves that
+    /// straddle the bounds are split first (if that runs out of table pages, the error
+    /// comes back with every translation unchanged).
+    ///
+    /// # Errors
+    /// [`MapError::Misaligned`], [`MapError::Empty`], [`MapError::AboveDmaMask`],
+    /// [`MapError::NotMapped`] (first unmapped IOVA; nothing changed),
+    /// [`MapError::TablePagesExhausted`], [`MapError::TableMemory`].
+    pub fn unmap<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        len: u64,
+    ) -> Result<(), MapError> {
+        let (s, e) = self.check(iova, None, len)?;
+        if let Some(a) = self.first(mem, self.root, self.top(), s, e, false)? {
+            return Err(MapError::NotMapped {
+                dma: a,
+                len: self.granule(),
+            });
+        }
+        self.unmap_present(mem, iova, len).map(|_| ())
+    }
+
+    /// Unmaps whatever is mapped in `[iova, iova + len)`; returns the bytes unmapped.
+    ///
+    /// # Errors
+    /// As [`RadixTable::unmap`] except that holes are skipped.
+    pub fn unmap_present<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        len: u64,
+    ) -> Result<u64, MapError> {
+        let (s, e) = self.check(iova, None, len)?;
+        self.split_at(mem, s)?;
+        self.split_at(mem, e)?;
+        let n = self.clear_rec(mem, self.root, self.top(), s, e)?;
+        Ok(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+
+    /// The leaf covering `iova`: physical address of that byte, permissions, and the
+    /// leaf level (0 = 4 KiB).
+    ///
+    /// # Errors
+    /// [`MapError::TableMemory`].
+    pub fn lookup<M: TableMemory>(
+        &self,
+        mem: &M,
+        iova: u64,
+    ) -> Result<Option<(u64, IoPerm, u32)>, MapError> {
+        let a = u128::from(iova);
+        if a >= 1u128 << self.va_bits.min(64) {
+            return Ok(None);
+        }
+        let mut table = self.root;
+        let mut level = self.top();
+        loop {
+            let idx = self.geo.index(level, a);
+            match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Empty => return Ok(None),
+                Pte::Leaf { phys, perm } => {
+                    // Below the block size (< 2^64 for any leaf level): the cast is exact.
+                    let off = (a & self.geo.block(level).wrapping_sub(1)) as u64;
+                    return Ok(Some((phys | off, perm, level)));
+                }
+                Pte::Table(c) => {
+                    if level == 0 {
+                        return Ok(None);
+                    }
+                    table = c;
+                    level = level.wrapping_sub(1);
+                }
+            }
+        }
+    }
+}
