@@ -1,5 +1,14 @@
 //! [`IoPerm`]: the permissions of an I/O page-table leaf, shared by the software IOMMU
 //! and the VT-d tables.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use core::fmt;
 

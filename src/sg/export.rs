@@ -18,6 +18,15 @@
 //! it holds all remaining entries and the last one carries `SG_END`. Slots after the
 //! last entry are not touched (the kernel allocates only what it uses). Nothing is
 //! written unless the whole table fits.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use core::fmt;
 
@@ -168,10 +177,10 @@ pub const fn chunk_split(remaining: u32, capacity: usize) -> Option<(usize, bool
     if capacity == 0 {
         None
     } else if rem > capacity {
-        if capacity < 2 {
-            None
-        } else {
-            Some((capacity - 1, true))
+        match capacity.checked_sub(1) {
+            // A chained chunk needs a data slot besides its chain slot.
+            Some(data) if data >= 1 => Some((data, true)),
+            _ => None,
         }
     } else {
         Some((rem, false))
@@ -184,7 +193,7 @@ fn for_each_entry<E>(
     max: u64,
     mut f: impl FnMut(u64, u32) -> Result<(), E>,
 ) -> Result<(), E> {
-    let page_mask = SG_PAGE_SIZE.get() - 1;
+    let page_mask = SG_PAGE_SIZE.mask();
     let mut cur: Option<(u64, u64)> = None;
     for r in view.iter() {
         let mut a = r.addr().as_u64();
@@ -192,16 +201,23 @@ fn for_each_entry<E>(
         while rem > 0 {
             match cur {
                 Some((s, l)) if s.checked_add(l) == Some(a) => {
-                    let room = max - (s & page_mask) - l;
+                    // An entry never grows past `max` from its page offset, so both
+                    // subtractions stay >= 0; `None` (impossible) just closes the entry.
+                    let room = max
+                        .checked_sub(s & page_mask)
+                        .and_then(|r| r.checked_sub(l))
+                        .unwrap_or(0);
                     if room == 0 {
                         f(s, l as u32)?;
                         cur = None;
                         continue;
                     }
                     let take = room.min(rem);
-                    cur = Some((s, l + take));
+                    // `l + take <= max`, a u32-sized value.
+                    cur = Some((s, l.saturating_add(take)));
                     a = a.wrapping_add(take);
-                    rem -= take;
+                    // `take <= rem`.
+                    rem = rem.saturating_sub(take);
                 }
                 Some((s, l)) => {
                     f(s, l as u32)?;
@@ -218,7 +234,7 @@ fn for_each_entry<E>(
 }
 
 fn effective_max(max_segment_size: u32) -> Result<u64, SgExportError> {
-    let max = u64::from(max_segment_size) & !(SG_PAGE_SIZE.get() - 1);
+    let max = u64::from(max_segment_size) & !SG_PAGE_SIZE.mask();
     if max == 0 {
         return Err(SgExportError::InvalidMaxSegmentSize { max_segment_size });
     }
@@ -290,7 +306,8 @@ pub fn export<P: PageModel + ?Sized>(
         let pfn = s >> SG_PAGE_SIZE.shift();
         match model.page_of(pfn) {
             Some(p) if p & 3 == 0 => {
-                index += 1;
+                // One per entry, at most `u32::MAX` entries.
+                index = index.saturating_add(1);
                 Ok(())
             }
             _ => Err(SgExportError::NoStructPage { index, pfn }),
@@ -304,10 +321,13 @@ pub fn export<P: PageModel + ?Sized>(
         let Some(chunk) = chunks.get(used) else {
             // Assume further chunks the size of the last one to say how many are needed.
             let cap = chunks.last().map_or(0, |c| c.entries.len());
-            let more = if cap < 2 || rem as usize <= cap {
-                1
-            } else {
-                1 + (rem as usize - cap).div_ceil(cap - 1)
+            let more = match ((rem as usize).checked_sub(cap), cap.checked_sub(1)) {
+                // The last chunk holds `cap - 1` data entries plus the chain entry when
+                // more follow, and up to `cap` when it is the last one.
+                (Some(over), Some(per)) if over > 0 && per > 0 => {
+                    over.div_ceil(per).saturating_add(1)
+                }
+                _ => 1,
             };
             return Err(SgExportError::TooFewChunks {
                 entries: n,
@@ -324,32 +344,49 @@ pub fn export<P: PageModel + ?Sized>(
         }
         let (data, chained) = chunk_split(rem, chunk.entries.len())
             .ok_or(SgExportError::ChunkTooSmall { chunk: used })?;
-        rem -= data as u32;
-        last_used = data + usize::from(chained);
-        used += 1;
+        // `chunk_split` gives `data <= rem` and `data < entries.len()` when chained.
+        rem = rem.saturating_sub(data as u32);
+        last_used = data.saturating_add(usize::from(chained));
+        used = used.saturating_add(1);
     }
-    // Write.
+    // Write. The layout was validated above, so every `get` below finds its slot; a miss
+    // (impossible) stops the write instead of panicking.
     let (mut c, mut slot, mut left) = (0usize, 0usize, n);
-    let mut chunk_room = chunk_split(n, chunks[0].entries.len()).map_or(0, |(d, _)| d);
+    let mut chunk_room = chunks
+        .first()
+        .and_then(|ch| chunk_split(n, ch.entries.len()))
+        .map_or(0, |(d, _)| d);
     let _ = for_each_entry(view, max, |s, len| -> Result<(), ()> {
         if chunk_room == 0 {
-            let next = chunks[c + 1].addr;
-            chunks[c].entries[slot] = Scatterlist::chain_entry(next.as_u64());
-            c += 1;
+            let next = chunks.get(c.saturating_add(1)).ok_or(())?.addr;
+            let chain = chunks
+                .get_mut(c)
+                .and_then(|ch| ch.entries.get_mut(slot))
+                .ok_or(())?;
+            *chain = Scatterlist::chain_entry(next.as_u64());
+            c = c.saturating_add(1);
             slot = 0;
-            chunk_room = chunk_split(left, chunks[c].entries.len()).map_or(0, |(d, _)| d);
+            chunk_room = chunks
+                .get(c)
+                .and_then(|ch| chunk_split(left, ch.entries.len()))
+                .map_or(0, |(d, _)| d);
         }
         let page = model.page_of(s >> SG_PAGE_SIZE.shift()).unwrap_or(0);
-        let offset = (s & (SG_PAGE_SIZE.get() - 1)) as u32;
-        chunks[c].entries[slot] = Scatterlist::page_entry(page, offset, len, left == 1);
-        slot += 1;
-        chunk_room -= 1;
-        left -= 1;
+        let offset = (s & SG_PAGE_SIZE.mask()) as u32;
+        let entry = chunks
+            .get_mut(c)
+            .and_then(|ch| ch.entries.get_mut(slot))
+            .ok_or(())?;
+        *entry = Scatterlist::page_entry(page, offset, len, left == 1);
+        // One entry per call, `n` calls in all: none of these wraps.
+        slot = slot.saturating_add(1);
+        chunk_room = chunk_room.saturating_sub(1);
+        left = left.saturating_sub(1);
         Ok(())
     });
     Ok(SgExported {
         table: SgTable {
-            sgl: chunks[0].addr.as_u64(),
+            sgl: chunks.first().map_or(0, |ch| ch.addr.as_u64()),
             nents: n,
             orig_nents: n,
         },
@@ -361,7 +398,7 @@ pub fn export<P: PageModel + ?Sized>(
 fn locate_chunk(chunks: &[SgChunk<'_>], addr: u64, len: usize) -> Option<(usize, usize)> {
     chunks.iter().enumerate().find_map(|(i, c)| {
         let off = addr.checked_sub(c.addr.as_u64())?;
-        let size = c.entries.len() as u64 * Scatterlist::SIZE as u64;
+        let size = (c.entries.len() as u64).saturating_mul(Scatterlist::SIZE as u64);
         let end = off.checked_add(len as u64)?;
         (end <= size).then_some((i, off as usize))
     })
@@ -371,15 +408,20 @@ impl MemoryReader<Virt> for [SgChunk<'_>] {
     fn read(&self, addr: VirtAddr, buf: &mut [u8]) -> Result<(), MemoryError<Virt>> {
         let err = MemoryError::at(addr, buf.len());
         let (ci, mut off) = locate_chunk(self, addr.as_u64(), buf.len()).ok_or(err)?;
-        let entries = &self[ci].entries;
-        let mut done = 0;
-        while done < buf.len() {
-            let bytes = entries[off / 32].to_le_bytes();
-            let within = off % 32;
-            let take = (32 - within).min(buf.len() - done);
-            buf[done..done + take].copy_from_slice(&bytes[within..within + take]);
-            done += take;
-            off += take;
+        let entries = &self.get(ci).ok_or(err)?.entries;
+        let mut rest = &mut buf[..];
+        while !rest.is_empty() {
+            let bytes = entries
+                .get(off / Scatterlist::SIZE)
+                .ok_or(err)?
+                .to_le_bytes();
+            let src = bytes.get(off % Scatterlist::SIZE..).ok_or(err)?;
+            let take = src.len().min(rest.len());
+            let (dst, tail) = core::mem::take(&mut rest).split_at_mut(take);
+            dst.copy_from_slice(src.get(..take).ok_or(err)?);
+            rest = tail;
+            // `locate_chunk` checked `off + buf.len()` against the chunk's size.
+            off = off.saturating_add(take);
         }
         Ok(())
     }
@@ -389,17 +431,19 @@ impl MemoryWriter<Virt> for [SgChunk<'_>] {
     fn write(&mut self, addr: VirtAddr, buf: &[u8]) -> Result<(), MemoryError<Virt>> {
         let err = MemoryError::at(addr, buf.len());
         let (ci, mut off) = locate_chunk(self, addr.as_u64(), buf.len()).ok_or(err)?;
-        let entries = &mut self[ci].entries;
-        let mut done = 0;
-        while done < buf.len() {
-            let e = &mut entries[off / 32];
+        let entries = &mut self.get_mut(ci).ok_or(err)?.entries;
+        let mut rest = buf;
+        while !rest.is_empty() {
+            let e = entries.get_mut(off / Scatterlist::SIZE).ok_or(err)?;
             let mut bytes = e.to_le_bytes();
-            let within = off % 32;
-            let take = (32 - within).min(buf.len() - done);
-            bytes[within..within + take].copy_from_slice(&buf[done..done + take]);
+            let dst = bytes.get_mut(off % Scatterlist::SIZE..).ok_or(err)?;
+            let take = dst.len().min(rest.len());
+            let (src, tail) = rest.split_at(take);
+            dst.get_mut(..take).ok_or(err)?.copy_from_slice(src);
             *e = Scatterlist::from_le_bytes(&bytes);
-            done += take;
-            off += take;
+            rest = tail;
+            // `locate_chunk` checked `off + buf.len()` against the chunk's size.
+            off = off.saturating_add(take);
         }
         Ok(())
     }
@@ -414,6 +458,15 @@ crate::error::error_info!(SgExportError, |e| match *e {
 });
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::super::layout::{SG_CHAIN, SG_END};
     use super::super::page::Vmemmap;

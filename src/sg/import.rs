@@ -7,6 +7,15 @@
 //! space, after at most `2·max(μ, λ) + λ` data entries (μ entries before the cycle, λ
 //! in it), and fails with [`SgImportError::LoopDetected`]. A chain pointer must be non-null, 8-byte
 //! aligned and point at a data entry; the first entry must be a data entry.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use core::fmt;
 
@@ -237,7 +246,8 @@ impl SgCursor {
         if self.reads >= self.limit {
             return Err(SgImportError::TooManyEntries { limit: self.limit });
         }
-        self.reads += 1;
+        // Below `limit` (checked above).
+        self.reads = self.reads.saturating_add(1);
         read_entry(mem, addr)
     }
 
@@ -293,7 +303,8 @@ impl SgCursor {
             if addr == self.tortoise {
                 return Err(SgImportError::LoopDetected { at: addr });
             }
-            self.lam += 1;
+            // At most `power`, itself at most the reads made.
+            self.lam = self.lam.saturating_add(1);
             if self.lam == self.power {
                 self.tortoise = addr;
                 self.power = self.power.saturating_mul(2);
@@ -302,7 +313,8 @@ impl SgCursor {
         }
         self.prev = Some((addr, entry));
         let index = self.index;
-        self.index += 1;
+        // At most the reads made, which stay below `limit`.
+        self.index = self.index.saturating_add(1);
         Ok(Some(SgEntry {
             index,
             addr: VirtAddr::new(addr),
@@ -491,7 +503,7 @@ where
             orig_nents: table.orig_nents,
         });
     }
-    let mut n = 0;
+    let mut n = 0u32;
     for e in SgWalk::new(
         mem,
         VirtAddr::new(table.sgl),
@@ -507,7 +519,8 @@ where
             .map_err(|_| SgImportError::EntryOverflow { index })?;
         sink.push_range(r)
             .map_err(|_| SgImportError::SinkFull { index })?;
-        n += 1;
+        // At most `max_entries` entries are walked.
+        n = n.saturating_add(1);
     }
     Ok(n)
 }
@@ -561,6 +574,15 @@ crate::error::error_info!(SgImportError, |e| match *e {
 });
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::super::export::SgChunk;
     use super::super::page::Vmemmap;

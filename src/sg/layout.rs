@@ -6,6 +6,15 @@
 //! [`Scatterlist::from_le_bytes`] give the little-endian in-memory form on any host, so
 //! tables can be written to and read from a [`MemoryReader`](crate::mem::MemoryReader)
 //! without casts.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use core::mem::{offset_of, size_of};
 
@@ -157,23 +166,15 @@ impl Scatterlist {
 
     /// Parses 32 little-endian bytes.
     pub fn from_le_bytes(b: &[u8; 32]) -> Self {
-        let u64_at = |i: usize| {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(&b[i..i + 8]);
-            u64::from_le_bytes(w)
-        };
-        let u32_at = |i: usize| {
-            let mut w = [0u8; 4];
-            w.copy_from_slice(&b[i..i + 4]);
-            u32::from_le_bytes(w)
-        };
+        let [p0, p1, p2, p3, p4, p5, p6, p7, o0, o1, o2, o3, l0, l1, l2, l3, d0, d1, d2, d3, d4, d5, d6, d7, n0, n1, n2, n3, f0, f1, f2, f3] =
+            *b;
         Self {
-            page_link: u64_at(0),
-            offset: u32_at(8),
-            length: u32_at(12),
-            dma_address: u64_at(16),
-            dma_length: u32_at(24),
-            dma_flags: u32_at(28),
+            page_link: u64::from_le_bytes([p0, p1, p2, p3, p4, p5, p6, p7]),
+            offset: u32::from_le_bytes([o0, o1, o2, o3]),
+            length: u32::from_le_bytes([l0, l1, l2, l3]),
+            dma_address: u64::from_le_bytes([d0, d1, d2, d3, d4, d5, d6, d7]),
+            dma_length: u32::from_le_bytes([n0, n1, n2, n3]),
+            dma_flags: u32::from_le_bytes([f0, f1, f2, f3]),
         }
     }
 }
@@ -267,6 +268,15 @@ const _: () = assert!(offset_of!(BioVec, bv_len) == 8);
 const _: () = assert!(offset_of!(BioVec, bv_offset) == 12);
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
 

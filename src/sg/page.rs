@@ -4,6 +4,15 @@
 //! On x86_64 with `SPARSEMEM_VMEMMAP`, `pfn_to_page(pfn)` is `vmemmap + pfn` with a
 //! 64-byte `struct page`, so the address is `vmemmap_base + pfn * 64`: that is
 //! [`Vmemmap`]. Other models (a flat `mem_map`, a test table) implement [`PageModel`].
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 /// Maps 4 KiB page frame numbers to `struct page` addresses and back.
 ///

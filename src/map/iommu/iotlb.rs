@@ -1,4 +1,13 @@
 //! The software IOMMU's IOTLB model: 64 direct-mapped granule translations.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 pub(super) const IOTLB_SLOTS: usize = 64;
 
@@ -10,7 +19,8 @@ pub(super) struct Iotlb {
 
 impl Iotlb {
     pub(super) fn slot(page: u64) -> usize {
-        (page % IOTLB_SLOTS as u64) as usize
+        // The low 6 bits of the page number (64 slots).
+        (page & 0x3f) as usize
     }
     pub(super) fn invalidate(&mut self, gshift: u32, iova: u64, len: u64) -> bool {
         let pages = len >> gshift;
@@ -19,10 +29,12 @@ impl Iotlb {
             return true;
         }
         let first = iova >> gshift;
-        for p in first..first + pages {
-            let s = Self::slot(p);
-            if self.slots[s].is_some_and(|(tag, _)| tag == p) {
-                self.slots[s] = None;
+        // `pages < 64`, and a page number is at most 2^64 >> gshift: no overflow.
+        for p in first..first.saturating_add(pages) {
+            if let Some(slot) = self.slots.get_mut(Self::slot(p)) {
+                if slot.is_some_and(|(tag, _)| tag == p) {
+                    *slot = None;
+                }
             }
         }
         false

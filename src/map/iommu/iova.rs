@@ -1,4 +1,13 @@
 //! [`IovaAllocator`]: first-fit IOVA allocation over an aperture with coalescing frees.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use alloc::collections::BTreeMap;
 
@@ -39,6 +48,9 @@ impl IovaAllocator {
     ///
     /// # Errors
     /// [`MapError::InvalidConfig`] when no whole granule fits.
+    // Proof: all arithmetic is on u128 values of at most 2^64 + granule, far below 2^128;
+    // `end - 1` and `end - start` follow `start < end` (checked), and `end - 1 < 2^64`.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn new(granule: PageSize, first: u64, last: u64) -> Result<Self, MapError> {
         let g = granule.get() as u128;
         let start = (first as u128).div_ceil(g) * g;
@@ -86,6 +98,10 @@ impl IovaAllocator {
 
     /// Allocates `size` bytes (a granule multiple) at an `align`-aligned IOVA, lowest
     /// address first.
+    // Proof: u128 sums of u64 values cannot overflow; `align - 1` with `align >= 1`;
+    // `a - 1` only when `a > s >= 0`; `free_bytes >= size` because the chosen extent
+    // (counted in `free_bytes`) holds the `size` bytes taken.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn alloc(&mut self, size: u64, align: PageSize) -> Option<u64> {
         if size == 0 || size & self.granule.mask() != 0 {
             return None;
@@ -126,6 +142,10 @@ impl IovaAllocator {
     /// assert!(a.reserve_range(0x3000, 0x1000).is_err()); // already taken
     /// # Ok::<(), physvec::map::MapError>(())
     /// ```
+    // Proof: `size - 1` after `size != 0`; `start - 1` only when `s < start`; `last + 1`
+    // only when `last < l <= u64::MAX`; `last - start` after `start <= last`; the taken
+    // bytes lie in a free extent, so `free_bytes` covers them.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn reserve_range(&mut self, start: u64, size: u64) -> Result<(), MapError> {
         let g = self.granule;
         for v in [start, size] {
@@ -169,6 +189,9 @@ impl IovaAllocator {
     /// # Errors
     /// [`MapError::NotMapped`] when the extent is outside the aperture, misaligned, or
     /// overlaps free space (a double free).
+    // Proof: `size - 1` after `size != 0`; `free_bytes` counts free bytes of a 2^64 space
+    // in a u128, so adding a freed extent (not free before: checked) cannot overflow.
+    #[allow(clippy::arithmetic_side_effects)]
     pub fn free(&mut self, start: u64, size: u64) -> Result<(), MapError> {
         let bad = MapError::NotMapped {
             dma: start,
@@ -204,6 +227,15 @@ impl IovaAllocator {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use alloc::vec::Vec;

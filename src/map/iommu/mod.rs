@@ -14,6 +14,15 @@
 //! | `iova.rs` | [`IovaAllocator`]: first-fit, coalescing |
 //! | `iotlb.rs` | the 64-entry IOTLB model |
 //! | `soft.rs` | [`SoftIommu`], [`IommuConfig`], [`IommuStats`] |
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 mod iotlb;
 mod iova;

@@ -1,5 +1,14 @@
 //! [`SoftIommu`]: the two-step mapper over [`IoPageTable`], [`IovaAllocator`] and the
 //! IOTLB model, like `drivers/iommu/dma-iommu.c`.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
@@ -173,7 +182,7 @@ impl SoftIommu {
         let va_bits = cfg.dma_mask.width();
         let pt = IoPageTable::new(
             cfg.granule,
-            va_bits.max(cfg.granule.shift() + 1),
+            va_bits.max(cfg.granule.shift().saturating_add(1)), // a shift is below 64
             cfg.large_leaves,
         )?;
         if cfg.aperture.1 > cfg.dma_mask.get() || cfg.aperture.0 > cfg.aperture.1 {
@@ -208,6 +217,10 @@ impl SoftIommu {
     pub fn new_4k() -> Self {
         match Self::new(IommuConfig::default()) {
             Ok(s) => s,
+            // Proof: the default (4 KiB granule, 48-bit mask, aperture [4 KiB, 2^48 - 1])
+            // passes every check of `new`, which the unit test `default_config_is_valid`
+            // exercises.
+            #[allow(clippy::unreachable)]
             Err(_) => unreachable!("the default configuration is valid"),
         }
     }
@@ -224,7 +237,7 @@ impl SoftIommu {
         s.mapped_bytes = i.pt.mapped_bytes();
         s.tables = i.pt.tables();
         s.leaves = i.pt.leaf_counts();
-        s.allocations = i.allocs.len() + i.live_spaces;
+        s.allocations = i.allocs.len().saturating_add(i.live_spaces);
         s.free_iova_bytes = i.alloc.free_bytes();
         s
     }
@@ -247,15 +260,17 @@ impl SoftIommu {
         let page = iova.as_u64() >> gshift;
         let off = iova.as_u64() & self.cfg.granule.mask();
         let slot = Iotlb::slot(page);
-        if let Some((tag, phys_page)) = i.tlb.slots[slot] {
+        if let Some(&Some((tag, phys_page))) = i.tlb.slots.get(slot) {
             if tag == page {
-                i.stats.iotlb_hits += 1;
+                i.stats.iotlb_hits = i.stats.iotlb_hits.saturating_add(1);
                 return Some(PhysAddr::new((phys_page << gshift) | off));
             }
         }
-        i.stats.iotlb_misses += 1;
+        i.stats.iotlb_misses = i.stats.iotlb_misses.saturating_add(1);
         let (p, _, _) = i.pt.lookup(iova)?;
-        i.tlb.slots[slot] = Some((page, p.as_u64() >> gshift));
+        if let Some(e) = i.tlb.slots.get_mut(slot) {
+            *e = Some((page, p.as_u64() >> gshift));
+        }
         Some(p)
     }
 
@@ -296,10 +311,14 @@ impl SoftIommu {
         if !self.cfg.large_leaves {
             return g;
         }
-        let bits = g.shift() - 3;
+        // A table holds `granule / 8` entries: `shift - 3` index bits per level (a
+        // granule is at least 4 KiB, so the subtraction cannot underflow).
+        let bits = g.shift().saturating_sub(3);
         let mut a = g;
         for level in 1..=MAX_LEAF_LEVEL {
-            if let Ok(b) = PageSize::from_shift(g.shift() + level * bits) {
+            // Small numbers (shift <= 16, level <= 2): `from_shift` refuses any >= 64.
+            let shift = g.shift().saturating_add(level.saturating_mul(bits));
+            if let Ok(b) = PageSize::from_shift(shift) {
                 if b.get() <= len {
                     a = b;
                 }
@@ -317,9 +336,9 @@ impl SoftIommu {
     }
 
     fn invalidate(&self, i: &mut Inner, iova: u64, len: u64) {
-        i.stats.iotlb_invalidations += 1;
+        i.stats.iotlb_invalidations = i.stats.iotlb_invalidations.saturating_add(1);
         if i.tlb.invalidate(self.cfg.granule.shift(), iova, len) {
-            i.stats.iotlb_flushes += 1;
+            i.stats.iotlb_flushes = i.stats.iotlb_flushes.saturating_add(1);
         }
     }
 
@@ -334,7 +353,7 @@ impl SoftIommu {
     ) -> Result<u64, MapError> {
         let unmapped = i.pt.unmap_present(DmaAddr::new(base), len)?;
         if unmapped > 0 {
-            i.stats.unmaps += 1;
+            i.stats.unmaps = i.stats.unmaps.saturating_add(1);
             self.invalidate(i, base, len);
         }
         match slot {
@@ -349,23 +368,24 @@ impl SoftIommu {
 
     /// Records a live reservation; returns its slot.
     fn record_space(i: &mut Inner, base: u64, len: u64) -> usize {
-        i.live_spaces += 1;
-        match i.free_slots.pop() {
-            Some(slot) => {
-                i.spaces[slot as usize] = Some((base, len));
-                slot as usize
-            }
-            None => {
-                i.spaces.push(Some((base, len)));
-                i.spaces.len() - 1
+        // One per live reservation, each holding at least a granule of IOVA space.
+        i.live_spaces = i.live_spaces.saturating_add(1);
+        if let Some(slot) = i.free_slots.pop() {
+            if let Some(s) = i.spaces.get_mut(slot as usize) {
+                *s = Some((base, len));
+                return slot as usize;
             }
         }
+        i.spaces.push(Some((base, len)));
+        // Just pushed: not empty.
+        i.spaces.len().saturating_sub(1)
     }
 
     fn forget_space(i: &mut Inner, slot: usize) {
         if let Some(s) = i.spaces.get_mut(slot) {
             if s.take().is_some() {
-                i.live_spaces -= 1;
+                // This slot was live, so it was counted.
+                i.live_spaces = i.live_spaces.saturating_sub(1);
                 // Slots stay below u32::MAX: one per live reservation, each at least a
                 // granule of the IOVA aperture.
                 i.free_slots.push(slot as u32);
@@ -375,6 +395,9 @@ impl SoftIommu {
 }
 
 /// Granule-aligned `[iova, phys, len)` covering `phys` placed at `dma`.
+// Proof: u128 sums of u64 values; `gl >= 4096`; the rounded end is at least `p` (it is
+// at least `phys.addr() >= p`).
+#[allow(clippy::arithmetic_side_effects)]
 fn granule_span(g: PageSize, dma: DmaAddr, phys: PhysRange) -> (DmaAddr, PhysAddr, u64) {
     let iova = dma.align_down(g);
     let p = phys.addr().align_down(g);
@@ -399,9 +422,10 @@ impl DmaMapper for SoftIommu {
         }
         let g = self.cfg.granule;
         let pad = phys_hint.page_offset(g);
-        let raw = pad as u128 + size as u128;
         let gm = g.mask() as u128;
-        let len = (raw + gm) & !gm;
+        // u128 sums of values below 2^64: cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let len = (pad as u128 + size as u128 + gm) & !gm;
         let len = u64::try_from(len).map_err(|_| MapError::IovaExhausted { size: u64::MAX })?;
         let mut i = self.inner.borrow_mut();
         let base = self.allocate(&mut i, len)?;
@@ -433,7 +457,7 @@ impl DmaMapper for SoftIommu {
         space.link_with(phys, offset, |dma, phys| {
             let (iova, p, len) = granule_span(g, dma, phys);
             i.pt.map(iova, p, len, perm)?;
-            i.stats.maps += 1;
+            i.stats.maps = i.stats.maps.saturating_add(1);
             Ok(())
         })
     }
@@ -451,7 +475,7 @@ impl DmaMapper for SoftIommu {
         {
             return Err(SyncError { space, error });
         }
-        i.stats.iotlb_syncs += 1;
+        i.stats.iotlb_syncs = i.stats.iotlb_syncs.saturating_add(1);
         Ok(space.mark_synced())
     }
 
@@ -468,12 +492,15 @@ impl DmaMapper for SoftIommu {
         let g = self.cfg.granule;
         space.unlink_with(offset, size, |dma| {
             let iova = dma.addr().align_down(g);
-            let end = dma.addr().as_u64() as u128 + dma.len() as u128;
             let gl = g.get() as u128;
-            let len = (((end + (gl - 1)) & !(gl - 1)) - iova.as_u64() as u128) as u64;
+            // u128 sums of values below 2^64 and `gl >= 4096`; the rounded end is above
+            // `iova`, which `dma.addr()` rounded down.
+            #[allow(clippy::arithmetic_side_effects)]
+            let len = (((dma.addr().as_u64() as u128 + dma.len() as u128 + (gl - 1)) & !(gl - 1))
+                - iova.as_u64() as u128) as u64;
             i.pt.unmap(iova, len)
                 .map_err(|_| MapError::NotLinked { offset, len: size })?;
-            i.stats.unmaps += 1;
+            i.stats.unmaps = i.stats.unmaps.saturating_add(1);
             self.invalidate(&mut i, iova.as_u64(), len);
             Ok(())
         })
@@ -531,8 +558,8 @@ impl DmaMapper for SoftIommu {
             let _ = i.alloc.free(base, len);
             return Err(e);
         }
-        i.stats.maps += 1;
-        i.stats.iotlb_syncs += 1;
+        i.stats.maps = i.stats.maps.saturating_add(1);
+        i.stats.iotlb_syncs = i.stats.iotlb_syncs.saturating_add(1);
         i.allocs.insert(
             base,
             (
@@ -543,7 +570,11 @@ impl DmaMapper for SoftIommu {
                 },
             ),
         );
-        Ok(DmaRange::new(base + pad, phys.len()))
+        // `base` heads an allocation of `pad + phys.len()` bytes (rounded up) inside the
+        // IOVA aperture, so `base + pad` and the range's end fit.
+        #[allow(clippy::arithmetic_side_effects)]
+        let start = base + pad;
+        Ok(DmaRange::new(start, phys.len()))
     }
 
     fn unmap_phys(
@@ -577,8 +608,24 @@ impl DmaMapper for SoftIommu {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
+
+    /// `new_4k` relies on the default configuration being valid (its `unreachable!`).
+    #[test]
+    fn default_config_is_valid() {
+        assert!(SoftIommu::new(IommuConfig::default()).is_ok());
+        assert!(SoftIommu::new_4k().is_idle());
+    }
 
     #[test]
     fn two_step_misuse_is_detected() {
