@@ -135,6 +135,14 @@ unsafe impl<S: AddrSpace> bytemuck::CheckedBitPattern for Range<S> {
 /// assert!(bytemuck::checked::try_cast_slice::<u64, PhysRange>(&words).is_err());
 /// assert_eq!(RawRange::from(PhysRange::new(0x1000, 0x200)).addr, PhysAddr::new(0x1000));
 /// ```
+///
+/// A `Range` cannot be conjured from raw bytes without that check (it is not `Pod`):
+/// ```compile_fail
+/// let r: physvec::PhysRange = bytemuck::cast([0x1000u64, 0]); // error: `Range` is not `Pod`
+/// ```
+/// ```compile_fail
+/// let r: physvec::PhysRange = bytemuck::Zeroable::zeroed(); // error: not `Zeroable` either
+/// ```
 #[repr(C)]
 pub struct RawRange<S: AddrSpace> {
     /// The first byte's address.
