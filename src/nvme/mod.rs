@@ -11,7 +11,7 @@
 //! | file | what |
 //! |---|---|
 //! | `page.rs` | [`MemoryPageSize`] (CC.MPS, 4 KiB..128 MiB) |
-//! | `cmd.rs` | [`SubmissionQueueEntry`] and its command constructors, [`opcode`], [`NamespaceId`], [`LbaRange`], [`Psdt`], [`DataPointer`] |
+//! | `cmd/` | [`SubmissionQueueEntry`], [`Psdt`], [`DataPointer`] (`mod.rs`); [`opcode`] (`opcode.rs`); the commands by name, [`NamespaceId`], [`LbaRange`], [`CommandError`] (`named.rs`) |
 //! | `completion.rs` | [`CompletionQueueEntry`], [`CompletionStatus`] |
 //! | `descriptor.rs` | [`SglDescriptor`] (incl. Keyed SGL Data Block), [`SglCapabilities`], [`SglItem`] |
 //! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
