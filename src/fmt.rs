@@ -122,3 +122,26 @@ mod tests {
         }
     }
 }
+
+/// A number that `Debug`-prints in hex (`0xffffea0000000400`): for address and pointer
+/// fields in hand-written `Debug` impls, so no address ever prints in decimal.
+///
+/// ```
+/// use physvec::fmt::Hex;
+/// assert_eq!(format!("{:?}", Hex(0x1000)), "0x1000");
+/// assert_eq!(Hex(255).to_string(), "0xff");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Hex(pub u64);
+
+impl fmt::Debug for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}
+
+impl fmt::Display for Hex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:#x}", self.0)
+    }
+}

@@ -64,7 +64,7 @@ pub struct SgExported {
 }
 
 /// Why a range list cannot be exported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SgExportError {
     /// No ranges.
@@ -105,6 +105,51 @@ pub enum SgExportError {
         /// Its address.
         addr: u64,
     },
+}
+
+/// Frame numbers and addresses in hex, indices and counts in decimal.
+///
+/// ```
+/// use physvec::sg::SgExportError;
+/// let e = SgExportError::MisalignedChunk { chunk: 1, addr: 0x8004 };
+/// assert_eq!(format!("{e:?}"), "MisalignedChunk { chunk: 1, addr: 0x8004 }");
+/// ```
+impl core::fmt::Debug for SgExportError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use crate::fmt::Hex;
+        match *self {
+            SgExportError::Empty => f.write_str("Empty"),
+            SgExportError::InvalidMaxSegmentSize { max_segment_size } => f
+                .debug_struct("InvalidMaxSegmentSize")
+                .field("max_segment_size", &Hex(u64::from(max_segment_size)))
+                .finish(),
+            SgExportError::NoStructPage { index, pfn } => f
+                .debug_struct("NoStructPage")
+                .field("index", &index)
+                .field("pfn", &Hex(pfn))
+                .finish(),
+            SgExportError::TooManyEntries => f.write_str("TooManyEntries"),
+            SgExportError::TooFewChunks {
+                entries,
+                needed,
+                chunks,
+            } => f
+                .debug_struct("TooFewChunks")
+                .field("entries", &entries)
+                .field("needed", &needed)
+                .field("chunks", &chunks)
+                .finish(),
+            SgExportError::ChunkTooSmall { chunk } => f
+                .debug_struct("ChunkTooSmall")
+                .field("chunk", &chunk)
+                .finish(),
+            SgExportError::MisalignedChunk { chunk, addr } => f
+                .debug_struct("MisalignedChunk")
+                .field("chunk", &chunk)
+                .field("addr", &Hex(addr))
+                .finish(),
+        }
+    }
 }
 
 impl SgExportError {

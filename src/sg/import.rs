@@ -33,7 +33,7 @@ use super::page::PageModel;
 pub const SG_WALK_DEFAULT_LIMIT: u32 = 1 << 20;
 
 /// Why a table (or `bio_vec` array) cannot be imported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SgImportError {
     /// An entry could not be read.
@@ -105,6 +105,71 @@ pub enum SgImportError {
         /// Entry index that did not fit.
         index: u32,
     },
+}
+
+/// Addresses and page pointers in hex, indices and counts in decimal.
+///
+/// ```
+/// use physvec::sg::SgImportError;
+/// let e = SgImportError::BadPageLink { index: 2, page: 0xffffea0000000401 };
+/// assert_eq!(format!("{e:?}"), "BadPageLink { index: 2, page: 0xffffea0000000401 }");
+/// ```
+impl core::fmt::Debug for SgImportError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use crate::fmt::Hex;
+        match *self {
+            SgImportError::Unreadable { addr } => f
+                .debug_struct("Unreadable")
+                .field("addr", &Hex(addr))
+                .finish(),
+            SgImportError::LoopDetected { at } => f
+                .debug_struct("LoopDetected")
+                .field("at", &Hex(at))
+                .finish(),
+            SgImportError::Truncated { expected, found } => f
+                .debug_struct("Truncated")
+                .field("expected", &expected)
+                .field("found", &found)
+                .finish(),
+            SgImportError::InvalidChain { at, target } => f
+                .debug_struct("InvalidChain")
+                .field("at", &Hex(at))
+                .field("target", &Hex(target))
+                .finish(),
+            SgImportError::AddressOverflow { at } => f
+                .debug_struct("AddressOverflow")
+                .field("at", &Hex(at))
+                .finish(),
+            SgImportError::TooManyEntries { limit } => f
+                .debug_struct("TooManyEntries")
+                .field("limit", &limit)
+                .finish(),
+            SgImportError::BadPageLink { index, page } => f
+                .debug_struct("BadPageLink")
+                .field("index", &index)
+                .field("page", &Hex(page))
+                .finish(),
+            SgImportError::EmptyEntry { index } => {
+                f.debug_struct("EmptyEntry").field("index", &index).finish()
+            }
+            SgImportError::EntryOverflow { index } => f
+                .debug_struct("EntryOverflow")
+                .field("index", &index)
+                .finish(),
+            SgImportError::NotDmaMapped { index } => f
+                .debug_struct("NotDmaMapped")
+                .field("index", &index)
+                .finish(),
+            SgImportError::InvalidTable { nents, orig_nents } => f
+                .debug_struct("InvalidTable")
+                .field("nents", &nents)
+                .field("orig_nents", &orig_nents)
+                .finish(),
+            SgImportError::SinkFull { index } => {
+                f.debug_struct("SinkFull").field("index", &index).finish()
+            }
+        }
+    }
 }
 
 impl SgImportError {

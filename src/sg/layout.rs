@@ -63,7 +63,7 @@ pub const SG_DEFAULT_MAX_SEGMENT: u32 = 0xffff_f000;
 /// assert_eq!(e.page_link & SG_END, SG_END);
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct Scatterlist {
     /// `struct page *` (or, with [`SG_CHAIN`], the next entry array) ORed with the flag
     /// bits [`SG_CHAIN`] and [`SG_END`].
@@ -228,7 +228,7 @@ impl core::fmt::Display for Scatterlist {
 /// assert_eq!(core::mem::size_of_val(&t), 16);
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct SgTable {
     /// Address of the first entry (`struct scatterlist *sgl`).
     pub sgl: u64,
@@ -252,7 +252,7 @@ const _: () = assert!(offset_of!(SgTable, orig_nents) == 12);
 /// assert_eq!(core::mem::size_of_val(&b), 16);
 /// ```
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, Pod, Zeroable)]
 pub struct BioVec {
     /// `struct page *` of the first page.
     pub bv_page: u64,
@@ -260,6 +260,49 @@ pub struct BioVec {
     pub bv_len: u32,
     /// Byte offset from the start of `bv_page`.
     pub bv_offset: u32,
+}
+
+/// Hex for every address and pointer field (`page_link: 0xffffea0000000402`).
+///
+/// ```
+/// let e = physvec::sg::Scatterlist::page_entry(0xffffea0000000400, 0x200, 0x1000, true);
+/// assert!(format!("{e:?}").contains("page_link: 0xffffea0000000402"));
+/// ```
+impl core::fmt::Debug for Scatterlist {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use crate::fmt::Hex;
+        f.debug_struct("Scatterlist")
+            .field("page_link", &Hex(self.page_link))
+            .field("offset", &Hex(u64::from(self.offset)))
+            .field("length", &Hex(u64::from(self.length)))
+            .field("dma_address", &Hex(self.dma_address))
+            .field("dma_length", &Hex(u64::from(self.dma_length)))
+            .field("dma_flags", &Hex(u64::from(self.dma_flags)))
+            .finish()
+    }
+}
+
+/// `SgTable { sgl: 0x80000, nents: 3, orig_nents: 3 }`.
+impl core::fmt::Debug for SgTable {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SgTable")
+            .field("sgl", &crate::fmt::Hex(self.sgl))
+            .field("nents", &self.nents)
+            .field("orig_nents", &self.orig_nents)
+            .finish()
+    }
+}
+
+/// `BioVec { bv_page: 0xffffea0000000040, bv_len: 0x1000, bv_offset: 0x0 }`.
+impl core::fmt::Debug for BioVec {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        use crate::fmt::Hex;
+        f.debug_struct("BioVec")
+            .field("bv_page", &Hex(self.bv_page))
+            .field("bv_len", &Hex(u64::from(self.bv_len)))
+            .field("bv_offset", &Hex(u64::from(self.bv_offset)))
+            .finish()
+    }
 }
 
 const _: () = assert!(size_of::<BioVec>() == 16);
