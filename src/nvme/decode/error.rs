@@ -24,7 +24,7 @@ use crate::nvme::status::NvmeStatus;
 ///
 /// ```
 /// use physvec::nvme::{DecodeError, NvmeStatus};
-/// let e = DecodeError::PrpOffsetInvalid { entry: 0x30200, at: None };
+/// let e = DecodeError::PrpOffsetInvalid { entry: physvec::DmaAddr::new(0x30200), at: None };
 /// assert_eq!((e.kind(), e.nvme_status()), ("invalid_prp_offset", NvmeStatus::PRP_OFFSET_INVALID));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub enum DecodeError {
     /// page aligned, PRP1 not dword aligned, a list pointer not qword aligned (13h).
     PrpOffsetInvalid {
         /// The entry's value.
-        entry: u64,
+        entry: DmaAddr,
         /// Where it was read, `None` for DPTR.
         at: Option<DmaAddr>,
     },

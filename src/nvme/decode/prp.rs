@@ -113,14 +113,17 @@ where
     let mask = mps.mask();
     if !opts.qemu_compat && prp1 & 3 != 0 {
         return Err(DecodeError::PrpOffsetInvalid {
-            entry: prp1,
+            entry: DmaAddr::new(prp1),
             at: None,
         });
     }
     // `prp1 & mask <= mask < ps`, so the subtraction cannot underflow.
     #[allow(clippy::arithmetic_side_effects)]
     let first = len.min(ps - (prp1 & mask));
-    let bad = |entry, at| DecodeError::PrpOffsetInvalid { entry, at };
+    let bad = |entry, at| DecodeError::PrpOffsetInvalid {
+        entry: DmaAddr::new(entry),
+        at,
+    };
     out.emit(data(prp1, first).ok_or(bad(prp1, None))?)?;
     // `first = len.min(..) <= len`.
     #[allow(clippy::arithmetic_side_effects)]
