@@ -28,7 +28,12 @@ impl KernelDomain {
         Self {
             pt: RefCell::new(IoPageTable::new(PageSize::SIZE_4K, 48, true).expect("valid")),
             iovad: RefCell::new(
-                IovaAllocator::new(PageSize::SIZE_4K, 0x1000, (1 << 48) - 1).expect("valid"),
+                IovaAllocator::new(
+                    PageSize::SIZE_4K,
+                    physvec::DmaAddr::new(0x1000),
+                    physvec::DmaAddr::new((1 << 48) - 1),
+                )
+                .expect("valid"),
             ),
         }
     }
@@ -63,10 +68,18 @@ impl IommuDomain for KernelDomain {
         let size = Self::rounded(size);
         // size_aligned: the IOVA is aligned to the size rounded up to a power of two.
         let align = PageSize::new(size.next_power_of_two()).unwrap_or(PageSize::SIZE_4K);
-        match self.iovad.borrow_mut().alloc(size, align) {
+        match self
+            .iovad
+            .borrow_mut()
+            .alloc(size, align)
+            .map(physvec::DmaAddr::as_u64)
+        {
             Some(iova) if iova + size - 1 <= dma_limit => iova,
             Some(iova) => {
-                let _ = self.iovad.borrow_mut().free(iova, size);
+                let _ = self
+                    .iovad
+                    .borrow_mut()
+                    .free(physvec::DmaAddr::new(iova), size);
                 0
             }
             None => 0,
@@ -74,7 +87,10 @@ impl IommuDomain for KernelDomain {
     }
 
     fn free_iova(&self, iova: u64, size: u64) {
-        let r = self.iovad.borrow_mut().free(iova, Self::rounded(size));
+        let r = self
+            .iovad
+            .borrow_mut()
+            .free(physvec::DmaAddr::new(iova), Self::rounded(size));
         debug_assert!(r.is_ok());
     }
 

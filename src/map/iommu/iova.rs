@@ -11,7 +11,7 @@
 
 use alloc::collections::BTreeMap;
 
-use crate::addr::PageSize;
+use crate::addr::{DmaAddr, PageSize};
 use crate::map::MapError;
 
 /// First-fit IOVA allocator over `[first, last]`, granule-aligned, with coalescing frees:
@@ -23,11 +23,11 @@ use crate::map::MapError;
 ///
 /// ```
 /// use physvec::map::IovaAllocator;
-/// use physvec::PageSize;
-/// let mut a = IovaAllocator::new(PageSize::SIZE_4K, 0x1000, 0xf_ffff)?;
+/// use physvec::{DmaAddr, PageSize};
+/// let mut a = IovaAllocator::new(PageSize::SIZE_4K, DmaAddr::new(0x1000), DmaAddr::new(0xf_ffff))?;
 /// let x = a.alloc(0x2000, PageSize::SIZE_4K).unwrap();
 /// let y = a.alloc(0x1000, PageSize::SIZE_4K).unwrap();
-/// assert_eq!((x, y), (0x1000, 0x3000));
+/// assert_eq!((x.as_u64(), y.as_u64()), (0x1000, 0x3000));
 /// a.free(x, 0x2000)?;
 /// a.free(y, 0x1000)?;
 /// assert!(a.is_pristine());
@@ -51,7 +51,8 @@ impl IovaAllocator {
     // Proof: all arithmetic is on u128 values of at most 2^64 + granule, far below 2^128;
     // `end - 1` and `end - start` follow `start < end` (checked), and `end - 1 < 2^64`.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn new(granule: PageSize, first: u64, last: u64) -> Result<Self, MapError> {
+    pub fn new(granule: PageSize, first: DmaAddr, last: DmaAddr) -> Result<Self, MapError> {
+        let (first, last) = (first.as_u64(), last.as_u64());
         let g = granule.get() as u128;
         let start = (first as u128).div_ceil(g) * g;
         let end = (last as u128 + 1) / g * g; // exclusive
@@ -72,13 +73,13 @@ impl IovaAllocator {
     }
 
     /// First usable IOVA.
-    pub fn first(&self) -> u64 {
-        self.first
+    pub fn first(&self) -> DmaAddr {
+        DmaAddr::new(self.first)
     }
 
     /// Last usable IOVA (inclusive).
-    pub fn last(&self) -> u64 {
-        self.last
+    pub fn last(&self) -> DmaAddr {
+        DmaAddr::new(self.last)
     }
 
     /// Free bytes (saturating).
@@ -102,7 +103,7 @@ impl IovaAllocator {
     // `a - 1` only when `a > s >= 0`; `free_bytes >= size` because the chosen extent
     // (counted in `free_bytes`) holds the `size` bytes taken.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn alloc(&mut self, size: u64, align: PageSize) -> Option<u64> {
+    pub fn alloc(&mut self, size: u64, align: PageSize) -> Option<DmaAddr> {
         if size == 0 || size & self.granule.mask() != 0 {
             return None;
         }
@@ -121,7 +122,7 @@ impl IovaAllocator {
             self.free.insert(after as u64, l);
         }
         self.free_bytes -= size as u128;
-        Some(a)
+        Some(DmaAddr::new(a))
     }
 
     /// Takes the fixed extent `[start, start + size)` out of the free space (for IOVAs
@@ -135,18 +136,19 @@ impl IovaAllocator {
     ///
     /// ```
     /// use physvec::map::IovaAllocator;
-    /// use physvec::PageSize;
-    /// let mut a = IovaAllocator::new(PageSize::SIZE_4K, 0x1000, 0xf_ffff)?;
-    /// a.reserve_range(0x1000, 0x2000)?;
-    /// assert_eq!(a.alloc(0x1000, PageSize::SIZE_4K), Some(0x3000));
-    /// assert!(a.reserve_range(0x3000, 0x1000).is_err()); // already taken
+    /// use physvec::{DmaAddr, PageSize};
+    /// let mut a = IovaAllocator::new(PageSize::SIZE_4K, DmaAddr::new(0x1000), DmaAddr::new(0xf_ffff))?;
+    /// a.reserve_range(DmaAddr::new(0x1000), 0x2000)?;
+    /// assert_eq!(a.alloc(0x1000, PageSize::SIZE_4K), Some(DmaAddr::new(0x3000)));
+    /// assert!(a.reserve_range(DmaAddr::new(0x3000), 0x1000).is_err()); // already taken
     /// # Ok::<(), physvec::map::MapError>(())
     /// ```
     // Proof: `size - 1` after `size != 0`; `start - 1` only when `s < start`; `last + 1`
     // only when `last < l <= u64::MAX`; `last - start` after `start <= last`; the taken
     // bytes lie in a free extent, so `free_bytes` covers them.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn reserve_range(&mut self, start: u64, size: u64) -> Result<(), MapError> {
+    pub fn reserve_range(&mut self, start: DmaAddr, size: u64) -> Result<(), MapError> {
+        let start = start.as_u64();
         let g = self.granule;
         for v in [start, size] {
             if v & g.mask() != 0 {
@@ -192,7 +194,8 @@ impl IovaAllocator {
     // Proof: `size - 1` after `size != 0`; `free_bytes` counts free bytes of a 2^64 space
     // in a u128, so adding a freed extent (not free before: checked) cannot overflow.
     #[allow(clippy::arithmetic_side_effects)]
-    pub fn free(&mut self, start: u64, size: u64) -> Result<(), MapError> {
+    pub fn free(&mut self, start: DmaAddr, size: u64) -> Result<(), MapError> {
+        let start = start.as_u64();
         let bad = MapError::NotMapped {
             dma: start,
             len: size,
@@ -242,8 +245,9 @@ mod tests {
 
     #[test]
     fn allocator_reuses_and_coalesces() {
-        let mut a = IovaAllocator::new(PageSize::SIZE_4K, 0, 0xffff).unwrap();
-        let x: Vec<u64> = (0..16)
+        let mut a =
+            IovaAllocator::new(PageSize::SIZE_4K, DmaAddr::new(0), DmaAddr::new(0xffff)).unwrap();
+        let x: Vec<DmaAddr> = (0..16)
             .map(|_| a.alloc(0x1000, PageSize::SIZE_4K).unwrap())
             .collect();
         assert!(a.alloc(0x1000, PageSize::SIZE_4K).is_none());

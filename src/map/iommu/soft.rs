@@ -190,7 +190,11 @@ impl SoftIommu {
                 what: "IOVA aperture must be non-empty and under the DMA mask",
             });
         }
-        let alloc = IovaAllocator::new(cfg.granule, cfg.aperture.0, cfg.aperture.1)?;
+        let alloc = IovaAllocator::new(
+            cfg.granule,
+            DmaAddr::new(cfg.aperture.0),
+            DmaAddr::new(cfg.aperture.1),
+        )?;
         let stats = IommuStats {
             free_iova_bytes: alloc.free_bytes(),
             ..IommuStats::default()
@@ -332,6 +336,7 @@ impl SoftIommu {
         i.alloc
             .alloc(len, align)
             .or_else(|| i.alloc.alloc(len, self.cfg.granule))
+            .map(DmaAddr::as_u64)
             .ok_or(MapError::IovaExhausted { size: len })
     }
 
@@ -362,7 +367,7 @@ impl SoftIommu {
                 i.allocs.remove(&base);
             }
         }
-        i.alloc.free(base, len)?;
+        i.alloc.free(DmaAddr::new(base), len)?;
         Ok(unmapped)
     }
 
@@ -436,7 +441,7 @@ impl DmaMapper for SoftIommu {
                 Ok(Some(s))
             }
             Err(e) => {
-                let _ = i.alloc.free(base, len);
+                let _ = i.alloc.free(DmaAddr::new(base), len);
                 Err(e)
             }
         }
@@ -555,7 +560,7 @@ impl DmaMapper for SoftIommu {
         if let Err(e) =
             i.pt.map(DmaAddr::new(base), p, len, IoPerm::for_transfer(dir, attrs))
         {
-            let _ = i.alloc.free(base, len);
+            let _ = i.alloc.free(DmaAddr::new(base), len);
             return Err(e);
         }
         i.stats.maps = i.stats.maps.saturating_add(1);

@@ -87,7 +87,7 @@ fn allocators(config: &VfioIovaConfig) -> Result<Vec<IovaAllocator>, VfioError> 
         }
     }
     for (first, last) in pieces {
-        if let Ok(a) = IovaAllocator::new(config.granule, first, last) {
+        if let Ok(a) = IovaAllocator::new(config.granule, DmaAddr::new(first), DmaAddr::new(last)) {
             out.push(a);
         }
     }
@@ -209,16 +209,17 @@ impl<B: VfioBackend> VfioMapper<B> {
         st.allocators
             .iter_mut()
             .find_map(|a| a.alloc(len, align))
+            .map(DmaAddr::as_u64)
             .ok_or(VfioError::IovaExhausted { len })
     }
 
     fn free_iova(&self, iova: u64, len: u64) {
         let mut st = self.state.borrow_mut();
         for a in st.allocators.iter_mut() {
-            if iova >= a.first() && iova <= a.last() {
+            if iova >= a.first().as_u64() && iova <= a.last().as_u64() {
                 // The extent came from this allocator; a failure would be a bookkeeping
                 // bug that leaves the space reserved, never a wrong reuse.
-                let _ = a.free(iova, len);
+                let _ = a.free(DmaAddr::new(iova), len);
                 return;
             }
         }

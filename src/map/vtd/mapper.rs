@@ -137,9 +137,13 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> 
     /// As [`VtdTables::new`].
     pub fn new(mem: M, pages: P, cfg: VtdConfig) -> Result<Self, MapError> {
         let t = VtdTables::new(mem, pages, cfg)?;
-        let mut alloc = IovaAllocator::new(G, G.get(), haw_mask(cfg.aw_bits))?;
+        let mut alloc = IovaAllocator::new(
+            G,
+            DmaAddr::new(G.get()),
+            DmaAddr::new(haw_mask(cfg.aw_bits)),
+        )?;
         alloc.reserve_range(
-            INTERRUPT_FIRST,
+            DmaAddr::new(INTERRUPT_FIRST),
             INTERRUPT_LAST.wrapping_sub(INTERRUPT_FIRST).wrapping_add(1),
         )?;
         Ok(VtdMapper {
@@ -227,9 +231,9 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> 
         {
             return Err(MapError::InterruptWindow { phys: iova });
         }
-        i.alloc.reserve_range(iova, len)?;
+        i.alloc.reserve_range(DmaAddr::new(iova), len)?;
         if let Err(e) = i.t.map(iova, phys, len, perm) {
-            let _ = i.alloc.free(iova, len);
+            let _ = i.alloc.free(DmaAddr::new(iova), len);
             return Err(e);
         }
         i.fixed.insert(iova, len);
@@ -254,7 +258,7 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> 
             self.invalidate(&mut i, iova, len);
         }
         i.fixed.remove(&iova);
-        let _ = i.alloc.free(iova, len);
+        let _ = i.alloc.free(DmaAddr::new(iova), len);
         Ok(())
     }
 
@@ -286,6 +290,7 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> 
         i.alloc
             .alloc(len, align)
             .or_else(|| i.alloc.alloc(len, G))
+            .map(DmaAddr::as_u64)
             .ok_or(MapError::IovaExhausted { size: len })
     }
 
@@ -307,7 +312,7 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> 
             i.stats.unmaps = i.stats.unmaps.saturating_add(1);
             self.invalidate(i, base, len);
         }
-        i.alloc.free(base, len)?;
+        i.alloc.free(DmaAddr::new(base), len)?;
         Ok(n)
     }
 }
@@ -345,7 +350,7 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> DmaMapper for Vt
                 Ok(Some(s))
             }
             Err(e) => {
-                let _ = i.alloc.free(base, len);
+                let _ = i.alloc.free(DmaAddr::new(base), len);
                 Err(e)
             }
         }
@@ -462,7 +467,7 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> DmaMapper for Vt
         let mut i = self.inner.borrow_mut();
         let base = self.allocate(&mut i, len)?;
         if let Err(e) = i.t.map(base, p, len, perm_for(dir)) {
-            let _ = i.alloc.free(base, len);
+            let _ = i.alloc.free(DmaAddr::new(base), len);
             return Err(e);
         }
         i.stats.maps = i.stats.maps.saturating_add(1);
