@@ -19,7 +19,8 @@
 //! |---|---|
 //! | `mod.rs` | [`DmaMapper`], [`DataDirection`], [`Attrs`] |
 //! | `space.rs` | [`IovaSpace`], the reservation with a typestate ([`Linking`] / [`Synced`]) |
-//! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the generic per-I/O entry point |
+//! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the list entry point (classify, then one stream) |
+//! | `stream.rs` | [`MapStream`]: the one mapping implementation, range by range |
 //! | `error.rs` | [`MapError`] |
 //! | `iommu.rs` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
@@ -76,6 +77,7 @@ mod p2p;
 #[cfg(all(feature = "std", target_os = "linux"))]
 pub use crate::pagemap;
 mod space;
+mod stream;
 
 #[cfg(feature = "alloc")]
 pub use checked::{Checked, OnLeak};
@@ -88,6 +90,7 @@ pub use mapping::map;
 pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
+pub use stream::{Coalesce, Keep, MapStream, StreamOptions};
 
 /// Direction of a transfer, as seen from the device (`enum dma_data_direction`).
 ///

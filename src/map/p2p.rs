@@ -81,6 +81,7 @@ pub trait P2pClassifier {
 pub struct NoP2p;
 
 impl P2pClassifier for NoP2p {
+    #[inline]
     fn map_type(&self, _phys: PhysRange) -> P2pMapType {
         P2pMapType::None
     }
