@@ -72,6 +72,7 @@ mod descriptor;
 mod page;
 mod policy;
 mod prp;
+mod prp_stream;
 mod runs;
 mod sgl;
 mod status;
@@ -94,7 +95,7 @@ pub use policy::{
 };
 pub use prp::{
     encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError,
-    PrpIncompatibility, PrpListPage,
+    PrpIncompatibility, PrpListPage, PrpWriter,
 };
 pub use sgl::{
     encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,

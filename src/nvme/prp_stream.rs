@@ -1,0 +1,368 @@
+//! [`PrpWriter`]: the PRP encoder as a stream, one DMA range at a time (what
+//! `nvme_pci_setup_data_prp` does with `blk_rq_dma_map_iter_next` since Linux 6.17).
+//! [`encode_prp`](super::encode_prp) is a thin layer over it.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+
+use super::page::MemoryPageSize;
+use super::prp::{Prp, PrpError, PrpIncompatibility, PrpListPage, Writer};
+use crate::range::DmaRange;
+
+/// Writes PRP1/PRP2 and the PRP list pages as DMA ranges arrive: no list of ranges, no
+/// second pass, no allocation.
+///
+/// Created with the transfer's total length ([`PrpWriter::new`]): the number of entries
+/// follows from it and from the first range's offset in its page, which is all the
+/// chaining decisions need. Contiguous ranges are coalesced as they arrive, exactly as
+/// [`encode_prp`](super::encode_prp) does, and for every input the two produce the
+/// same PRPs, list contents and errors (a property test holds them to it), except that
+/// a layout error is found when its range arrives, so list pages may hold partial lists
+/// then (`encode_prp` checks the layout before writing). Pool errors
+/// ([`PrpError::TooFewListPages`], ...) are reported by [`PrpWriter::finish`], after
+/// the layout has been checked to the end, as `encode_prp` orders them.
+///
+/// # Examples
+/// ```
+/// use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage, PrpWriter};
+/// use physvec::{DmaAddr, DmaRange};
+/// let pages = [DmaRange::new(0x10_0800, 0x800), DmaRange::new(0x20_0000, 0x1000), DmaRange::new(0x30_0000, 0x1000)];
+/// let mut list = [0u64; 512];
+/// let mut w = PrpWriter::new(MemoryPageSize::SIZE_4K, 0x2800, [PrpListPage::new(DmaAddr::new(0x8000), &mut list)]);
+/// for p in pages {
+///     w.push(p)?;
+/// }
+/// let prp = w.finish()?;
+/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x10_0800, 0x8000));
+/// assert_eq!(&list[..2], &[0x20_0000u64.to_le(), 0x30_0000u64.to_le()]);
+///
+/// // The same as the list encoder.
+/// let mut list2 = [0u64; 512];
+/// let prp2 = encode_prp(pages, MemoryPageSize::SIZE_4K, [PrpListPage::new(DmaAddr::new(0x8000), &mut list2)])?;
+/// assert_eq!((prp, list), (prp2, list2));
+/// # Ok::<(), physvec::nvme::PrpError>(())
+/// ```
+pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
+    w: Writer<'a, P>,
+    mps: MemoryPageSize,
+    /// PRP entries of the transfer (PRP1 included); known from the first range.
+    n: u64,
+    /// The byte total announced, `None` when created from an entry count.
+    declared: Option<u64>,
+    prp1: u64,
+    /// Entries emitted so far.
+    k: u64,
+    /// The run being coalesced and the index of its first range.
+    pending: Option<(DmaRange, usize)>,
+    /// End (mod 2^64) and last range index of the previous run.
+    prev_end: Option<(u64, usize)>,
+    index: usize,
+    seen: u64,
+    /// The first pool error: writing stops, the layout is still checked.
+    deferred: Option<PrpError>,
+    /// More entries than the announced total allows: writing stops.
+    excess: bool,
+    /// The layout error, once found (final).
+    failed: Option<PrpError>,
+}
+
+impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
+    /// A writer for a transfer of `total` bytes, taking list pages from `pool` in order,
+    /// only as many as needed (see [`PrpListPage`] for their alignment).
+    ///
+    /// ```
+    /// use physvec::nvme::{MemoryPageSize, PrpWriter};
+    /// use physvec::DmaRange;
+    /// let mut w = PrpWriter::new(MemoryPageSize::SIZE_4K, 0x2000, core::iter::empty());
+    /// w.push(DmaRange::new(0x4000, 0x2000))?;
+    /// let prp = w.finish()?;
+    /// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x4000, 0x5000));
+    /// # Ok::<(), physvec::nvme::PrpError>(())
+    /// ```
+    pub fn new<I>(mps: MemoryPageSize, total: u64, pool: I) -> Self
+    where
+        I: IntoIterator<IntoIter = P>,
+    {
+        let mut w = Self::with_entries(mps, 0, pool);
+        w.declared = Some(total);
+        w
+    }
+
+    /// A writer for a transfer of exactly `n` PRP entries (from
+    /// [`prp_entries`](super::prp_entries)).
+    pub(super) fn with_entries<I>(mps: MemoryPageSize, n: u64, pool: I) -> Self
+    where
+        I: IntoIterator<IntoIter = P>,
+    {
+        Self {
+            w: Writer::new(pool.into_iter(), mps, n),
+            mps,
+            n,
+            declared: None,
+            prp1: 0,
+            k: 0,
+            pending: None,
+            prev_end: None,
+            index: 0,
+            seen: 0,
+            deferred: None,
+            excess: false,
+            failed: None,
+        }
+    }
+
+    /// Appends the next DMA range of the transfer.
+    ///
+    /// # Errors
+    /// [`PrpError::NotPrpCompatible`] naming the first offending range, as
+    /// [`encode_prp`](super::encode_prp) would (the error is final: finish the writer
+    /// only to get it again).
+    #[inline]
+    pub fn push(&mut self, r: DmaRange) -> Result<(), PrpError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let index = self.index;
+        self.index = index.saturating_add(1);
+        self.seen = self.seen.saturating_add(r.len());
+        match self.pending {
+            None => {
+                if let Some(total) = self.declared {
+                    self.n = entries_for(r.addr().as_u64(), total, self.mps);
+                    self.w.set_entries(self.n);
+                }
+                self.pending = Some((r, index));
+                Ok(())
+            }
+            Some((p, first)) => match p.merge(r) {
+                Some(m) => {
+                    self.pending = Some((m, first));
+                    Ok(())
+                }
+                None => {
+                    self.pending = Some((r, index));
+                    let closed = self.close(p, first, index.saturating_sub(1));
+                    if let Err(e) = closed {
+                        self.failed = Some(e);
+                    }
+                    closed
+                }
+            },
+        }
+    }
+
+    /// A finished run of contiguous ranges: check its boundaries, write its entries.
+    #[inline]
+    fn close(&mut self, run: DmaRange, first: usize, last: usize) -> Result<(), PrpError> {
+        let mask = self.mps.mask();
+        let s = run.addr().as_u64();
+        let incompatible = |index, reason| PrpError::NotPrpCompatible { index, reason };
+        match self.prev_end {
+            None if s & 3 != 0 => {
+                return Err(incompatible(first, PrpIncompatibility::Prp1NotDwordAligned))
+            }
+            None => {}
+            Some((pe, pi)) => {
+                if pe & mask != 0 {
+                    return Err(incompatible(pi, PrpIncompatibility::EndNotPageAligned));
+                }
+                if s & mask != 0 {
+                    return Err(incompatible(first, PrpIncompatibility::StartNotPageAligned));
+                }
+            }
+        }
+        let l = run.last().as_u64();
+        self.prev_end = Some((l.wrapping_add(1), last));
+        let shift = self.mps.page_size().shift();
+        // Pages touched by [s, l]: at least 1, no overflow (l >= s).
+        let mut count = (l >> shift).wrapping_sub(s >> shift).wrapping_add(1);
+        let mut entry = s;
+        if self.k == 0 {
+            self.prp1 = s;
+            self.k = 1;
+            entry = s.wrapping_add(self.mps.get()) & !mask;
+            count = count.wrapping_sub(1);
+        }
+        if count == 0 || self.deferred.is_some() || self.excess {
+            return Ok(());
+        }
+        if count > self.n.saturating_sub(self.k) {
+            self.excess = true;
+            return Ok(());
+        }
+        if self.n == 2 {
+            // PRP1 and exactly one more entry: PRP2 is a data pointer.
+            self.w.prp2 = entry;
+        } else if let Err(e) = self.w.push_run(entry, count) {
+            self.deferred = Some(e);
+        }
+        self.k = self.k.saturating_add(count);
+        Ok(())
+    }
+
+    /// Ends the transfer: writes the last run and returns PRP1/PRP2 and the list usage.
+    ///
+    /// # Errors
+    /// [`PrpError::Empty`] when nothing was pushed, [`PrpError::NotPrpCompatible`] (a
+    /// layout error, also when [`PrpWriter::push`] already reported one),
+    /// [`PrpError::StreamLength`] when the ranges do not add up to the announced total,
+    /// then the pool errors of [`encode_prp`](super::encode_prp).
+    pub fn finish(mut self) -> Result<Prp, PrpError> {
+        if let Some(e) = self.failed {
+            return Err(e);
+        }
+        let Some((p, first)) = self.pending.take() else {
+            return Err(PrpError::Empty);
+        };
+        self.close(p, first, self.index.saturating_sub(1))?;
+        if let Some(declared) = self.declared {
+            if self.seen != declared {
+                return Err(PrpError::StreamLength {
+                    declared,
+                    streamed: self.seen,
+                });
+            }
+        }
+        if self.excess {
+            return Err(PrpError::StreamLength {
+                declared: self.declared.unwrap_or(0),
+                streamed: self.seen,
+            });
+        }
+        if let Some(e) = self.deferred {
+            return Err(e);
+        }
+        Ok(self.w.prp(self.prp1))
+    }
+}
+
+/// PRP entries of a PRP-compatible transfer of `total` bytes starting at `first`: the
+/// memory pages `[offset(first), offset(first) + total)` touches.
+#[inline]
+fn entries_for(first: u64, total: u64, mps: MemoryPageSize) -> u64 {
+    let Some(t) = total.checked_sub(1) else {
+        return 0;
+    };
+    let mask = mps.mask();
+    let shift = mps.page_size().shift();
+    // (first & mask) + (t & mask) < 2 * page size: no overflow.
+    (t >> shift)
+        .saturating_add(((first & mask).saturating_add(t & mask)) >> shift)
+        .saturating_add(1)
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects
+)]
+mod tests {
+    use super::*;
+    use crate::nvme::{encode_prp, prp_entries};
+    use crate::DmaAddr;
+    use proptest::prelude::*;
+    use std::vec::Vec;
+
+    fn pages(n: usize, bus: u64) -> Vec<Vec<u64>> {
+        let _ = bus;
+        (0..n).map(|_| vec![0u64; 512]).collect()
+    }
+
+    fn pool<'a>(
+        mem: &'a mut [Vec<u64>],
+        first_off: u64,
+    ) -> impl Iterator<Item = PrpListPage<'a>> + 'a {
+        mem.iter_mut().enumerate().map(move |(i, p)| {
+            let bus = 0x7d00_0000 + i as u64 * 0x1000 + if i == 0 { first_off } else { 0 };
+            let slots = if i == 0 {
+                ((0x1000 - first_off) / 8) as usize
+            } else {
+                512
+            };
+            PrpListPage::new(DmaAddr::new(bus), &mut p[..slots])
+        })
+    }
+
+    #[test]
+    fn entries_from_total_match_prp_entries() {
+        let mps = MemoryPageSize::SIZE_4K;
+        for (a, l) in [(0x1000, 1), (0x1ffc, 8), (0x1800, 0x1000), (0x1000, 0x1000)] {
+            let n = prp_entries([DmaRange::new(a, l)], mps).unwrap();
+            assert_eq!(entries_for(a, l, mps), n);
+        }
+        assert_eq!(entries_for(0, 0, mps), 0);
+        assert_eq!(entries_for(u64::MAX - 0xfff, 0x1000, mps), 1);
+    }
+
+    #[test]
+    fn wrong_total_is_reported() {
+        let mps = MemoryPageSize::SIZE_4K;
+        let mut w = PrpWriter::new(mps, 0x1000, core::iter::empty());
+        w.push(DmaRange::new(0x1000, 0x1000)).unwrap();
+        w.push(DmaRange::new(0x8000, 0x1000)).unwrap();
+        assert_eq!(
+            w.finish(),
+            Err(PrpError::StreamLength {
+                declared: 0x1000,
+                streamed: 0x2000
+            })
+        );
+        let w = PrpWriter::new(mps, 0x1000, core::iter::empty());
+        assert_eq!(w.finish(), Err(PrpError::Empty));
+    }
+
+    /// Ranges on a small grid of pages so that contiguity, sub-page pieces and
+    /// misalignment all occur.
+    fn layout() -> impl Strategy<Value = Vec<DmaRange>> {
+        prop::collection::vec((0u64..24, 0u64..3, 1u64..4, any::<bool>()), 1..40).prop_map(|v| {
+            let mut out = Vec::new();
+            let mut next = 0x10_0000u64;
+            for (page, off, len, contiguous) in v {
+                let addr = if contiguous {
+                    next
+                } else {
+                    0x10_0000 + page * 0x1000 + [0, 0x800, 0x4][off as usize]
+                };
+                let len = [0x1000, 0x800, 0x3000, 0x10][len as usize % 4];
+                out.push(DmaRange::new(addr, len));
+                next = addr + len;
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// For every input: the streaming writer and `encode_prp` give the same result
+        /// (errors included) and, on success, the same list pages.
+        #[test]
+        fn stream_equals_list(rs in layout(), npages in 0usize..3, first_off in prop::sample::select(vec![0u64, 0xf00, 0xff0])) {
+            let mps = MemoryPageSize::SIZE_4K;
+            let total: u64 = rs.iter().map(|r| r.len()).sum();
+            let mut a = pages(npages, 0);
+            let mut b = pages(npages, 0);
+            let list = encode_prp(rs.iter(), mps, pool(&mut a, first_off));
+            let mut w = PrpWriter::new(mps, total, pool(&mut b, first_off));
+            let mut stream = Ok(());
+            for &r in &rs {
+                stream = w.push(r);
+                if stream.is_err() {
+                    break;
+                }
+            }
+            let stream = stream.and_then(|()| w.finish());
+            prop_assert_eq!(list, stream);
+            if list.is_ok() {
+                prop_assert_eq!(a, b);
+            }
+        }
+    }
+}
