@@ -310,6 +310,21 @@ where
         self.seen
     }
 
+    /// The total length announced at [`MapStream::start`].
+    ///
+    /// ```
+    /// use physvec::map::{DataDirection, DirectMapper, MapStream, NoP2p, StreamOptions};
+    /// use physvec::{DmaArray, PhysRange};
+    /// let d = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+    /// let r = PhysRange::new(0x1000, 0x10);
+    /// let s = MapStream::start(&d, &NoP2p, r, 0x30, StreamOptions::new(DataDirection::ToDevice), DmaArray::<1>::new())?;
+    /// assert_eq!(s.total(), 0x30);
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
     /// Maps the next range and returns its DMA range (`blk_rq_dma_map_iter_next`).
     /// Through IOVA the returned ranges are contiguous pieces of one reservation, not
     /// yet visible to the device: [`MapStream::finish`] syncs.

@@ -94,7 +94,7 @@ pub use policy::{
     choose_data_pointer, DataPointerChoice, DataPointerPolicy, DEFAULT_SGL_THRESHOLD,
 };
 pub use prp::{
-    encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError,
+    encode_prp, is_prp_compatible, map_prp, prp_entries, prp_list_pages_needed, Prp, PrpError,
     PrpIncompatibility, PrpListPage, PrpWriter,
 };
 pub use sgl::{

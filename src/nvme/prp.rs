@@ -15,7 +15,7 @@ use core::borrow::Borrow;
 use core::fmt;
 
 use super::page::MemoryPageSize;
-pub use super::prp_stream::PrpWriter;
+pub use super::prp_stream::{map_prp, PrpWriter};
 use crate::addr::DmaAddr;
 use crate::range::DmaRange;
 

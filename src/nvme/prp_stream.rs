@@ -13,7 +13,10 @@
 
 use super::page::MemoryPageSize;
 use super::prp::{Prp, PrpError, PrpIncompatibility, PrpListPage, Writer};
-use crate::range::DmaRange;
+use crate::addr::Dma;
+use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
+use crate::range::{DmaRange, PhysRange};
+use crate::sink::RangeSink;
 
 /// Writes PRP1/PRP2 and the PRP list pages as DMA ranges arrive: no list of ranges, no
 /// second pass, no allocation.
@@ -240,6 +243,63 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         }
         Ok(self.w.prp(self.prp1))
     }
+}
+
+/// The fused per-I/O path: physical ranges (pages) → [`MapStream`] → PRP entries, in
+/// one pass, with no list in between and no allocation (`nvme_pci_setup_data_prp`
+/// driving `blk_rq_dma_map_iter_next`).
+///
+/// `stream` was started for the transfer (its first range and total length); `phys`
+/// yields every range, the first included. Each range is mapped and its DMA range goes
+/// straight into a [`PrpWriter`]. For a direct mapper without unmap work
+/// (`need_unmap() == false`) and [`Keep::WhenNeeded`](crate::map::Keep), nothing is
+/// stored at all; through an IOMMU the mapping keeps only its reservation.
+///
+/// # Errors
+/// The stream's and the writer's errors; on any error everything mapped so far is
+/// unmapped (the stream or the mapping is dropped).
+///
+/// # Examples
+/// ```
+/// use physvec::map::{DataDirection, DirectMapper, MapStream, NoP2p, StreamOptions};
+/// use physvec::nvme::{map_prp, MemoryPageSize, PrpListPage};
+/// use physvec::{DmaAddr, DmaArray, PhysRange};
+/// let d = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+/// let pfns = [0x100u64, 0x2a0, 0x2a1, 0x777];
+/// let pages = pfns.iter().map(|&pfn| PhysRange::new(pfn << 12, 0x1000));
+/// let opts = StreamOptions::new(DataDirection::ToDevice);
+/// let first = PhysRange::new(pfns[0] << 12, 0x1000);
+/// let stream = MapStream::start(&d, &NoP2p, first, 4 * 0x1000, opts, DmaArray::<0>::new())?;
+/// let mut list = [0u64; 512];
+/// let pool = [PrpListPage::new(DmaAddr::new(0x9000), &mut list)];
+/// let (io, prp) = map_prp(stream, pages, MemoryPageSize::SIZE_4K, pool)?;
+/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x10_0000, 0x9000));
+/// assert_eq!(&list[..3], &[0x2a_0000u64.to_le(), 0x2a_1000u64.to_le(), 0x77_7000u64.to_le()]);
+/// io.unmap()?;
+/// # Ok::<(), physvec::Error>(())
+/// ```
+#[inline]
+pub fn map_prp<'m, 'a, M, K, C, I, P>(
+    mut stream: MapStream<'m, '_, M, K, C>,
+    phys: I,
+    mps: MemoryPageSize,
+    pool: P,
+) -> Result<(Mapping<'m, M, K>, Prp), crate::Error>
+where
+    M: DmaMapper,
+    K: RangeSink<Dma>,
+    C: P2pClassifier + ?Sized,
+    I: IntoIterator<Item = PhysRange>,
+    P: IntoIterator<Item = PrpListPage<'a>>,
+{
+    let mut w = PrpWriter::new(mps, stream.total(), pool);
+    for r in phys {
+        let d = stream.push(r)?;
+        w.push(d)?;
+    }
+    let io = stream.finish()?;
+    let prp = w.finish()?;
+    Ok((io, prp))
 }
 
 /// PRP entries of a PRP-compatible transfer of `total` bytes starting at `first`: the
