@@ -155,6 +155,7 @@ pub mod nvme;
 pub mod pagemap;
 pub mod range;
 pub mod rdma;
+pub mod segments;
 pub mod sg;
 pub mod sink;
 pub mod vec;
@@ -178,6 +179,7 @@ pub use error::{
 pub use flow::Error;
 pub use mask::{DmaMask, DmaMaskError};
 pub use range::{DmaRange, Pages, PhysRange, Range, RawRange, VirtRange};
+pub use segments::Segments;
 pub use sink::{Coalescing, RangeSink, SinkMark};
 pub use vec::{DmaArray, PhysArray, RangeArray, RangeList};
 #[cfg(feature = "alloc")]

@@ -118,7 +118,10 @@ impl<'m, M: DmaMapper, K: RangeSink<Dma>> Mapping<'m, M, K> {
 }
 
 impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
-    /// The device-visible ranges, in transfer order.
+    /// The device-visible ranges, in transfer order: the coalesced view (one range for
+    /// an IOVA mapping). Device segment limits are not applied here; split with
+    /// [`DmaConstraints::segments`](crate::DmaConstraints::segments) where the consumer
+    /// has segments (SGL, scatterlist, SGEs).
     pub fn dma(&self) -> &[DmaRange] {
         self.dma.ranges()
     }

@@ -408,6 +408,12 @@ where
 ///
 /// Never allocates; O(items + descriptors).
 ///
+/// **Device segment limits.** The encoder only splits at the descriptor length limits.
+/// A device with a smaller maximum segment size or a segment boundary needs the DMA
+/// view of a mapping split first: pass `constraints.segments(mapping.dma().iter().copied())`
+/// ([`DmaConstraints::segments`](crate::DmaConstraints::segments)); an IOVA mapping is
+/// one coalesced range however the physical list was segmented.
+///
 /// # Errors
 /// [`SglError`]: layout and capability errors before anything is written; pool errors
 /// (too few, misaligned or too small pages) possibly after earlier pages were written.
