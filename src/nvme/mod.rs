@@ -75,6 +75,7 @@ mod prp;
 mod prp_stream;
 mod runs;
 mod sgl;
+mod sgl_stream;
 mod status;
 
 pub use cmd::{
@@ -99,6 +100,6 @@ pub use prp::{
 };
 pub use sgl::{
     encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
-    SglSegmentPage,
+    SglSegmentPage, SglWriter,
 };
 pub use status::NvmeStatus;
