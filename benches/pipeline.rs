@@ -1,16 +1,14 @@
 //! The physvec pipeline for one NVMe I/O, the way a driver would run it since the
 //! streaming rework (issue 13): one [`MapStream`] over the request's pages (IOVA: reserve
 //! once, link as pages arrive, sync once; direct: `phys + offset` per page), each DMA
-//! range going straight into a [`PrpWriter`] ([`map_prp`]): no physical or DMA list in
-//! between, no allocation. SGL I/Os keep the DMA ranges in the request's preallocated
-//! storage and encode them with `encode_sgl`. Completion unmaps.
+//! range going straight into a `PrpWriter` ([`map_prp`]) or an `SglWriter`
+//! ([`map_sgl`]): no physical or DMA list in between, no allocation. The request's
+//! preallocated DMA storage receives only what unmapping needs (per-range mappings of a
+//! mapper with unmap work; nothing in these workloads). Completion unmaps.
 
-use physvec::map::{
-    Coalesce, DataDirection, DmaMapper, Keep, MapStream, P2pProviders, StreamOptions,
-};
+use physvec::map::{Coalesce, DataDirection, DmaMapper, MapStream, P2pProviders, StreamOptions};
 use physvec::nvme::{
-    encode_sgl, map_prp, MemoryPageSize, PrpListPage, SglDescriptor, SglItem, SglOptions,
-    SglSegmentPage,
+    map_prp, map_sgl, MemoryPageSize, PrpListPage, SglDescriptor, SglOptions, SglSegmentPage,
 };
 use physvec::{DmaAddr, DmaVec, PageSize, PhysRange, RangeView};
 
@@ -31,6 +29,8 @@ pub struct Req<'a> {
     pub phys: &'a [PhysRange],
     pub total: u64,
     pub mergeable: bool,
+    /// Physically contiguous runs (`blk_rq_nr_phys_segments` with NVMe's limits).
+    pub segments: u64,
 }
 
 impl<'a> Req<'a> {
@@ -40,10 +40,15 @@ impl<'a> Req<'a> {
         let total = phys.iter().map(|r| r.len()).sum();
         let mergeable = RangeView::full(phys)
             .is_ok_and(|v| physvec::map::merge_boundary_ok(v, PageSize::SIZE_4K));
+        let segments = 1 + phys
+            .windows(2)
+            .filter(|w| !w[0].is_contiguous_with(w[1]))
+            .count() as u64;
         Self {
             phys,
             total,
             mergeable,
+            segments,
         }
     }
 }
@@ -143,19 +148,16 @@ pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, Kept)>(
             ([prp.prp1.as_u64().to_le(), prp.prp2.as_u64().to_le()], m)
         }
         Dptr::Sgl => {
-            // SGL: the DMA view in the request's storage, then the list encoder.
-            let opts = opts.with_keep(Keep::All);
-            let mut stream = MapStream::start(*mapper, &*p2p, first, req.total, opts, &mut *dma)
+            // One pass: pages -> mapping -> SGL descriptors.
+            let stream = MapStream::start(*mapper, &*p2p, first, req.total, opts, &mut *dma)
                 .map_err(|e| e.to_string())?;
-            for &r in req.phys {
-                stream.push(r).map_err(|e| e.to_string())?;
-            }
-            let m = stream.finish().map_err(|e| e.to_string())?;
             let pool = sgl_pages.iter_mut().enumerate().map(|(i, p)| {
                 SglSegmentPage::new(DmaAddr::new(SGL_PAGES_BUS + i as u64 * 4096), p)
             });
-            let sgl = encode_sgl(
-                m.dma().iter().map(|&r| SglItem::Data(r)),
+            let (m, sgl) = map_sgl(
+                stream,
+                req.phys.iter().copied(),
+                req.segments,
                 SglOptions::default(),
                 pool,
             )

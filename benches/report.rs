@@ -184,10 +184,10 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
 
 /// Allocation / metadata table only (quick mode).
 pub fn print_counts(rows: &[Row]) {
-    println!("\nper-I/O counts (mode/workload: allocs legacy/physvec, metadata B legacy/physvec, DMA segments legacy/physvec)");
+    println!("\nper-I/O counts (mode/workload: allocs legacy/physvec, metadata B legacy/physvec, DMA segments legacy / DMA ranges physvec keeps)");
     for r in rows {
         println!(
-            "  {}/{}: allocs {:.1}/{:.1} (IOMMU page table alone: {:.1}), metadata {}/{} B (physvec peak {} B), DMA segments {}/{}",
+            "  {}/{}: allocs {:.1}/{:.1} (IOMMU page table alone: {:.1}), metadata {}/{} B (physvec peak {} B), DMA segs/kept {}/{}",
             r.mode.name(),
             r.id,
             r.legacy_allocs,
@@ -213,7 +213,7 @@ pub fn print(rows: &[Row]) {
                 Mode::Direct => "Direct mapping (no IOMMU)",
             }
         );
-        println!("| workload | legacy | physvec | speed-up | allocs/I/O legacy | allocs/I/O physvec | metadata B legacy | metadata B physvec (peak) | held B legacy | held B physvec | DMA segs legacy / physvec |");
+        println!("| workload | legacy | physvec | speed-up | allocs/I/O legacy | allocs/I/O physvec | metadata B legacy | metadata B physvec (peak) | held B legacy | held B physvec | DMA segs legacy / ranges kept physvec |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         for r in rows.iter().filter(|r| r.mode == mode) {
             let g = format!("io_{}", mode.name());

@@ -99,7 +99,7 @@ pub use prp::{
     PrpIncompatibility, PrpListPage, PrpWriter,
 };
 pub use sgl::{
-    encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
+    encode_sgl, map_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
     SglSegmentPage, SglWriter,
 };
 pub use status::NvmeStatus;

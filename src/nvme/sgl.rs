@@ -24,7 +24,7 @@ use core::fmt;
 
 use super::descriptor::{SglCapabilities, SglDescriptor, SglItem};
 use super::runs::Runs;
-pub use super::sgl_stream::SglWriter;
+pub use super::sgl_stream::{map_sgl, SglWriter};
 use crate::addr::DmaAddr;
 
 /// A page (any size that is a multiple of 16 bytes) the encoder may fill with SGL

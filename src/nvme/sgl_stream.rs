@@ -14,7 +14,10 @@
 use super::descriptor::{SglDescriptor, SglItem};
 use super::runs::Run;
 use super::sgl::{pages_for, Sgl, SglError, SglOptions, SglSegmentPage, MAX_SEGMENT_SLOTS};
-use crate::addr::DmaAddr;
+use crate::addr::{Dma, DmaAddr};
+use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
+use crate::range::PhysRange;
+use crate::sink::RangeSink;
 
 /// Writes SGL1 and the segment pages as items arrive: no list, no second pass, no
 /// allocation.
@@ -362,6 +365,68 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
         }
         Ok(Sgl::new(self.dptr, self.total, self.used))
     }
+}
+
+/// The fused per-I/O SGL path: physical ranges → [`MapStream`] → SGL descriptors, in
+/// one pass, nothing stored in between (`nvme_pci_setup_data_sgl` with
+/// `blk_rq_dma_map_iter_next`).
+///
+/// `segments` is the number of DMA runs the transfer has when it is mapped range by
+/// range (the request's segment count: contiguous physical ranges count once); a
+/// coalesced (IOVA) stream is one run whatever it says. Device segment limits are not
+/// applied: a device that has them needs the DMA ranges split
+/// ([`DmaConstraints::segments`](crate::DmaConstraints::segments)), and the count to
+/// match.
+///
+/// # Errors
+/// The stream's and the writer's errors ([`SglError::StreamLength`] when `segments` was
+/// wrong); everything mapped is unmapped then.
+///
+/// # Examples
+/// ```
+/// use physvec::map::{DataDirection, DirectMapper, MapStream, NoP2p, StreamOptions};
+/// use physvec::nvme::{map_sgl, SglDescriptor, SglOptions, SglSegmentPage};
+/// use physvec::{DmaAddr, DmaArray, PhysRange};
+/// let d = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+/// let phys = [PhysRange::new(0x10_0200, 0xe00), PhysRange::new(0x30_0000, 0x200)];
+/// let opts = StreamOptions::new(DataDirection::ToDevice);
+/// let stream = MapStream::start(&d, &NoP2p, phys[0], 0x1000, opts, DmaArray::<0>::new())?;
+/// let mut seg = [SglDescriptor::default(); 8];
+/// let pool = [SglSegmentPage::new(DmaAddr::new(0x9000), &mut seg)];
+/// let (io, sgl) = map_sgl(stream, phys, 2, SglOptions::default(), pool)?;
+/// assert_eq!(sgl.data_descriptors(), 2);
+/// io.unmap()?;
+/// # Ok::<(), physvec::Error>(())
+/// ```
+#[inline]
+pub fn map_sgl<'m, 'a, M, K, C, I, P>(
+    mut stream: MapStream<'m, '_, M, K, C>,
+    phys: I,
+    segments: u64,
+    opts: SglOptions,
+    pool: P,
+) -> Result<(Mapping<'m, M, K>, Sgl), crate::Error>
+where
+    M: DmaMapper,
+    K: RangeSink<Dma>,
+    C: P2pClassifier + ?Sized,
+    I: IntoIterator<Item = PhysRange>,
+    P: IntoIterator<Item = SglSegmentPage<'a>>,
+{
+    let runs = if stream.is_coalesced() {
+        let one = crate::DmaRange::try_new(0, stream.total()).map_err(crate::Error::from)?;
+        super::sgl_descriptors([one], &opts)?
+    } else {
+        segments
+    };
+    let mut w = SglWriter::new(opts, runs, pool);
+    for r in phys {
+        let d = stream.push(r)?;
+        w.push(d)?;
+    }
+    let io = stream.finish()?;
+    let sgl = w.finish()?;
+    Ok((io, sgl))
 }
 
 #[cfg(test)]
