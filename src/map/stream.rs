@@ -310,6 +310,23 @@ where
         self.seen
     }
 
+    /// Whether the sink receives every DMA range (with [`Keep::All`], or per-range
+    /// mappings that need unmapping).
+    ///
+    /// ```
+    /// use physvec::map::{Coalesce, DataDirection, MapStream, NoP2p, SoftIommu, StreamOptions};
+    /// use physvec::{DmaArray, PhysRange};
+    /// let iommu = SoftIommu::new_4k();
+    /// let r = PhysRange::new(0x1000, 0x10);
+    /// let o = StreamOptions::new(DataDirection::ToDevice).with_coalesce(Coalesce::Never);
+    /// let s = MapStream::start(&iommu, &NoP2p, r, 0x10, o, DmaArray::<1>::new())?;
+    /// assert!(s.stores_ranges());
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn stores_ranges(&self) -> bool {
+        self.store
+    }
+
     /// The total length announced at [`MapStream::start`].
     ///
     /// ```

@@ -372,8 +372,10 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
 /// `blk_rq_dma_map_iter_next`).
 ///
 /// `segments` is the number of DMA runs the transfer has when it is mapped range by
-/// range (the request's segment count: contiguous physical ranges count once); a
-/// coalesced (IOVA) stream is one run whatever it says. Device segment limits are not
+/// range without storage (a direct mapper: contiguous physical ranges count once, the
+/// request's segment count); a coalesced (IOVA) stream is one run whatever it says, and
+/// a stream that stores its ranges for the unmap (per-range IOMMU or bounce mappings,
+/// whose DMA contiguity only the mapper knows) is encoded from them after mapping. Device segment limits are not
 /// applied: a device that has them needs the DMA ranges split
 /// ([`DmaConstraints::segments`](crate::DmaConstraints::segments)), and the count to
 /// match.
@@ -413,6 +415,18 @@ where
     I: IntoIterator<Item = PhysRange>,
     P: IntoIterator<Item = SglSegmentPage<'a>>,
 {
+    if !stream.is_coalesced() && stream.stores_ranges() {
+        // Per-range mappings that must be kept for the unmap (an IOMMU without the
+        // merge-boundary rule, a bounce pool): their DMA contiguity is the mapper's
+        // choice, so the descriptor count is not known up front. The ranges are stored
+        // anyway: encode them from there.
+        for r in phys {
+            stream.push(r)?;
+        }
+        let io = stream.finish()?;
+        let sgl = super::encode_sgl(io.dma(), opts, pool)?;
+        return Ok((io, sgl));
+    }
     let runs = if stream.is_coalesced() {
         let one = crate::DmaRange::try_new(0, stream.total()).map_err(crate::Error::from)?;
         super::sgl_descriptors([one], &opts)?
