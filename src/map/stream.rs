@@ -360,45 +360,32 @@ where
         }
     }
 
-    #[inline]
+    /// The per-range work shared by every state, then the state's own: small enough to
+    /// inline at every call site; the IOVA link (page-table work) stays out of line.
+    #[inline(always)]
     fn push_inner(&mut self, phys: PhysRange) -> Result<DmaRange, MapError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
         let index = self.index;
         let k = self.p2p.map_type(phys);
-        if k == P2pMapType::NotSupported {
-            return Err(not_supported(index, phys));
-        }
-        if !k.same_kind(self.kind) {
-            return Err(MapError::MixedP2p { index });
+        if k != self.kind {
+            self.check_kind(index, k, phys)?;
         }
         let offset = self.seen;
         let seen = offset
             .checked_add(phys.len())
             .ok_or(MapError::TotalOverflow)?;
-        let (dir, attrs) = (self.m.dir, self.m.attrs);
-        let d = match &mut self.m.state {
-            State::Linking(space) => {
-                self.m.mapper.link(space, phys, offset, dir, attrs)?;
-                let base = space.addr().as_u64();
-                base.checked_add(offset)
-                    .and_then(|a| DmaRange::try_new(a, phys.len()).ok())
-                    .ok_or(MapError::AddressOverflow {
-                        addr: base,
-                        len: seen,
-                    })?
-            }
+        let d = match self.m.state {
+            State::Linking(_) => self.link(phys, offset, seen)?,
             State::PerRange => {
                 if seen > self.total {
                     return Err(self.length_error(seen));
                 }
+                let (dir, attrs) = (self.m.dir, self.m.attrs);
                 let d = self.m.mapper.map_phys(phys, dir, attrs)?;
                 if self.store {
-                    if let Err(e) = push(&mut self.m.dma, d) {
-                        let _ = self.m.mapper.unmap_phys(d, dir, attrs);
-                        return Err(e);
-                    }
+                    self.store_range(d)?;
                 }
                 d
             }
@@ -418,9 +405,49 @@ where
             State::Iova(_) | State::Done => return Err(MapError::SyncBeforeLink),
         };
         self.seen = seen;
-        self.m.total = seen;
-        self.index = index.saturating_add(1);
+        self.index = index.wrapping_add(1);
         Ok(d)
+    }
+
+    /// A range whose map type differs from the first one's: an error unless only the
+    /// bus offset differs (another provider behind the same switch).
+    #[cold]
+    #[inline(never)]
+    fn check_kind(&self, index: usize, k: P2pMapType, phys: PhysRange) -> Result<(), MapError> {
+        if k == P2pMapType::NotSupported {
+            Err(not_supported(index, phys))
+        } else if !k.same_kind(self.kind) {
+            Err(MapError::MixedP2p { index })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Links `phys` at `offset` of the reservation (`dma_iova_link`).
+    #[inline(never)]
+    fn link(&mut self, phys: PhysRange, offset: u64, seen: u64) -> Result<DmaRange, MapError> {
+        let (dir, attrs) = (self.m.dir, self.m.attrs);
+        let State::Linking(space) = &mut self.m.state else {
+            return Err(MapError::SyncBeforeLink);
+        };
+        self.m.mapper.link(space, phys, offset, dir, attrs)?;
+        let base = space.addr().as_u64();
+        base.checked_add(offset)
+            .and_then(|a| DmaRange::try_new(a, phys.len()).ok())
+            .ok_or(MapError::AddressOverflow {
+                addr: base,
+                len: seen,
+            })
+    }
+
+    /// Keeps a per-range mapping for the unmap; unmaps it when the sink is full.
+    #[inline]
+    fn store_range(&mut self, d: DmaRange) -> Result<(), MapError> {
+        if let Err(e) = push(&mut self.m.dma, d) {
+            let _ = self.m.mapper.unmap_phys(d, self.m.dir, self.m.attrs);
+            return Err(e);
+        }
+        Ok(())
     }
 
     fn length_error(&self, streamed: u64) -> MapError {
@@ -480,7 +507,8 @@ where
         Ok(self.into_mapping())
     }
 
-    fn into_mapping(self) -> Mapping<'m, M, K> {
+    fn into_mapping(mut self) -> Mapping<'m, M, K> {
+        self.m.total = self.seen;
         self.m
     }
 }

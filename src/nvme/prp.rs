@@ -485,6 +485,9 @@ pub(super) struct Writer<'a, P> {
     cur: Option<&'a mut [u64]>,
     cap: u64,
     slot: u64,
+    /// Slots of the open page that take data without a chain decision: `cap` when the
+    /// rest of the list fits in it, else `cap - 1` (the last slot chains).
+    fast_end: u64,
     /// List entries (data, not links) still to write.
     remaining: u64,
     used: usize,
@@ -502,6 +505,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             cur: None,
             cap: 0,
             slot: 0,
+            fast_end: 0,
             remaining: n.saturating_sub(1),
             used: 0,
             first_slots: 0,
@@ -557,6 +561,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         self.cur = Some(page.entries);
         self.cap = cap;
         self.slot = 0;
+        self.fast_end = if self.remaining <= cap { cap } else { cap - 1 };
         self.used += 1;
         Ok(())
     }
@@ -573,17 +578,30 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// Writes `count` list entries `first, first + page, ...`: whole stretches of a
     /// list page at a time (a loop the compiler vectorises), [`Writer::push`] at the
     /// points where a page opens or chains.
+    /// One list entry: the common case of scattered pages.
+    #[inline(always)]
+    pub(super) fn push_one(&mut self, entry: u64) -> Result<(), PrpError> {
+        if self.slot < self.fast_end {
+            if let Some(d) = self
+                .cur
+                .as_deref_mut()
+                .and_then(|p| p.get_mut(self.slot as usize))
+            {
+                *d = entry.to_le();
+                self.slot += 1;
+                self.remaining -= 1;
+                return Ok(());
+            }
+        }
+        self.push_run(entry, 1)
+    }
+
     #[inline]
     pub(super) fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
         let ps = self.mps.get();
         // Fast path: the run fits in the open page without a chain decision.
         if let Some(page) = self.cur.as_deref_mut() {
-            let free = self.cap - self.slot;
-            let room = if self.remaining <= free {
-                free
-            } else {
-                free.saturating_sub(1)
-            };
+            let room = self.fast_end.saturating_sub(self.slot);
             if count <= room {
                 let from = self.slot as usize;
                 if let Some(dst) = page.get_mut(from..from + count as usize) {

@@ -23,8 +23,9 @@ use crate::sink::RangeSink;
 ///
 /// Created with the transfer's total length ([`PrpWriter::new`]): the number of entries
 /// follows from it and from the first range's offset in its page, which is all the
-/// chaining decisions need. Contiguous ranges are coalesced as they arrive, exactly as
-/// [`encode_prp`](super::encode_prp) does, and for every input the two produce the
+/// chaining decisions need. Each range's entries are written as it arrives, nothing is
+/// held back; contiguous ranges share their common page, exactly as
+/// [`encode_prp`](super::encode_prp) coalesces them, and for every input the two produce the
 /// same PRPs, list contents and errors (a property test holds them to it), except that
 /// a layout error is found when its range arrives, so list pages may hold partial lists
 /// then (`encode_prp` checks the layout before writing). Pool errors
@@ -59,12 +60,10 @@ pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
     /// The byte total announced, `None` when created from an entry count.
     declared: Option<u64>,
     prp1: u64,
-    /// Entries emitted so far.
+    /// Entries emitted so far (0 before the first range).
     k: u64,
-    /// The run being coalesced and the index of its first range.
-    pending: Option<(DmaRange, usize)>,
-    /// End (mod 2^64) and last range index of the previous run.
-    prev_end: Option<(u64, usize)>,
+    /// Last byte of the previous range, `None` before the first.
+    prev_last: Option<u64>,
     index: usize,
     seen: u64,
     /// The first pool error: writing stops, the layout is still checked.
@@ -110,8 +109,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             declared: None,
             prp1: 0,
             k: 0,
-            pending: None,
-            prev_end: None,
+            prev_last: None,
             index: 0,
             seen: 0,
             deferred: None,
@@ -120,110 +118,114 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         }
     }
 
-    /// Appends the next DMA range of the transfer.
+    /// Appends the next DMA range of the transfer and writes its entries: one per memory
+    /// page it touches that the previous range did not (contiguous ranges share a page).
     ///
     /// # Errors
     /// [`PrpError::NotPrpCompatible`] naming the first offending range, as
-    /// [`encode_prp`](super::encode_prp) would (the error is final: finish the writer
-    /// only to get it again).
+    /// [`encode_prp`](super::encode_prp) would; the error is final.
     #[inline]
     pub fn push(&mut self, r: DmaRange) -> Result<(), PrpError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
         let index = self.index;
-        self.index = index.saturating_add(1);
+        self.index = index.wrapping_add(1);
         self.seen = self.seen.saturating_add(r.len());
-        match self.pending {
-            None => {
-                if let Some(total) = self.declared {
-                    self.n = entries_for(r.addr().as_u64(), total, self.mps);
-                    self.w.set_entries(self.n);
-                }
-                self.pending = Some((r, index));
-                Ok(())
-            }
-            Some((p, first)) => match p.merge(r) {
-                Some(m) => {
-                    self.pending = Some((m, first));
-                    Ok(())
-                }
-                None => {
-                    self.pending = Some((r, index));
-                    let closed = self.close(p, first, index.saturating_sub(1));
-                    if let Err(e) = closed {
-                        self.failed = Some(e);
-                    }
-                    closed
-                }
-            },
-        }
-    }
-
-    /// A finished run of contiguous ranges: check its boundaries, write its entries.
-    #[inline]
-    fn close(&mut self, run: DmaRange, first: usize, last: usize) -> Result<(), PrpError> {
         let mask = self.mps.mask();
-        let s = run.addr().as_u64();
-        let incompatible = |index, reason| PrpError::NotPrpCompatible { index, reason };
-        match self.prev_end {
-            None if s & 3 != 0 => {
-                return Err(incompatible(first, PrpIncompatibility::Prp1NotDwordAligned))
+        let shift = self.mps.page_size().shift();
+        let s = r.addr().as_u64();
+        let l = r.last().as_u64();
+        // `l >= s`: no overflow in the page counts below.
+        let (entry, count) = match self.prev_last {
+            Some(pl) if pl.checked_add(1) == Some(s) => {
+                // Contiguous: the pages after the one the previous range ended in.
+                (
+                    (pl | mask).wrapping_add(1),
+                    (l >> shift).wrapping_sub(pl >> shift),
+                )
             }
-            None => {}
-            Some((pe, pi)) => {
-                if pe & mask != 0 {
-                    return Err(incompatible(pi, PrpIncompatibility::EndNotPageAligned));
+            Some(pl) => {
+                if pl & mask != mask {
+                    return Err(
+                        self.fail(index.wrapping_sub(1), PrpIncompatibility::EndNotPageAligned)
+                    );
                 }
                 if s & mask != 0 {
-                    return Err(incompatible(first, PrpIncompatibility::StartNotPageAligned));
+                    return Err(self.fail(index, PrpIncompatibility::StartNotPageAligned));
                 }
+                (s, (l >> shift).wrapping_sub(s >> shift).wrapping_add(1))
             }
+            None => {
+                if s & 3 != 0 {
+                    return Err(self.fail(index, PrpIncompatibility::Prp1NotDwordAligned));
+                }
+                if let Some(total) = self.declared {
+                    self.n = entries_for(s, total, self.mps);
+                    self.w.set_entries(self.n);
+                }
+                self.prp1 = s;
+                self.k = 1;
+                (
+                    (s | mask).wrapping_add(1),
+                    (l >> shift).wrapping_sub(s >> shift),
+                )
+            }
+        };
+        self.prev_last = Some(l);
+        if count != 0 {
+            self.emit(entry, count);
         }
-        let l = run.last().as_u64();
-        self.prev_end = Some((l.wrapping_add(1), last));
-        let shift = self.mps.page_size().shift();
-        // Pages touched by [s, l]: at least 1, no overflow (l >= s).
-        let mut count = (l >> shift).wrapping_sub(s >> shift).wrapping_add(1);
-        let mut entry = s;
-        if self.k == 0 {
-            self.prp1 = s;
-            self.k = 1;
-            entry = s.wrapping_add(self.mps.get()) & !mask;
-            count = count.wrapping_sub(1);
-        }
-        if count == 0 || self.deferred.is_some() || self.excess {
-            return Ok(());
-        }
-        if count > self.n.saturating_sub(self.k) {
-            self.excess = true;
-            return Ok(());
-        }
-        if self.n == 2 {
-            // PRP1 and exactly one more entry: PRP2 is a data pointer.
-            self.w.prp2 = entry;
-        } else if let Err(e) = self.w.push_run(entry, count) {
-            self.deferred = Some(e);
-        }
-        self.k = self.k.saturating_add(count);
         Ok(())
     }
 
-    /// Ends the transfer: writes the last run and returns PRP1/PRP2 and the list usage.
+    #[cold]
+    #[inline(never)]
+    fn fail(&mut self, index: usize, reason: PrpIncompatibility) -> PrpError {
+        let e = PrpError::NotPrpCompatible { index, reason };
+        self.failed = Some(e);
+        e
+    }
+
+    /// Writes `count` entries `entry, entry + page, ...` (after PRP1).
+    #[inline(always)]
+    fn emit(&mut self, entry: u64, count: u64) {
+        let k = self.k;
+        self.k = k.saturating_add(count);
+        if self.deferred.is_some() || self.excess {
+            return;
+        }
+        if count > self.n.saturating_sub(k) {
+            self.excess = true;
+            return;
+        }
+        let r = if self.n == 2 {
+            // PRP1 and exactly one more entry: PRP2 is a data pointer.
+            self.w.prp2 = entry;
+            Ok(())
+        } else if count == 1 {
+            self.w.push_one(entry)
+        } else {
+            self.w.push_run(entry, count)
+        };
+        if let Err(e) = r {
+            self.deferred = Some(e);
+        }
+    }
+
+    /// Ends the transfer and returns PRP1/PRP2 and the list usage.
     ///
     /// # Errors
-    /// [`PrpError::Empty`] when nothing was pushed, [`PrpError::NotPrpCompatible`] (a
-    /// layout error, also when [`PrpWriter::push`] already reported one),
-    /// [`PrpError::StreamLength`] when the ranges do not add up to the announced total,
-    /// then the pool errors of [`encode_prp`](super::encode_prp).
-    pub fn finish(mut self) -> Result<Prp, PrpError> {
+    /// The layout error [`PrpWriter::push`] reported, [`PrpError::Empty`] when nothing
+    /// was pushed, [`PrpError::StreamLength`] when the ranges do not add up to the
+    /// announced total, then the pool errors of [`encode_prp`](super::encode_prp).
+    pub fn finish(self) -> Result<Prp, PrpError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
-        let Some((p, first)) = self.pending.take() else {
+        if self.prev_last.is_none() {
             return Err(PrpError::Empty);
-        };
-        self.close(p, first, self.index.saturating_sub(1))?;
+        }
         if let Some(declared) = self.declared {
             if self.seen != declared {
                 return Err(PrpError::StreamLength {
