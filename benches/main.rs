@@ -416,8 +416,69 @@ fn bench_io(c: &mut Criterion, env: &Env) {
     }
 }
 
+/// One legacy I/O, out of line: what `PHYSVEC_CALLGRIND` counts.
+#[inline(never)]
+fn cg_legacy(q: &mut LegacyQueue<'_, KernelDomain>, rq: &Request<'_>, pdu: &mut Pdu) {
+    legacy::legacy_io(q, black_box(rq), pdu, |_, _, _, _| {}).expect("legacy I/O");
+}
+
+/// One physvec I/O, out of line: what `PHYSVEC_CALLGRIND` counts.
+#[inline(never)]
+fn cg_physvec<M: DmaMapper>(q: &mut PvQueue<'_, M>, req: &pipeline::Req<'_>, dptr: Dptr) {
+    pipeline::physvec_io(q, black_box(req), dptr, pipeline::no_inspect).expect("physvec I/O");
+}
+
+/// `PHYSVEC_CALLGRIND=<mode>/<workload>`: run 1000 I/Os of each pipeline through
+/// `cg_legacy` / `cg_physvec` and exit, for instruction counts that do not depend on
+/// the machine's load:
+///
+/// ```text
+/// PHYSVEC_CALLGRIND=direct/2m_512pages valgrind --tool=callgrind \
+///     --toggle-collect='main::cg_legacy*' target/release/deps/main-*   # then cg_physvec*
+/// ```
+fn callgrind_mode(env: &Env, what: &str) {
+    let (mode, id) = what.split_once('/').expect("<mode>/<workload>");
+    let mode = if mode == "iommu" {
+        Mode::Iommu
+    } else {
+        Mode::Direct
+    };
+    let i = env
+        .workloads
+        .iter()
+        .position(|w| w.id == id)
+        .expect("workload");
+    let (w, bv) = (&env.workloads[i], &env.bvecs[i]);
+    let bios = [&bv[..]];
+    let rq = request(w, &bios);
+    let mut q = env.legacy_queue(mode);
+    let mut pdu = Pdu::default();
+    let req = pipeline::Req::new(&w.phys);
+    for _ in 0..1000 {
+        cg_legacy(&mut q, &rq, &mut pdu);
+    }
+    match mode {
+        Mode::Iommu => {
+            let mut pq = env.pv_queue(&env.iommu);
+            for _ in 0..1000 {
+                cg_physvec(&mut pq, &req, w.dptr);
+            }
+        }
+        Mode::Direct => {
+            let mut pq = env.pv_queue(&env.direct);
+            for _ in 0..1000 {
+                cg_physvec(&mut pq, &req, w.dptr);
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Ok(what) = std::env::var("PHYSVEC_CALLGRIND") {
+        callgrind_mode(&Env::new(), &what);
+        return;
+    }
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let env = Env::new();
     verify_all(&env);

@@ -201,6 +201,9 @@ pub struct MapStream<'m, 'c, M: DmaMapper, K: RangeSink<Dma>, C: P2pClassifier +
     total: u64,
     /// The first error, once the stream has failed.
     failed: Option<MapError>,
+    /// Per-range mapping of ordinary memory with nothing to store, not failed: the
+    /// common case [`MapStream::push`] takes in a few instructions.
+    direct: bool,
 }
 
 impl<'m, 'c, M, K, C> MapStream<'m, 'c, M, K, C>
@@ -251,7 +254,9 @@ where
         };
         let keep_all = opts.keep == Keep::All;
         let store = keep_all || (matches!(state, State::PerRange) && mapper.need_unmap());
+        let direct = matches!(state, State::PerRange) && !store && kind == P2pMapType::None;
         Ok(Self {
+            direct,
             m: Mapping::new(mapper, sink, state, opts.dir, attrs, kind),
             p2p,
             kind,
@@ -354,6 +359,23 @@ where
     /// reports. The stream is unwound then (nothing stays mapped) and keeps failing.
     #[inline]
     pub fn push(&mut self, phys: PhysRange) -> Result<DmaRange, MapError> {
+        if self.direct && self.p2p.map_type(phys) == P2pMapType::None {
+            if let Some(seen) = self.seen.checked_add(phys.len()) {
+                if seen <= self.total {
+                    if let Ok(d) = self.m.mapper.map_phys(phys, self.m.dir, self.m.attrs) {
+                        self.seen = seen;
+                        self.index = self.index.wrapping_add(1);
+                        return Ok(d);
+                    }
+                }
+            }
+        }
+        self.push_general(phys)
+    }
+
+    /// [`MapStream::push`] in general: every state, every error.
+    #[inline(never)]
+    fn push_general(&mut self, phys: PhysRange) -> Result<DmaRange, MapError> {
         match self.push_inner(phys) {
             Ok(d) => Ok(d),
             Err(e) => Err(self.fail(e)),
@@ -465,6 +487,7 @@ where
         self.m.dma.truncate_ranges(0);
         self.m.total = 0;
         self.failed = Some(e);
+        self.direct = false;
         e
     }
 

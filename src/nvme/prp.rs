@@ -578,6 +578,25 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// Writes `count` list entries `first, first + page, ...`: whole stretches of a
     /// list page at a time (a loop the compiler vectorises), [`Writer::push`] at the
     /// points where a page opens or chains.
+    /// Writes one list entry if the open page takes it without a chain decision;
+    /// `false` (nothing written) otherwise.
+    #[inline(always)]
+    pub(super) fn try_push_one(&mut self, entry: u64) -> bool {
+        if self.slot < self.fast_end && self.remaining > 0 {
+            if let Some(d) = self
+                .cur
+                .as_deref_mut()
+                .and_then(|p| p.get_mut(self.slot as usize))
+            {
+                *d = entry.to_le();
+                self.slot += 1;
+                self.remaining -= 1;
+                return true;
+            }
+        }
+        false
+    }
+
     /// One list entry: the common case of scattered pages.
     #[inline(always)]
     pub(super) fn push_one(&mut self, entry: u64) -> Result<(), PrpError> {

@@ -72,6 +72,9 @@ pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
     excess: bool,
     /// The layout error, once found (final).
     failed: Option<PrpError>,
+    /// Started, healthy, PRP2 is a list, and the previous range ended on a page: a
+    /// whole page-aligned page is then one list entry ([`PrpWriter::push`]'s fast path).
+    fast: bool,
 }
 
 impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
@@ -115,6 +118,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             deferred: None,
             excess: false,
             failed: None,
+            fast: false,
         }
     }
 
@@ -124,8 +128,29 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     /// # Errors
     /// [`PrpError::NotPrpCompatible`] naming the first offending range, as
     /// [`encode_prp`](super::encode_prp) would; the error is final.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, r: DmaRange) -> Result<(), PrpError> {
+        let s = r.addr().as_u64();
+        let mask = self.mps.mask();
+        if self.fast && s & mask == 0 && r.len() == self.mps.get() && self.w.try_push_one(s) {
+            self.k = self.k.wrapping_add(1);
+            self.index = self.index.wrapping_add(1);
+            self.seen = self.seen.saturating_add(r.len());
+            self.prev_last = Some(s | mask);
+            return Ok(());
+        }
+        let result = self.push_general(r);
+        self.fast = self.failed.is_none()
+            && self.deferred.is_none()
+            && !self.excess
+            && self.n != 2
+            && self.prev_last.is_some_and(|l| l & mask == mask);
+        result
+    }
+
+    /// [`PrpWriter::push`] in general: every layout, every error.
+    #[inline]
+    fn push_general(&mut self, r: DmaRange) -> Result<(), PrpError> {
         if let Some(e) = self.failed {
             return Err(e);
         }
