@@ -357,7 +357,7 @@ where
     /// the announced total, [`MapError::MergeBoundary`] (IOVA),
     /// [`MapError::TooManySegments`] when the sink is full, and whatever the mapper
     /// reports. The stream is unwound then (nothing stays mapped) and keeps failing.
-    #[inline]
+    #[inline(always)]
     pub fn push(&mut self, phys: PhysRange) -> Result<DmaRange, MapError> {
         if self.direct && self.p2p.map_type(phys) == P2pMapType::None {
             if let Some(seen) = self.seen.checked_add(phys.len()) {

@@ -55,6 +55,9 @@ use crate::sink::RangeSink;
 pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
     w: Writer<'a, P>,
     mps: MemoryPageSize,
+    /// `mps - 1` and `mps`, cached for the hot path.
+    mask: u64,
+    ps: u64,
     /// PRP entries of the transfer (PRP1 included); known from the first range.
     n: u64,
     /// The byte total announced, `None` when created from an entry count.
@@ -108,6 +111,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         Self {
             w: Writer::new(pool.into_iter(), mps, n),
             mps,
+            mask: mps.mask(),
+            ps: mps.get(),
             n,
             declared: None,
             prp1: 0,
@@ -131,8 +136,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     #[inline(always)]
     pub fn push(&mut self, r: DmaRange) -> Result<(), PrpError> {
         let s = r.addr().as_u64();
-        let mask = self.mps.mask();
-        if self.fast && s & mask == 0 && r.len() == self.mps.get() && self.w.try_push_one(s) {
+        let mask = self.mask;
+        if self.fast && s & mask == 0 && r.len() == self.ps && self.w.try_push_one(s) {
             self.k = self.k.wrapping_add(1);
             self.index = self.index.wrapping_add(1);
             self.seen = self.seen.saturating_add(r.len());
