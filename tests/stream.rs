@@ -129,10 +129,11 @@ proptest! {
         prop_assume!(!phys.iter().any(|r| BAR.overlaps(*r)));
         let iommu = SoftIommu::new_4k();
         let d = DirectMapper::new(0x1_0000_0000, DmaMask::BITS_64);
-        let m: &dyn Fn() -> (Result<(u64, u64, Vec<u64>), String>, Result<(u64, u64, Vec<u64>), String>) = &|| {
-            if direct { fused(&d, &phys, sgl) } else { fused(&iommu, &phys, sgl) }
+        let (list, stream) = if direct {
+            fused(&d, &phys, sgl)
+        } else {
+            fused(&iommu, &phys, sgl)
         };
-        let (list, stream) = m();
         prop_assert_eq!(list, stream);
         prop_assert_eq!(iommu.stats().mapped_bytes, 0);
     }

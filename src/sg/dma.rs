@@ -392,8 +392,7 @@ where
             model,
             params,
             max_entries,
-            base,
-            mapped,
+            (base, mapped),
             |iova, span| {
                 iommu(SgOp::Unmap, iova, span);
             },
@@ -442,7 +441,7 @@ where
     Ok(count)
 }
 
-/// Undoes the first `mapped` maps of [`iommu_map_sg`] and marks every
+/// Undoes the first `mapped` maps of [`iommu_map_sg`] (IOVA base `base`) and marks every
 /// entry `DMA_MAPPING_ERROR` / 0 (`__invalidate_sg`). Best effort: the table was walked
 /// once already, so the walks cannot fail differently; errors are ignored.
 fn unwind_map_sg<M, P>(
@@ -451,8 +450,7 @@ fn unwind_map_sg<M, P>(
     model: &P,
     params: IommuSgParams,
     max_entries: u32,
-    base: u64,
-    mapped: u32,
+    (base, mapped): (u64, u32),
     mut unmap: impl FnMut(DmaAddr, Range<Phys>),
 ) where
     M: MemoryReader<Virt> + MemoryWriter<Virt> + ?Sized,
