@@ -96,6 +96,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> fmt::Debug for Mapping<'_, M, K> {
 }
 
 impl<'m, M: DmaMapper, K: RangeSink<Dma>> Mapping<'m, M, K> {
+    #[inline]
     pub(super) fn new(
         mapper: &'m M,
         dma: K,
@@ -188,10 +189,12 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     ///
     /// # Errors
     /// Whatever the mapper's `destroy` / `unmap_phys` report.
+    #[inline]
     pub fn unmap(mut self) -> Result<(), MapError> {
         self.teardown()
     }
 
+    #[inline]
     pub(super) fn teardown(&mut self) -> Result<(), MapError> {
         match core::mem::replace(&mut self.state, State::Done) {
             State::Iova(space) => self.mapper.destroy(space, self.dir, self.attrs),

@@ -221,6 +221,7 @@ where
     /// # Errors
     /// [`MapError::Empty`] for `total == 0`, [`MapError::P2pNotSupported`] (index 0),
     /// and whatever [`DmaMapper::reserve`] reports.
+    #[inline]
     pub fn start(
         mapper: &'m M,
         p2p: &'c C,
@@ -498,6 +499,7 @@ where
     /// [`MapError::StreamLength`] when the ranges pushed do not add up to the announced
     /// total, the stream's earlier error, or whatever the sync reports. Everything is
     /// unwound then.
+    #[inline]
     pub fn finish(mut self) -> Result<Mapping<'m, M, K>, MapError> {
         if let Some(e) = self.failed {
             return Err(e);
@@ -530,6 +532,7 @@ where
         Ok(self.into_mapping())
     }
 
+    #[inline]
     fn into_mapping(mut self) -> Mapping<'m, M, K> {
         self.m.total = self.seen;
         self.m

@@ -497,6 +497,7 @@ pub(super) struct Writer<'a, P> {
 
 impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// A writer for a transfer of `n` PRP entries (PRP1 included).
+    #[inline]
     pub(super) fn new(pool: P, mps: MemoryPageSize, n: u64) -> Self {
         Self {
             pool,
@@ -520,6 +521,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     }
 
     /// The encoding's summary once every entry is written.
+    #[inline]
     pub(super) fn prp(&self, prp1: u64) -> Prp {
         Prp {
             prp1: DmaAddr::new(prp1),

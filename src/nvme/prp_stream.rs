@@ -93,6 +93,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     /// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x4000, 0x5000));
     /// # Ok::<(), physvec::nvme::PrpError>(())
     /// ```
+    #[inline]
     pub fn new<I>(mps: MemoryPageSize, total: u64, pool: I) -> Self
     where
         I: IntoIterator<IntoIter = P>,
@@ -104,6 +105,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
 
     /// A writer for a transfer of exactly `n` PRP entries (from
     /// [`prp_entries`](super::prp_entries)).
+    #[inline]
     pub(super) fn with_entries<I>(mps: MemoryPageSize, n: u64, pool: I) -> Self
     where
         I: IntoIterator<IntoIter = P>,
@@ -249,6 +251,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     /// The layout error [`PrpWriter::push`] reported, [`PrpError::Empty`] when nothing
     /// was pushed, [`PrpError::StreamLength`] when the ranges do not add up to the
     /// announced total, then the pool errors of [`encode_prp`](super::encode_prp).
+    #[inline]
     pub fn finish(self) -> Result<Prp, PrpError> {
         if let Some(e) = self.failed {
             return Err(e);
