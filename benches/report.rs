@@ -245,6 +245,7 @@ pub fn print(rows: &[Row]) {
         "build_physvec/512_contiguous_pages",
         "build_physvec/512_scattered_pages",
         "prp_emit/2m_contiguous",
+        "prp_stream/512_scattered_pages",
         "memcpy/prp_2m_output_bytes",
         "prp_emit_legacy/2m_contiguous",
         "sgl_emit/255_ranges",
