@@ -563,7 +563,10 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         self.cur = Some(page.entries);
         self.cap = cap;
         self.slot = 0;
-        self.fast_end = if self.remaining <= cap { cap } else { cap - 1 };
+        // Also never past the entries still to write (`slot + remaining` is constant
+        // within a page), so `slot < fast_end` alone admits a write.
+        let data_slots = if self.remaining <= cap { cap } else { cap - 1 };
+        self.fast_end = data_slots.min(self.remaining);
         self.used += 1;
         Ok(())
     }
@@ -584,7 +587,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// `false` (nothing written) otherwise.
     #[inline(always)]
     pub(super) fn try_push_one(&mut self, entry: u64) -> bool {
-        if self.slot < self.fast_end && self.remaining > 0 {
+        if self.slot < self.fast_end {
             if let Some(d) = self
                 .cur
                 .as_deref_mut()
