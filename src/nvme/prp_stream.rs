@@ -65,8 +65,15 @@ pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
     prp1: u64,
     /// Entries emitted so far (0 before the first range).
     k: u64,
-    /// Last byte of the previous range, `None` before the first.
+    /// Last byte of the previous range, `None` before the first (kept up to date by
+    /// the general path only; the fast path leaves it page-aligned-ended, see `flush`).
     prev_last: Option<u64>,
+    /// Whole pages taken by the fast path since the last `flush`: each one list entry,
+    /// one input range and one page of bytes, the previous range's last byte then being
+    /// the last byte of the last such page.
+    fast_pages: u64,
+    /// Address of the last page the fast path took.
+    fast_last: u64,
     index: usize,
     seen: u64,
     /// The first pool error: writing stops, the layout is still checked.
@@ -120,6 +127,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             prp1: 0,
             k: 0,
             prev_last: None,
+            fast_pages: 0,
+            fast_last: 0,
             index: 0,
             seen: 0,
             deferred: None,
@@ -140,12 +149,11 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         let s = r.addr().as_u64();
         let mask = self.mask;
         if self.fast && s & mask == 0 && r.len() == self.ps && self.w.try_push_one(s) {
-            self.k = self.k.wrapping_add(1);
-            self.index = self.index.wrapping_add(1);
-            self.seen = self.seen.saturating_add(r.len());
-            self.prev_last = Some(s | mask);
+            self.fast_pages = self.fast_pages.wrapping_add(1);
+            self.fast_last = s;
             return Ok(());
         }
+        self.flush();
         let result = self.push_general(r);
         self.fast = self.failed.is_none()
             && self.deferred.is_none()
@@ -153,6 +161,20 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             && self.n != 2
             && self.prev_last.is_some_and(|l| l & mask == mask);
         result
+    }
+
+    /// Brings the counters up to date after fast-path pages.
+    #[inline]
+    fn flush(&mut self) {
+        let n = self.fast_pages;
+        if n != 0 {
+            // `n` entries written, so `n <= 2^61`: no overflow in the products.
+            self.k = self.k.saturating_add(n);
+            self.index = self.index.wrapping_add(usize::try_from(n).unwrap_or(usize::MAX));
+            self.seen = self.seen.saturating_add(n.saturating_mul(self.ps));
+            self.prev_last = Some(self.fast_last | self.mask);
+            self.fast_pages = 0;
+        }
     }
 
     /// [`PrpWriter::push`] in general: every layout, every error.
@@ -252,7 +274,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     /// was pushed, [`PrpError::StreamLength`] when the ranges do not add up to the
     /// announced total, then the pool errors of [`encode_prp`](super::encode_prp).
     #[inline]
-    pub fn finish(self) -> Result<Prp, PrpError> {
+    pub fn finish(mut self) -> Result<Prp, PrpError> {
+        self.flush();
         if let Some(e) = self.failed {
             return Err(e);
         }
