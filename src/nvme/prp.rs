@@ -482,7 +482,8 @@ pub(super) struct Writer<'a, P> {
     pool: P,
     mps: MemoryPageSize,
     n: u64,
-    cur: Option<&'a mut [u64]>,
+    /// The open list page's slots (empty before the first page: `used == 0`).
+    cur: &'a mut [u64],
     cap: u64,
     slot: u64,
     /// Slots of the open page that take data without a chain decision: `cap` when the
@@ -503,7 +504,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             pool,
             mps,
             n,
-            cur: None,
+            cur: &mut [],
             cap: 0,
             slot: 0,
             fast_end: 0,
@@ -560,7 +561,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 needed,
             });
         }
-        self.cur = Some(page.entries);
+        self.cur = page.entries;
         self.cap = cap;
         self.slot = 0;
         // Also never past the entries still to write (`slot + remaining` is constant
@@ -572,10 +573,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     }
 
     fn write(&mut self, value: u64) {
-        if let Some(e) = self.cur.as_deref_mut() {
-            if let Some(s) = e.get_mut(self.slot as usize) {
-                *s = value.to_le();
-            }
+        if let Some(s) = self.cur.get_mut(self.slot as usize) {
+            *s = value.to_le();
         }
         self.slot += 1;
     }
@@ -588,11 +587,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     #[inline(always)]
     pub(super) fn try_push_one(&mut self, entry: u64) -> bool {
         if self.slot < self.fast_end {
-            if let Some(d) = self
-                .cur
-                .as_deref_mut()
-                .and_then(|p| p.get_mut(self.slot as usize))
-            {
+            if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
                 self.slot += 1;
                 self.remaining -= 1;
@@ -606,11 +601,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     #[inline(always)]
     pub(super) fn push_one(&mut self, entry: u64) -> Result<(), PrpError> {
         if self.slot < self.fast_end {
-            if let Some(d) = self
-                .cur
-                .as_deref_mut()
-                .and_then(|p| p.get_mut(self.slot as usize))
-            {
+            if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
                 self.slot += 1;
                 self.remaining -= 1;
@@ -624,7 +615,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     pub(super) fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
         let ps = self.mps.get();
         // Fast path: the run fits in the open page without a chain decision.
-        if let Some(page) = self.cur.as_deref_mut() {
+        {
+            let page = &mut *self.cur;
             let room = self.fast_end.saturating_sub(self.slot);
             if count <= room {
                 let from = self.slot as usize;
@@ -642,10 +634,12 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         while count > 0 {
             // Slots of the current page that take data without a chain decision: all
             // that are left when the rest of the list fits, else all but the last.
-            let room = match self.cur {
-                None => 0,
-                Some(_) if self.remaining <= self.cap - self.slot => self.cap - self.slot,
-                Some(_) => (self.cap - self.slot).saturating_sub(1),
+            let room = if self.used == 0 {
+                0
+            } else if self.remaining <= self.cap - self.slot {
+                self.cap - self.slot
+            } else {
+                (self.cap - self.slot).saturating_sub(1)
             };
             let k = room.min(count);
             if k == 0 {
@@ -655,7 +649,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 continue;
             }
             let (from, to) = (self.slot as usize, (self.slot + k) as usize);
-            match self.cur.as_deref_mut().and_then(|e| e.get_mut(from..to)) {
+            match self.cur.get_mut(from..to) {
                 Some(dst) => fill(dst, first, ps),
                 None => {
                     // Cannot happen: `open` checked the page holds every slot written.
@@ -674,7 +668,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     }
 
     fn push(&mut self, entry: u64) -> Result<(), PrpError> {
-        if self.cur.is_none() {
+        if self.used == 0 {
             let page = self.take_page()?;
             let bus = page.bus.as_u64();
             if bus & 7 != 0 {
