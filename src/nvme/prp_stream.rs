@@ -170,7 +170,9 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         if n != 0 {
             // `n` entries written, so `n <= 2^61`: no overflow in the products.
             self.k = self.k.saturating_add(n);
-            self.index = self.index.wrapping_add(usize::try_from(n).unwrap_or(usize::MAX));
+            self.index = self
+                .index
+                .wrapping_add(usize::try_from(n).unwrap_or(usize::MAX));
             self.seen = self.seen.saturating_add(n.saturating_mul(self.ps));
             self.prev_last = Some(self.fast_last | self.mask);
             self.fast_pages = 0;

@@ -167,8 +167,37 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
         Ok(())
     }
 
-    /// A finished run: check it against the capabilities, emit its descriptors.
+    /// A finished run. Fast path, the common case: one unkeyed Data Block that passes
+    /// the alignment rule and has a free slot in the open page.
+    #[inline(always)]
     fn close(&mut self, run: Run) -> Result<(), SglError> {
+        if let SglItem::Data(r) = run.item {
+            let aligned = !self.opts.caps.dword_aligned() || (r.addr().as_u64() | r.len()) & 3 == 0;
+            if self.opts.key.is_none()
+                && aligned
+                && self.deferred.is_none()
+                && !self.excess
+                && self.emitted < self.total
+                && self.total != 1
+            {
+                if let Ok(len) = u32::try_from(r.len()) {
+                    if len <= SglDescriptor::MAX_LENGTH {
+                        if let Some(slot) = self.head.next() {
+                            *slot = SglDescriptor::data_block(r.addr(), len);
+                            self.emitted = self.emitted.wrapping_add(1);
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+        }
+        self.close_general(run)
+    }
+
+    /// A finished run in general: check it against the capabilities, emit its
+    /// descriptors.
+    #[inline(never)]
+    fn close_general(&mut self, run: Run) -> Result<(), SglError> {
         let caps = self.opts.caps;
         match run.item {
             SglItem::BitBucket(_) if !caps.bit_bucket() => {
