@@ -180,13 +180,13 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
                 && self.emitted < self.total
                 && self.total != 1
             {
+                // A Data Block holds up to `MAX_LENGTH` = `u32::MAX` bytes: any length
+                // that fits in a `u32` is one descriptor.
                 if let Ok(len) = u32::try_from(r.len()) {
-                    if len <= SglDescriptor::MAX_LENGTH {
-                        if let Some(slot) = self.head.next() {
-                            *slot = SglDescriptor::data_block(r.addr(), len);
-                            self.emitted = self.emitted.wrapping_add(1);
-                            return Ok(());
-                        }
+                    if let Some(slot) = self.head.next() {
+                        *slot = SglDescriptor::data_block(r.addr(), len);
+                        self.emitted = self.emitted.wrapping_add(1);
+                        return Ok(());
                     }
                 }
             }
