@@ -18,7 +18,8 @@
 //!   [`PhysArray`] / [`DmaArray`] (fixed capacity, never allocate).
 //! - [`view`]: [`RangeView`], zero-copy byte windows over any range slice.
 //! - [`constraints`] and [`builder`]: [`DmaConstraints`] (max segment size, boundary,
-//!   DMA mask, alignment, max segments) and [`RangeBuilder`].
+//!   DMA mask, alignment, max segments) and [`RangeBuilder`]; [`segments`]: the same
+//!   limits on the DMA side ([`DmaConstraints::segments`]).
 //! - [`mem`]: the memory-reader traits decoders read untrusted descriptors through.
 //! - `pagemap` and `dma_buf` (`std`, Linux): user-space DMA memory, a locked
 //!   `DmaBuffer` translated to a [`PhysVec`] through `/proc/self/pagemap`.

@@ -143,9 +143,29 @@ impl StreamOptions {
 
 /// One I/O being mapped range by range (`blk_rq_dma_map_iter_start/next`).
 ///
-/// See the [module documentation](self) for the three ways a stream maps and what it
-/// keeps. [`MapStream::finish`] turns it into the [`Mapping`] that unmaps at
-/// completion.
+/// - **IOVA** ([`MapStream::is_coalesced`]): IOVA space for the whole transfer is
+///   reserved once at [`MapStream::start`], each range is linked as it arrives (its DMA
+///   range is the reservation's base plus its offset, so the outputs are contiguous), and
+///   [`MapStream::finish`] syncs once. The merge-boundary rule is checked by
+///   [`DmaMapper::link`] as each range arrives; a violation unwinds the stream and
+///   reports [`MapError::MergeBoundary`] (see DESIGN.md, "Streaming and the merge
+///   boundary"). The list entry point [`map_into`](super::map_into) checks the rule
+///   before it starts and picks [`Coalesce::Never`] when it fails.
+/// - **Per range**: one [`DmaMapper::map_phys`] per range.
+/// - **Bus addresses** (P2P behind a switch): `phys + bus_offset`, no mapper call.
+///
+/// **Storage.** With [`Keep::WhenNeeded`] the sink receives only what the teardown
+/// needs, like the kernel keeping its DMA vectors only when `dma_need_unmap()`: nothing
+/// for an IOVA mapping (the reservation is the state), nothing for bus addresses,
+/// nothing for a mapper whose `need_unmap()` is `false`, every range otherwise. With
+/// [`Keep::All`] it receives the DMA view a list API returns (one range for IOVA).
+///
+/// **Errors.** Any failure (of a push, of the final sync, or a total that does not match
+/// the one announced) unwinds everything mapped, linked or reserved so far; the stream
+/// then refuses further work with the same error. Dropping an unfinished stream unwinds
+/// it as well.
+///
+/// [`MapStream::finish`] turns it into the [`Mapping`] that unmaps at completion.
 ///
 /// # Examples
 /// Pages straight to the device, nothing stored (a direct mapper has no unmap work):

@@ -14,8 +14,10 @@
 //! | `cmd.rs` | [`SubmissionQueueEntry`] and its command constructors, [`opcode`], [`NamespaceId`], [`LbaRange`], [`Psdt`], [`DataPointer`] |
 //! | `completion.rs` | [`CompletionQueueEntry`], [`CompletionStatus`] |
 //! | `descriptor.rs` | [`SglDescriptor`] (incl. Keyed SGL Data Block), [`SglCapabilities`], [`SglItem`] |
-//! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
-//! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
+//! | `prp.rs` | [`encode_prp`] (check, then the writer), [`is_prp_compatible`], [`PrpListPage`] |
+//! | `prp_stream.rs` | [`PrpWriter`]: PRP entries as DMA ranges arrive; [`map_prp`]: pages → mapping → PRPs in one pass |
+//! | `sgl.rs` | [`encode_sgl`] (check, then the writer), [`SglSegmentPage`], [`SglOptions`] |
+//! | `sgl_stream.rs` | [`SglWriter`]: SGL descriptors as items arrive; [`map_sgl`]: pages → mapping → SGL in one pass |
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
 //! | `decode/` | the device side: [`decode_command`] (`mod.rs`), [`decode_prp`] (`prp.rs`), [`decode_sgl`] (`sgl.rs`), [`DecodeOptions`] (`options.rs`), [`DecodeError`] (`error.rs`), output sinks (`output.rs`) |
 //! | `status.rs` | [`NvmeStatus`] |
