@@ -597,6 +597,22 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         false
     }
 
+    /// Writes `count` list entries `first, first + page, ...` if the open page takes
+    /// them all without a chain decision; `false` (nothing written) otherwise.
+    #[inline]
+    pub(super) fn try_push_run(&mut self, first: u64, count: u64) -> bool {
+        if count <= self.fast_end.saturating_sub(self.slot) {
+            let from = self.slot as usize;
+            if let Some(dst) = self.cur.get_mut(from..from + count as usize) {
+                fill(dst, first, self.mps.get());
+                self.slot += count;
+                self.remaining -= count;
+                return true;
+            }
+        }
+        false
+    }
+
     /// One list entry: the common case of scattered pages.
     #[inline(always)]
     pub(super) fn push_one(&mut self, entry: u64) -> Result<(), PrpError> {

@@ -68,12 +68,15 @@ pub struct PrpWriter<'a, P: Iterator<Item = PrpListPage<'a>>> {
     /// Last byte of the previous range, `None` before the first (kept up to date by
     /// the general path only; the fast path leaves it page-aligned-ended, see `flush`).
     prev_last: Option<u64>,
-    /// Whole pages taken by the fast path since the last `flush`: each one list entry,
-    /// one input range and one page of bytes, the previous range's last byte then being
-    /// the last byte of the last such page.
+    /// Whole pages taken by the fast path since the last `flush`: each one list entry
+    /// and one page of bytes, the previous range's last byte then being the last byte
+    /// of the last such page.
     fast_pages: u64,
     /// Address of the last page the fast path took.
     fast_last: u64,
+    /// Entries beyond the first of multi-page fast-path ranges (so that the ranges
+    /// taken are `fast_pages - fast_extra`).
+    fast_extra: u64,
     index: usize,
     seen: u64,
     /// The first pool error: writing stops, the layout is still checked.
@@ -129,6 +132,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             prev_last: None,
             fast_pages: 0,
             fast_last: 0,
+            fast_extra: 0,
             index: 0,
             seen: 0,
             deferred: None,
@@ -148,10 +152,24 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
     pub fn push(&mut self, r: DmaRange) -> Result<(), PrpError> {
         let s = r.addr().as_u64();
         let mask = self.mask;
-        if self.fast && s & mask == 0 && r.len() == self.ps && self.w.try_push_one(s) {
-            self.fast_pages = self.fast_pages.wrapping_add(1);
-            self.fast_last = s;
-            return Ok(());
+        if self.fast && s & mask == 0 {
+            let len = r.len();
+            if len == self.ps {
+                if self.w.try_push_one(s) {
+                    self.fast_pages = self.fast_pages.wrapping_add(1);
+                    self.fast_last = s;
+                    return Ok(());
+                }
+            } else if len & mask == 0 {
+                // Whole pages: `count >= 2` entries, `len - ps` does not wrap.
+                let count = len >> self.mps.page_size().shift();
+                if self.w.try_push_run(s, count) {
+                    self.fast_pages = self.fast_pages.wrapping_add(count);
+                    self.fast_extra = self.fast_extra.wrapping_add(count.wrapping_sub(1));
+                    self.fast_last = s.wrapping_add(len.wrapping_sub(self.ps));
+                    return Ok(());
+                }
+            }
         }
         self.flush();
         let result = self.push_general(r);
@@ -170,12 +188,14 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         if n != 0 {
             // `n` entries written, so `n <= 2^61`: no overflow in the products.
             self.k = self.k.saturating_add(n);
+            let ranges = n.wrapping_sub(self.fast_extra);
             self.index = self
                 .index
-                .wrapping_add(usize::try_from(n).unwrap_or(usize::MAX));
+                .wrapping_add(usize::try_from(ranges).unwrap_or(usize::MAX));
             self.seen = self.seen.saturating_add(n.saturating_mul(self.ps));
             self.prev_last = Some(self.fast_last | self.mask);
             self.fast_pages = 0;
+            self.fast_extra = 0;
         }
     }
 
