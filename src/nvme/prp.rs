@@ -604,7 +604,18 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         if count <= self.fast_end.saturating_sub(self.slot) {
             let from = self.slot as usize;
             if let Some(dst) = self.cur.get_mut(from..from + count as usize) {
-                fill(dst, first, self.mps.get());
+                let ps = self.mps.get();
+                if count <= 32 {
+                    // Short runs: a plain loop (the aligned 8-wide fill pays off on long
+                    // runs only).
+                    let mut v = first;
+                    for d in dst {
+                        *d = v.to_le();
+                        v = v.wrapping_add(ps);
+                    }
+                } else {
+                    fill(dst, first, ps);
+                }
                 self.slot += count;
                 self.remaining -= count;
                 return true;
