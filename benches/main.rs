@@ -225,13 +225,8 @@ impl Env {
         }
     }
 
-    fn pv_queue<'a, M>(&'a self, mapper: &'a M, coalesces: bool) -> PvQueue<'a, M> {
-        PvQueue::new(
-            mapper,
-            coalesces,
-            P2pProviders::new(&self.regions),
-            constraints(),
-        )
+    fn pv_queue<'a, M>(&'a self, mapper: &'a M) -> PvQueue<'a, M> {
+        PvQueue::new(mapper, P2pProviders::new(&self.regions))
     }
 
     /// Translate a DMA address the way the device's bus would: bus addresses of the
@@ -350,14 +345,15 @@ fn verify_all(env: &Env) {
                     Env::bus_to_phys(a, tr)
                 });
             };
+            let req = pipeline::Req::new(&w.phys);
             match mode {
                 Mode::Iommu => {
-                    let mut q = env.pv_queue(&env.iommu, true);
-                    pipeline::physvec_io(&mut q, &w.phys, w.dptr, check)
+                    let mut q = env.pv_queue(&env.iommu);
+                    pipeline::physvec_io(&mut q, &req, w.dptr, check)
                 }
                 Mode::Direct => {
-                    let mut q = env.pv_queue(&env.direct, false);
-                    pipeline::physvec_io(&mut q, &w.phys, w.dptr, |d, q, n| {
+                    let mut q = env.pv_queue(&env.direct);
+                    pipeline::physvec_io(&mut q, &req, w.dptr, |d, q, n| {
                         check::verify(&what, w.dptr, d, &w.phys, &pv_read(q), &|a| {
                             Env::bus_to_phys(a, None)
                         });
@@ -375,16 +371,27 @@ fn bench_physvec<M: DmaMapper>(
     g: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
     env: &Env,
     mapper: &M,
-    coalesces: bool,
     w: &Workload,
 ) {
-    let mut q = env.pv_queue(mapper, coalesces);
+    let mut q = env.pv_queue(mapper);
+    let req = pipeline::Req::new(&w.phys);
     g.bench_function(BenchmarkId::new("physvec", w.id), |b| {
         b.iter(|| {
-            pipeline::physvec_io(&mut q, black_box(&w.phys), w.dptr, |_, _, _| {})
+            pipeline::physvec_io(&mut q, black_box(&req), w.dptr, pipeline::no_inspect)
                 .expect("physvec I/O")
         })
     });
+    // The same pipeline entered from a second, out-of-line call site: its speed must not
+    // depend on being inlined into one caller (issue 13: within 10 %).
+    g.bench_function(BenchmarkId::new("physvec_site2", w.id), |b| {
+        b.iter(|| site2(&mut q, black_box(&req), w.dptr))
+    });
+}
+
+/// A second call site of the pipeline, never inlined into the bench loop.
+#[inline(never)]
+fn site2<M: DmaMapper>(q: &mut PvQueue<'_, M>, req: &pipeline::Req<'_>, dptr: Dptr) {
+    pipeline::physvec_io(q, req, dptr, pipeline::no_inspect).expect("physvec I/O");
 }
 
 fn bench_io(c: &mut Criterion, env: &Env) {
@@ -402,16 +409,77 @@ fn bench_io(c: &mut Criterion, env: &Env) {
                 })
             });
             match mode {
-                Mode::Iommu => bench_physvec(&mut g, env, &env.iommu, true, w),
-                Mode::Direct => bench_physvec(&mut g, env, &env.direct, false, w),
+                Mode::Iommu => bench_physvec(&mut g, env, &env.iommu, w),
+                Mode::Direct => bench_physvec(&mut g, env, &env.direct, w),
             }
         }
         g.finish();
     }
 }
 
+/// One legacy I/O, out of line: what `PHYSVEC_CALLGRIND` counts.
+#[inline(never)]
+fn cg_legacy(q: &mut LegacyQueue<'_, KernelDomain>, rq: &Request<'_>, pdu: &mut Pdu) {
+    legacy::legacy_io(q, black_box(rq), pdu, |_, _, _, _| {}).expect("legacy I/O");
+}
+
+/// One physvec I/O, out of line: what `PHYSVEC_CALLGRIND` counts.
+#[inline(never)]
+fn cg_physvec<M: DmaMapper>(q: &mut PvQueue<'_, M>, req: &pipeline::Req<'_>, dptr: Dptr) {
+    pipeline::physvec_io(q, black_box(req), dptr, pipeline::no_inspect).expect("physvec I/O");
+}
+
+/// `PHYSVEC_CALLGRIND=<mode>/<workload>`: run 1000 I/Os of each pipeline through
+/// `cg_legacy` / `cg_physvec` and exit, for instruction counts that do not depend on
+/// the machine's load:
+///
+/// ```text
+/// PHYSVEC_CALLGRIND=direct/2m_512pages valgrind --tool=callgrind \
+///     --toggle-collect='main::cg_legacy*' target/release/deps/main-*   # then cg_physvec*
+/// ```
+fn callgrind_mode(env: &Env, what: &str) {
+    let (mode, id) = what.split_once('/').expect("<mode>/<workload>");
+    let mode = if mode == "iommu" {
+        Mode::Iommu
+    } else {
+        Mode::Direct
+    };
+    let i = env
+        .workloads
+        .iter()
+        .position(|w| w.id == id)
+        .expect("workload");
+    let (w, bv) = (&env.workloads[i], &env.bvecs[i]);
+    let bios = [&bv[..]];
+    let rq = request(w, &bios);
+    let mut q = env.legacy_queue(mode);
+    let mut pdu = Pdu::default();
+    let req = pipeline::Req::new(&w.phys);
+    for _ in 0..1000 {
+        cg_legacy(&mut q, &rq, &mut pdu);
+    }
+    match mode {
+        Mode::Iommu => {
+            let mut pq = env.pv_queue(&env.iommu);
+            for _ in 0..1000 {
+                cg_physvec(&mut pq, &req, w.dptr);
+            }
+        }
+        Mode::Direct => {
+            let mut pq = env.pv_queue(&env.direct);
+            for _ in 0..1000 {
+                cg_physvec(&mut pq, &req, w.dptr);
+            }
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Ok(what) = std::env::var("PHYSVEC_CALLGRIND") {
+        callgrind_mode(&Env::new(), &what);
+        return;
+    }
     let full = args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test");
     let env = Env::new();
     verify_all(&env);

@@ -5,8 +5,8 @@ use std::hint::black_box;
 
 use criterion::Criterion;
 use physvec::nvme::{
-    encode_prp, encode_sgl, MemoryPageSize, PrpListPage, SglDescriptor, SglItem, SglOptions,
-    SglSegmentPage,
+    encode_prp, encode_sgl, MemoryPageSize, PrpListPage, PrpWriter, SglDescriptor, SglItem,
+    SglOptions, SglSegmentPage,
 };
 use physvec::{DmaAddr, DmaRange, PageSize, PhysVec, RangeBuilder};
 
@@ -62,6 +62,24 @@ pub fn benches(c: &mut Criterion) {
                 pool,
             )
             .expect("prp")
+        })
+    });
+    // PRP emission, streamed, for 512 scattered pages (the same 4104 output bytes).
+    let scattered_dma: Vec<DmaRange> = scattered
+        .iter()
+        .map(|&pfn| DmaRange::new(pfn << 12, 4096))
+        .collect();
+    g.bench_function("prp_stream/512_scattered_pages", |b| {
+        b.iter(|| {
+            let pool = pages
+                .iter_mut()
+                .enumerate()
+                .map(|(i, p)| PrpListPage::new(DmaAddr::new(0x7d00_0000 + i as u64 * 4096), p));
+            let mut w = PrpWriter::new(MemoryPageSize::SIZE_4K, 2 << 20, pool);
+            for &r in black_box(&scattered_dma) {
+                w.push(r).expect("prp");
+            }
+            w.finish().expect("prp")
         })
     });
     let src = vec![0x5au8; PRP_2M_OUTPUT_BYTES];

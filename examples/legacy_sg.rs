@@ -135,7 +135,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         params,
         iova_base,
         64,
-        |iova, span| {
+        |_, iova, span| {
             maps.push((iova, span));
             true
         },

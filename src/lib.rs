@@ -19,7 +19,8 @@
 //!   [`PhysArray`] / [`DmaArray`] (fixed capacity, never allocate).
 //! - [`view`]: [`RangeView`], zero-copy byte windows over any range slice.
 //! - [`constraints`] and [`builder`]: [`DmaConstraints`] (max segment size, boundary,
-//!   DMA mask, alignment, max segments) and [`RangeBuilder`].
+//!   DMA mask, alignment, max segments) and [`RangeBuilder`]; [`segments`]: the same
+//!   limits on the DMA side ([`DmaConstraints::segments`]).
 //! - [`mem`]: the memory-reader traits decoders read untrusted descriptors through.
 //! - `pagemap` and `dma_buf` (`std`, Linux): user-space DMA memory, a locked
 //!   `DmaBuffer` translated to a [`PhysVec`] through `/proc/self/pagemap`.
@@ -157,6 +158,7 @@ pub mod nvme;
 pub mod pagemap;
 pub mod range;
 pub mod rdma;
+pub mod segments;
 pub mod sg;
 pub mod sink;
 pub mod vec;
@@ -180,6 +182,7 @@ pub use error::{
 pub use flow::Error;
 pub use mask::{DmaMask, DmaMaskError};
 pub use range::{DmaRange, Pages, PhysRange, Range, RawRange, VirtRange};
+pub use segments::Segments;
 pub use sink::{Coalescing, RangeSink, SinkMark};
 pub use vec::{DmaArray, PhysArray, RangeArray, RangeList};
 #[cfg(feature = "alloc")]

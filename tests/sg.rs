@@ -124,7 +124,7 @@ proptest! {
         };
         let base = 1u64 << 40; // aligned to every boundary
         let mut spans: Vec<(DmaAddr, PhysRange)> = Vec::new();
-        let nents = iommu_map_sg(&mut chunks[..], &mut t, &VM, p, DmaAddr::new(base), 1 << 16, |d, s| {
+        let nents = iommu_map_sg(&mut chunks[..], &mut t, &VM, p, DmaAddr::new(base), 1 << 16, |_, d, s| {
             spans.push((d, s));
             true
         }).unwrap();

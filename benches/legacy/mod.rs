@@ -17,6 +17,15 @@
 //! 5. completion: `nvme_unmap_data()` frees the list pages, `dma_unmap_sg()`, and
 //!    `sg_free_table_chained()`.
 //!
+//! `sg_next()` is out of line as in the kernel (an exported function of
+//! `lib/scatterlist.c`), so every entry of the map, setup and unmap walks pays a call;
+//! chunks come from the allocator and are zeroed (`sg_init_table`) per I/O. The
+//! `struct page` flag reads of `pages_are_mergeable()` and the counting pass of
+//! `sg_alloc_table_from_pages_segment()` belong to the pages-to-table path, which NVMe
+//! does not take (it builds its table from bvecs with `blk_rq_map_sg`, the segment
+//! count known from bio merging); the P2P page check of `iommu_dma_map_sg` reads the
+//! flags of every entry's page.
+//!
 //! Left out as in the real fast path on x86_64 with a coherent, trusted device: cache
 //! maintenance and swiotlb. Not modelled: NVMe's single-segment bypass
 //! (`nvme_setup_prp_simple` via `dma_map_bvec`), so the 4 KiB workload takes the generic

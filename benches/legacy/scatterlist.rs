@@ -122,9 +122,12 @@ pub fn sg_unmark_end(sg: &mut Scatterlist) {
 
 /// `sg_next()`: NULL after the last entry, else `sg + 1`, following a chain entry.
 ///
+/// Out of line, as in the kernel (`lib/scatterlist.c`, `EXPORT_SYMBOL(sg_next)`): every
+/// `for_each_sg` step in the map, PRP/SGL setup and unmap loops is a call.
+///
 /// # Safety
 /// `sg` is a valid entry of an initialised table.
-#[inline]
+#[inline(never)]
 pub unsafe fn sg_next(sg: *mut Scatterlist) -> *mut Scatterlist {
     // SAFETY: the caller's entry is valid; an entry without SG_END is followed by another
     // entry of the same chunk, which is a data entry or a chain slot.

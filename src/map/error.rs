@@ -205,6 +205,14 @@ pub enum MapError {
         /// Length of the new link in bytes.
         len: u64,
     },
+    /// A [`MapStream`](super::MapStream) was fed more or fewer bytes than the total it
+    /// was started with.
+    StreamLength {
+        /// The total announced at start, in bytes.
+        declared: u64,
+        /// Bytes pushed (up to and including the offending range).
+        streamed: u64,
+    },
     /// DMA-API debug: mappings still live when checked (`check_leaks`).
     Leaked {
         /// Live single mappings.
@@ -263,6 +271,7 @@ impl MapError {
             MapError::SizeMismatch { .. } => "size_mismatch",
             MapError::DirectionMismatch { .. } => "direction_mismatch",
             MapError::OverlappingLink { .. } => "overlapping_link",
+            MapError::StreamLength { .. } => "stream_length",
             MapError::Leaked { .. } => "leaked",
             MapError::TablePagesExhausted => "too_few_table_pages",
             MapError::TableMemory { .. } => "table_memory",
@@ -383,6 +392,10 @@ impl fmt::Display for MapError {
             MapError::OverlappingLink { offset, len } => write!(
                 f,
                 "DMA-API debug: link {offset:#x}+{len:#x} overlaps an earlier link"
+            ),
+            MapError::StreamLength { declared, streamed } => write!(
+                f,
+                "the stream was started for {declared:#x} bytes but {streamed:#x} were pushed"
             ),
             MapError::Leaked { mappings, spaces } => write!(
                 f,

@@ -4,12 +4,13 @@
 
 use core::fmt;
 
+use super::stream::{Coalesce, Keep, MapStream, StreamOptions};
 use super::{
-    Attrs, DataDirection, DmaMapper, IovaSpace, MapError, P2pClassifier, P2pMapType, SyncError,
+    Attrs, DataDirection, DmaMapper, IovaSpace, Linking, MapError, P2pClassifier, P2pMapType,
     Synced,
 };
 use crate::addr::{Dma, DmaAddr, PageSize, Phys};
-use crate::range::DmaRange;
+use crate::range::{DmaRange, PhysRange};
 use crate::sink::RangeSink;
 use crate::view::RangeView;
 
@@ -47,7 +48,9 @@ pub enum MappingKind {
     BusAddr,
 }
 
-enum State {
+pub(super) enum State {
+    /// A reservation being linked by a [`MapStream`].
+    Linking(IovaSpace<Linking>),
     Iova(IovaSpace<Synced>),
     PerRange,
     BusAddr,
@@ -62,17 +65,22 @@ enum State {
 /// [`Mapping::unmap`] (reports errors) or on drop (ignores them).
 ///
 /// # Invariants
-/// `dma()` is non-empty; its ranges are live in the mapper until unmap/drop; their total
-/// length equals the input's.
+/// From [`map`] / [`map_into`]: `dma()` is non-empty; its ranges are live in the mapper
+/// until unmap/drop; their total length equals the input's. From a
+/// [`MapStream`] started with [`Keep::WhenNeeded`], `dma()` holds only what unmapping
+/// needs (nothing for IOVA, bus addresses or a mapper without unmap work); the
+/// teardown state is then the reservation alone.
 #[must_use = "dropping a Mapping unmaps it immediately"]
 pub struct Mapping<'m, M: DmaMapper, K: RangeSink<Dma>> {
-    mapper: &'m M,
-    dma: K,
-    state: State,
-    dir: DataDirection,
-    attrs: Attrs,
-    p2p: P2pMapType,
-    syncs: u32,
+    pub(super) mapper: &'m M,
+    pub(super) dma: K,
+    pub(super) state: State,
+    pub(super) dir: DataDirection,
+    pub(super) attrs: Attrs,
+    pub(super) p2p: P2pMapType,
+    pub(super) syncs: u32,
+    /// Bytes mapped.
+    pub(super) total: u64,
 }
 
 impl<M: DmaMapper, K: RangeSink<Dma>> fmt::Debug for Mapping<'_, M, K> {
@@ -87,8 +95,34 @@ impl<M: DmaMapper, K: RangeSink<Dma>> fmt::Debug for Mapping<'_, M, K> {
     }
 }
 
+impl<'m, M: DmaMapper, K: RangeSink<Dma>> Mapping<'m, M, K> {
+    #[inline]
+    pub(super) fn new(
+        mapper: &'m M,
+        dma: K,
+        state: State,
+        dir: DataDirection,
+        attrs: Attrs,
+        p2p: P2pMapType,
+    ) -> Self {
+        Self {
+            mapper,
+            dma,
+            state,
+            dir,
+            attrs,
+            p2p,
+            syncs: 0,
+            total: 0,
+        }
+    }
+}
+
 impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
-    /// The device-visible ranges, in transfer order.
+    /// The device-visible ranges, in transfer order: the coalesced view (one range for
+    /// an IOVA mapping). Device segment limits are not applied here; split with
+    /// [`DmaConstraints::segments`](crate::DmaConstraints::segments) where the consumer
+    /// has segments (SGL, scatterlist, SGEs).
     pub fn dma(&self) -> &[DmaRange] {
         self.dma.ranges()
     }
@@ -101,7 +135,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     /// How the I/O was mapped.
     pub fn kind(&self) -> MappingKind {
         match self.state {
-            State::Iova(_) => MappingKind::Iova,
+            State::Iova(_) | State::Linking(_) => MappingKind::Iova,
             State::BusAddr => MappingKind::BusAddr,
             State::PerRange | State::Done => MappingKind::PerRange,
         }
@@ -109,7 +143,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
 
     /// Whether the I/O became one contiguous IOVA range (`blk_rq_dma_map_coalesce`).
     pub fn is_coalesced(&self) -> bool {
-        matches!(self.state, State::Iova(_))
+        matches!(self.state, State::Iova(_) | State::Linking(_))
     }
 
     /// The P2P kind of the I/O.
@@ -134,7 +168,7 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
 
     /// Total bytes mapped.
     pub fn total_len(&self) -> u64 {
-        self.dma.ranges().iter().map(|r| r.len()).sum()
+        self.total
     }
 
     /// The DMA address of byte `offset` of the transfer.
@@ -155,13 +189,16 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
     ///
     /// # Errors
     /// Whatever the mapper's `destroy` / `unmap_phys` report.
+    #[inline]
     pub fn unmap(mut self) -> Result<(), MapError> {
         self.teardown()
     }
 
-    fn teardown(&mut self) -> Result<(), MapError> {
+    #[inline]
+    pub(super) fn teardown(&mut self) -> Result<(), MapError> {
         match core::mem::replace(&mut self.state, State::Done) {
             State::Iova(space) => self.mapper.destroy(space, self.dir, self.attrs),
+            State::Linking(space) => self.mapper.destroy(space, self.dir, self.attrs),
             State::PerRange if !self.mapper.need_unmap() => Ok(()),
             State::PerRange => {
                 let mut result = Ok(());
@@ -184,18 +221,25 @@ impl<M: DmaMapper, K: RangeSink<Dma>> Drop for Mapping<'_, M, K> {
 }
 
 /// Maps one I/O and writes its DMA ranges into `sink` (cleared first): the allocation-free
-/// entry point.
+/// list entry point, a thin layer over [`MapStream`].
 ///
 /// Steps, as `blk_rq_dma_map_iter_start()`:
-/// 1. classify every range with `p2p`; range 0 decides the kind for the I/O; a range of
-///    another kind is [`MapError::MixedP2p`], `NotSupported` is
-///    [`MapError::P2pNotSupported`]; `BusAddr` ranges become `phys + bus_offset` without
-///    touching the mapper; `ThruHostBridge` adds [`Attrs::MMIO`];
-/// 2. if the ranges obey [`merge_boundary_ok`] and the mapper reserves IOVA space: link
-///    every range, sync once, one DMA range;
-/// 3. otherwise one [`DmaMapper::map_phys`] per range.
+/// 1. **classify** the whole list into a plan (one pass, nothing mapped): range 0
+///    decides the P2P kind for the I/O; a range of another kind is
+///    [`MapError::MixedP2p`] (with its index), `NotSupported` is
+///    [`MapError::P2pNotSupported`]; the same pass checks [`merge_boundary_ok`];
+/// 2. **execute** the plan with one [`MapStream`]: one IOVA range (reserve, link every
+///    range, one sync) when the merge-boundary rule holds and the mapper has IOVA space,
+///    otherwise one [`DmaMapper::map_phys`] per range, or `phys + bus_offset` for a
+///    [`P2pMapType::BusAddr`] I/O (the mapper is not called; `ThruHostBridge` adds
+///    [`Attrs::MMIO`]).
 ///
 /// A failure at any step undoes everything already linked, reserved or mapped.
+///
+/// The DMA ranges are the coalesced device view: an IOVA mapping is one range however
+/// many segments the physical list has. Device segment limits (`max_segment_size`,
+/// segment boundary) are not applied here; consumers that need segments split the view
+/// (see [`crate::nvme::encode_sgl`] and [`crate::sg`]).
 ///
 /// # Errors
 /// [`MapError::Empty`], [`MapError::TooManySegments`] (checked before anything is
@@ -217,196 +261,76 @@ pub fn map_into<'m, M, K, C>(
     dir: DataDirection,
     attrs: Attrs,
     p2p: &C,
-    mut sink: K,
+    sink: K,
 ) -> Result<Mapping<'m, M, K>, MapError>
 where
     M: DmaMapper,
     K: RangeSink<Dma>,
     C: P2pClassifier + ?Sized,
 {
-    let first = phys.first().ok_or(MapError::Empty)?;
-    sink.truncate_ranges(0);
-    let n = phys.segment_count();
-    let granule = mapper.granule();
-    let gmask = granule.mask();
-
-    // 1. One P2P kind per I/O, decided by range 0; in the same pass, the merge-boundary
-    // rule (`merge_boundary_ok`) for step 2.
-    //
-    // Fused with it, when it cannot be observed: the bus addresses of a `BusAddr` I/O,
-    // and (for a mapper whose `map_phys` holds nothing, `need_unmap() == false`) the
-    // per-range mapping of step 3. Both only when the sink has room for every range, so
-    // `TooManySegments` cannot arise; the first failure is kept and reported after the
-    // classification errors, with the sink holding the ranges before it, exactly as the
-    // separate passes leave it.
-    let kind = p2p.map_type(first);
+    let plan = Plan::classify(phys, mapper.granule(), p2p)?;
     let capacity = sink.remaining_capacity();
-    let room = capacity >= n;
-    let bus = room && matches!(kind, P2pMapType::BusAddr { .. });
-    let attrs1 = if kind == P2pMapType::ThruHostBridge {
-        attrs | Attrs::MMIO
+    let n = phys.segment_count();
+    // An IOVA mapping needs one slot; without it the plan is per range, which then
+    // reports every range missing (before anything is mapped).
+    let coalesce = if plan.merge_ok && capacity >= 1 {
+        Coalesce::IfPossible
     } else {
-        attrs
+        Coalesce::Never
     };
-    let speculate = room && !bus && !mapper.need_unmap();
-    let mut mapped: Result<(), MapError> = Ok(());
-    let mut merge_ok = true;
-    for (index, r) in phys.iter().enumerate() {
-        let k = if index == 0 { kind } else { p2p.map_type(r) };
-        if k == P2pMapType::NotSupported {
-            sink.truncate_ranges(0);
-            return Err(p2p_not_supported(index, r));
-        }
-        if !k.same_kind(kind) {
-            sink.truncate_ranges(0);
-            return Err(MapError::MixedP2p { index });
-        }
-        let start_ok = index == 0 || r.addr().as_u64() & gmask == 0;
-        let end_ok = index + 1 == n || r.end_u64().map_or(true, |e| e & gmask == 0);
-        merge_ok &= start_ok & end_ok;
-        if mapped.is_ok() && (bus || speculate) {
-            if let P2pMapType::BusAddr { bus_offset } = k {
-                // `bus`: this range's own bus offset.
-                mapped = bus_range(r, bus_offset).and_then(|d| push(&mut sink, d));
-            } else if speculate {
-                mapped = mapper
-                    .map_phys(r, dir, attrs1)
-                    .and_then(|d| push(&mut sink, d));
-            }
-        }
+    let opts = StreamOptions::new(dir)
+        .with_attrs(attrs)
+        .with_coalesce(coalesce)
+        .with_keep(Keep::All);
+    let mut stream = MapStream::start(mapper, p2p, plan.first, phys.len(), opts, sink)?;
+    if !stream.is_coalesced() && capacity < n {
+        return Err(MapError::TooManySegments {
+            needed: n,
+            capacity,
+        });
     }
-    let mut mapping = Mapping {
-        mapper,
-        dma: sink,
-        state: State::Done,
-        dir,
-        attrs,
-        p2p: kind,
-        syncs: 0,
-    };
-    if bus {
-        mapped?;
-        mapping.state = State::BusAddr;
-        return Ok(mapping);
-    }
-    if matches!(kind, P2pMapType::BusAddr { .. }) {
-        // No room for every range.
-        mapping.check_room(n)?;
-        for r in phys.iter() {
-            let P2pMapType::BusAddr { bus_offset } = p2p.map_type(r) else {
-                return Err(MapError::MixedP2p { index: 0 });
-            };
-            push(&mut mapping.dma, bus_range(r, bus_offset)?)?;
-        }
-        mapping.state = State::BusAddr;
-        return Ok(mapping);
-    }
-    if kind == P2pMapType::ThruHostBridge {
-        mapping.attrs |= Attrs::MMIO;
-    }
-    let attrs = mapping.attrs;
-
-    // 2. One IOVA range when the merge-boundary rule holds and there is IOVA space.
-    if merge_ok && capacity >= 1 {
-        let total = phys.len();
-        let reserved = mapper.reserve(first.addr(), total);
-        if speculate && !matches!(reserved, Ok(None)) {
-            // The speculative per-range mappings hold nothing: drop them.
-            mapping.dma.truncate_ranges(0);
-        }
-        if let Some(mut space) = reserved? {
-            let mut offset = 0u64;
-            for r in phys.iter() {
-                if let Err(e) = mapper.link(&mut space, r, offset, dir, attrs) {
-                    unwind_links(mapper, space, offset, dir, attrs);
-                    return Err(e);
-                }
-                offset += r.len();
-            }
-            let space = match mapper.sync(space, 0, total) {
-                Ok(s) => s,
-                Err(SyncError { space, error }) => {
-                    unwind_links(mapper, space, offset, dir, attrs);
-                    return Err(error);
-                }
-            };
-            mapping.syncs = 1;
-            let range = space.dma_range();
-            // Set the state first so that a failing push still tears the space down.
-            mapping.state = State::Iova(space);
-            push(&mut mapping.dma, range)?;
-            return Ok(mapping);
-        }
-    }
-
-    // 3. Per-range fallback.
-    mapping.state = State::PerRange;
-    if speculate {
-        // Done in step 1 (`room` holds, so `check_room` would pass).
-        mapped?;
-        return Ok(mapping);
-    }
-    mapping.check_room(n)?;
     for r in phys.iter() {
-        let d = mapper.map_phys(r, dir, attrs)?; // `mapping` drop unmaps the ones before
-        if let Err(e) = push(&mut mapping.dma, d) {
-            let _ = mapper.unmap_phys(d, dir, attrs);
-            return Err(e);
+        stream.push(r)?;
+    }
+    stream.finish()
+}
+
+/// What [`map_into`] learns about an I/O before mapping any of it.
+struct Plan {
+    first: PhysRange,
+    merge_ok: bool,
+}
+
+impl Plan {
+    /// One pass over `phys`: the P2P errors in range order and the merge-boundary rule.
+    #[inline]
+    fn classify<C: P2pClassifier + ?Sized>(
+        phys: RangeView<'_, Phys>,
+        granule: PageSize,
+        p2p: &C,
+    ) -> Result<Plan, MapError> {
+        let first = phys.first().ok_or(MapError::Empty)?;
+        let kind = p2p.map_type(first);
+        let n = phys.segment_count();
+        let gmask = granule.mask();
+        let mut merge_ok = true;
+        for (index, r) in phys.iter().enumerate() {
+            let k = p2p.map_type(r);
+            if k == P2pMapType::NotSupported {
+                return Err(MapError::P2pNotSupported {
+                    index,
+                    phys: r.addr().as_u64(),
+                });
+            }
+            if !k.same_kind(kind) {
+                return Err(MapError::MixedP2p { index });
+            }
+            let start_ok = index == 0 || r.addr().as_u64() & gmask == 0;
+            let end_ok = index.wrapping_add(1) == n || r.end_u64().map_or(true, |e| e & gmask == 0);
+            merge_ok &= start_ok & end_ok;
         }
+        Ok(Plan { first, merge_ok })
     }
-    Ok(mapping)
-}
-
-impl<M: DmaMapper, K: RangeSink<Dma>> Mapping<'_, M, K> {
-    fn check_room(&self, needed: usize) -> Result<(), MapError> {
-        let capacity = self.dma.remaining_capacity();
-        if capacity < needed {
-            return Err(MapError::TooManySegments { needed, capacity });
-        }
-        Ok(())
-    }
-}
-
-#[cold]
-#[inline(never)]
-fn p2p_not_supported(index: usize, r: crate::range::PhysRange) -> MapError {
-    MapError::P2pNotSupported {
-        index,
-        phys: r.addr().as_u64(),
-    }
-}
-
-/// `phys + bus_offset` (`PCI_P2PDMA_MAP_BUS_ADDR`).
-#[inline]
-fn bus_range(r: crate::range::PhysRange, bus_offset: u64) -> Result<DmaRange, MapError> {
-    DmaRange::try_new(r.addr().as_u64().wrapping_add(bus_offset), r.len()).map_err(|_| {
-        MapError::AddressOverflow {
-            addr: r.addr().as_u64(),
-            len: r.len(),
-        }
-    })
-}
-
-#[inline]
-fn push<K: RangeSink<Dma>>(sink: &mut K, r: DmaRange) -> Result<(), MapError> {
-    sink.push_range(r).map_err(|_| MapError::TooManySegments {
-        needed: sink.ranges().len() + 1,
-        capacity: 0,
-    })
-}
-
-/// Undoes a partly linked reservation: unlink the prefix `[0, linked)`, then free.
-fn unwind_links<M: DmaMapper>(
-    mapper: &M,
-    mut space: IovaSpace,
-    linked: u64,
-    dir: DataDirection,
-    attrs: Attrs,
-) {
-    if linked > 0 {
-        let _ = mapper.unlink(&mut space, 0, linked, dir, attrs);
-    }
-    let _ = mapper.free(space);
 }
 
 /// Maps `phys` for `dir` with no attributes and no P2P, into a [`DmaVec`](crate::DmaVec).

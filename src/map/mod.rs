@@ -19,7 +19,8 @@
 //! |---|---|
 //! | `mod.rs` | [`DmaMapper`], [`DataDirection`], [`Attrs`] |
 //! | `space.rs` | [`IovaSpace`], the reservation with a typestate ([`Linking`] / [`Synced`]) |
-//! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the generic per-I/O entry point |
+//! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the list entry point (classify, then one stream) |
+//! | `stream.rs` | [`MapStream`]: the one mapping implementation, range by range |
 //! | `error.rs` | [`MapError`] |
 //! | `iommu/` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `pgtable.rs` | [`RadixTable`] (`alloc`): the radix engine over a [`PageTableFormat`] in caller memory |
@@ -83,6 +84,7 @@ mod perm;
 #[cfg(feature = "alloc")]
 mod pgtable;
 mod space;
+mod stream;
 #[cfg(all(feature = "vfio", target_os = "linux"))]
 pub mod vfio;
 pub mod vtd;
@@ -101,6 +103,7 @@ pub use perm::IoPerm;
 #[cfg(feature = "alloc")]
 pub use pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
+pub use stream::{Coalesce, Keep, MapStream, StreamOptions};
 
 /// Direction of a transfer, as seen from the device (`enum dma_data_direction`).
 ///

@@ -91,6 +91,7 @@ pub trait P2pClassifier {
 pub struct NoP2p;
 
 impl P2pClassifier for NoP2p {
+    #[inline]
     fn map_type(&self, _phys: PhysRange) -> P2pMapType {
         P2pMapType::None
     }
@@ -125,18 +126,39 @@ pub struct P2pRegion {
 #[derive(Clone, Copy, Debug)]
 pub struct P2pProviders<'a> {
     regions: &'a [P2pRegion],
+    /// The lowest first byte and highest last byte of all regions: a range outside
+    /// `[lo, hi]` is RAM without looking at any region (the common case).
+    lo: u64,
+    hi: u64,
 }
 
 impl<'a> P2pProviders<'a> {
     /// A classifier over `regions`.
     pub const fn new(regions: &'a [P2pRegion]) -> Self {
-        Self { regions }
+        let (mut lo, mut hi) = (u64::MAX, 0u64);
+        // A `const fn` cannot use iterators: walk the slice by splitting off its head.
+        let mut rest = regions;
+        while let [first, tail @ ..] = rest {
+            let bar = first.bar;
+            if bar.addr().as_u64() < lo {
+                lo = bar.addr().as_u64();
+            }
+            if bar.last().as_u64() > hi {
+                hi = bar.last().as_u64();
+            }
+            rest = tail;
+        }
+        Self { regions, lo, hi }
     }
 }
 
 impl P2pClassifier for P2pProviders<'_> {
     #[inline]
     fn map_type(&self, phys: PhysRange) -> P2pMapType {
+        // No region at all, or the range lies wholly below or above every region.
+        if phys.last().as_u64() < self.lo || phys.addr().as_u64() > self.hi {
+            return P2pMapType::None;
+        }
         for r in self.regions {
             // Most ranges are RAM: one overlap test rejects a region.
             if r.bar.overlaps(phys) {

@@ -138,11 +138,9 @@ impl SglDescriptor {
     }
 
     const fn build(addr: u64, len: u32, id: u8) -> Self {
-        let a = addr.to_le_bytes();
-        let l = len.to_le_bytes();
-        Self([
-            a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], l[0], l[1], l[2], l[3], 0, 0, 0, id,
-        ])
+        // One 128-bit little-endian value (two stores), not sixteen byte stores.
+        let v = addr as u128 | (len as u128) << 64 | (id as u128) << 120;
+        Self(v.to_le_bytes())
     }
 
     /// A Data Block (type 0h, subtype Address) of `len` bytes at `addr`.

@@ -14,8 +14,10 @@
 //! | `cmd/` | [`SubmissionQueueEntry`], [`Psdt`], [`DataPointer`] (`mod.rs`); [`opcode`] (`opcode.rs`); the commands by name, [`NamespaceId`], [`LbaRange`], [`CommandError`] (`named.rs`) |
 //! | `completion.rs` | [`CompletionQueueEntry`], [`CompletionStatus`] |
 //! | `descriptor.rs` | [`SglDescriptor`] (incl. Keyed SGL Data Block), [`SglCapabilities`], [`SglItem`] |
-//! | `prp.rs` | [`encode_prp`], [`is_prp_compatible`], [`PrpListPage`] |
-//! | `sgl.rs` | [`encode_sgl`], [`SglSegmentPage`], [`SglOptions`] |
+//! | `prp.rs` | [`encode_prp`] (check, then the writer), [`is_prp_compatible`], [`PrpListPage`] |
+//! | `prp_stream.rs` | [`PrpWriter`]: PRP entries as DMA ranges arrive; [`map_prp`]: pages → mapping → PRPs in one pass |
+//! | `sgl.rs` | [`encode_sgl`] (check, then the writer), [`SglSegmentPage`], [`SglOptions`] |
+//! | `sgl_stream.rs` | [`SglWriter`]: SGL descriptors as items arrive; [`map_sgl`]: pages → mapping → SGL in one pass |
 //! | `policy.rs` | [`choose_data_pointer`] (Linux `nvme_pci_use_sgls`) |
 //! | `decode/` | the device side: [`decode_command`] (`mod.rs`), [`decode_prp`] (`prp.rs`), [`decode_sgl`] (`sgl.rs`), [`DecodeOptions`] (`options.rs`), [`DecodeError`] (`error.rs`), output sinks (`output.rs`) |
 //! | `status.rs` | [`NvmeStatus`] |
@@ -73,9 +75,11 @@ mod descriptor;
 mod page;
 mod policy;
 mod prp;
+mod prp_stream;
 mod queue;
 mod runs;
 mod sgl;
+mod sgl_stream;
 mod status;
 
 pub use cmd::{
@@ -95,12 +99,12 @@ pub use policy::{
     choose_data_pointer, DataPointerChoice, DataPointerPolicy, DEFAULT_SGL_THRESHOLD,
 };
 pub use prp::{
-    encode_prp, is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError,
-    PrpIncompatibility, PrpListPage,
+    encode_prp, is_prp_compatible, map_prp, prp_entries, prp_list_pages_needed, Prp, PrpError,
+    PrpIncompatibility, PrpListPage, PrpWriter,
 };
 pub use queue::{CompletionRing, Doorbells, QueueError, QueuePair, SubmissionRing, DOORBELL_BASE};
 pub use sgl::{
-    encode_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
-    SglSegmentPage,
+    encode_sgl, map_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
+    SglSegmentPage, SglWriter,
 };
 pub use status::NvmeStatus;

@@ -15,6 +15,7 @@ use core::borrow::Borrow;
 use core::fmt;
 
 use super::page::MemoryPageSize;
+pub use super::prp_stream::{map_prp, PrpWriter};
 use crate::addr::DmaAddr;
 use crate::range::DmaRange;
 
@@ -113,6 +114,13 @@ pub enum PrpError {
         /// Slots needed.
         needed: u64,
     },
+    /// A [`PrpWriter`] was fed more or fewer bytes than the total it was created for.
+    StreamLength {
+        /// The total announced, in bytes.
+        declared: u64,
+        /// Bytes pushed (saturating).
+        streamed: u64,
+    },
 }
 
 impl PrpError {
@@ -124,6 +132,7 @@ impl PrpError {
             PrpError::TooFewListPages { .. } => "too_few_list_pages",
             PrpError::ListPageMisaligned { .. } => "list_page_misaligned",
             PrpError::ListPageTooSmall { .. } => "list_page_too_small",
+            PrpError::StreamLength { .. } => "stream_length",
         }
     }
 
@@ -133,7 +142,9 @@ impl PrpError {
             PrpError::NotPrpCompatible { index, .. }
             | PrpError::ListPageMisaligned { index, .. }
             | PrpError::ListPageTooSmall { index, .. } => Some(index),
-            PrpError::Empty | PrpError::TooFewListPages { .. } => None,
+            PrpError::Empty | PrpError::TooFewListPages { .. } | PrpError::StreamLength { .. } => {
+                None
+            }
         }
     }
 }
@@ -173,6 +184,10 @@ impl fmt::Display for PrpError {
             } => write!(
                 f,
                 "PRP list page {index} has {slots} slots, {needed} are needed"
+            ),
+            PrpError::StreamLength { declared, streamed } => write!(
+                f,
+                "the PRP writer was created for {declared:#x} bytes but {streamed:#x} were pushed"
             ),
         }
     }
@@ -393,70 +408,13 @@ where
     P: IntoIterator<Item = PrpListPage<'a>>,
 {
     let ranges = ranges.into_iter().map(by_value);
+    // Every layout error before anything is written; then the one streaming writer.
     let n = prp_entries(ranges.clone(), mps)?;
-    let mut w = Writer {
-        pool: pool.into_iter(),
-        mps,
-        n,
-        cur: None,
-        cap: 0,
-        slot: 0,
-        remaining: n.saturating_sub(1),
-        used: 0,
-        first_slots: 0,
-        prp2: 0,
-    };
-    let mut prp1 = 0;
-    let mut k: u64 = 0;
-    for_each_run(ranges, mps, |first, count| {
-        let (mut first, mut count) = (first, count);
-        if k == 0 {
-            prp1 = first;
-            k = 1;
-            first = first.wrapping_add(mps.get()) & !mps.mask();
-            count -= 1;
-        }
-        if count == 0 {
-            return Ok(());
-        }
-        if n == 2 {
-            // k == 1 and exactly one entry is left: PRP2 is a data pointer.
-            w.prp2 = first;
-            k += 1;
-            return Ok(());
-        }
-        w.push_run(first, count)?;
-        k += count;
-        Ok(())
-    })?;
-    Ok(Prp {
-        prp1: DmaAddr::new(prp1),
-        prp2: DmaAddr::new(w.prp2),
-        entries: n,
-        list_pages: w.used,
-        first_page_slots: w.first_slots,
-        page_slots: mps.entries_per_list_page(),
-        last_page_entries: w.slot,
-    })
-}
-
-/// Calls `f(first_entry, count)` for every run of consecutive PRP entries, in order:
-/// the first run's first entry is PRP1 (which may carry an offset), every other entry is
-/// a page address, and entry `i` of a run is `first_entry`'s page + `i` pages. `ranges`
-/// must have passed [`prp_entries`].
-fn for_each_run<I, F>(ranges: I, mps: MemoryPageSize, mut f: F) -> Result<(), PrpError>
-where
-    I: Iterator<Item = DmaRange>,
-    F: FnMut(u64, u64) -> Result<(), PrpError>,
-{
-    let shift = mps.page_size().shift();
-    fold_data_runs(ranges, |r, _, _| {
-        let s = r.addr().as_u64();
-        // Entries: one per memory page the run touches (the first run may start inside
-        // its first page; later runs start on a page boundary).
-        let count = (r.last().as_u64() >> shift) - (s >> shift) + 1;
-        f(s, count)
-    })
+    let mut w = PrpWriter::with_entries(mps, n, pool);
+    for r in ranges {
+        w.push(r)?;
+    }
+    w.finish()
 }
 
 /// Calls `f(run, first_index, last_index)` for every maximal run of contiguous input
@@ -518,21 +476,65 @@ fn fill(dst: &mut [u64], first: u64, ps: u64) {
     }
 }
 
-struct Writer<'a, P> {
+/// The list-page side of the PRP writer: takes pages from the pool, writes entries and
+/// chain pointers.
+pub(super) struct Writer<'a, P> {
     pool: P,
     mps: MemoryPageSize,
     n: u64,
-    cur: Option<&'a mut [u64]>,
+    /// The open list page's slots (empty before the first page: `used == 0`).
+    cur: &'a mut [u64],
     cap: u64,
     slot: u64,
+    /// Slots of the open page that take data without a chain decision: `cap` when the
+    /// rest of the list fits in it, else `cap - 1` (the last slot chains).
+    fast_end: u64,
     /// List entries (data, not links) still to write.
     remaining: u64,
     used: usize,
     first_slots: u64,
-    prp2: u64,
+    pub(super) prp2: u64,
 }
 
 impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
+    /// A writer for a transfer of `n` PRP entries (PRP1 included).
+    #[inline]
+    pub(super) fn new(pool: P, mps: MemoryPageSize, n: u64) -> Self {
+        Self {
+            pool,
+            mps,
+            n,
+            cur: &mut [],
+            cap: 0,
+            slot: 0,
+            fast_end: 0,
+            remaining: n.saturating_sub(1),
+            used: 0,
+            first_slots: 0,
+            prp2: 0,
+        }
+    }
+
+    /// Sets the entry count (before anything is written).
+    pub(super) fn set_entries(&mut self, n: u64) {
+        self.n = n;
+        self.remaining = n.saturating_sub(1);
+    }
+
+    /// The encoding's summary once every entry is written.
+    #[inline]
+    pub(super) fn prp(&self, prp1: u64) -> Prp {
+        Prp {
+            prp1: DmaAddr::new(prp1),
+            prp2: DmaAddr::new(self.prp2),
+            entries: self.n,
+            list_pages: self.used,
+            first_page_slots: self.first_slots,
+            page_slots: self.mps.entries_per_list_page(),
+            last_page_entries: self.slot,
+        }
+    }
+
     fn take_page(&mut self) -> Result<PrpListPage<'a>, PrpError> {
         match self.pool.next() {
             Some(p) => Ok(p),
@@ -559,18 +561,20 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 needed,
             });
         }
-        self.cur = Some(page.entries);
+        self.cur = page.entries;
         self.cap = cap;
         self.slot = 0;
+        // Also never past the entries still to write (`slot + remaining` is constant
+        // within a page), so `slot < fast_end` alone admits a write.
+        let data_slots = if self.remaining <= cap { cap } else { cap - 1 };
+        self.fast_end = data_slots.min(self.remaining);
         self.used += 1;
         Ok(())
     }
 
     fn write(&mut self, value: u64) {
-        if let Some(e) = self.cur.as_deref_mut() {
-            if let Some(s) = e.get_mut(self.slot as usize) {
-                *s = value.to_le();
-            }
+        if let Some(s) = self.cur.get_mut(self.slot as usize) {
+            *s = value.to_le();
         }
         self.slot += 1;
     }
@@ -578,17 +582,69 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     /// Writes `count` list entries `first, first + page, ...`: whole stretches of a
     /// list page at a time (a loop the compiler vectorises), [`Writer::push`] at the
     /// points where a page opens or chains.
+    /// Writes one list entry if the open page takes it without a chain decision;
+    /// `false` (nothing written) otherwise.
+    #[inline(always)]
+    pub(super) fn try_push_one(&mut self, entry: u64) -> bool {
+        if self.slot < self.fast_end {
+            if let Some(d) = self.cur.get_mut(self.slot as usize) {
+                *d = entry.to_le();
+                self.slot += 1;
+                self.remaining -= 1;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Writes `count` list entries `first, first + page, ...` if the open page takes
+    /// them all without a chain decision; `false` (nothing written) otherwise.
     #[inline]
-    fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
+    pub(super) fn try_push_run(&mut self, first: u64, count: u64) -> bool {
+        if count <= self.fast_end.saturating_sub(self.slot) {
+            let from = self.slot as usize;
+            if let Some(dst) = self.cur.get_mut(from..from + count as usize) {
+                let ps = self.mps.get();
+                if count <= 32 {
+                    // Short runs: a plain loop (the aligned 8-wide fill pays off on long
+                    // runs only).
+                    let mut v = first;
+                    for d in dst {
+                        *d = v.to_le();
+                        v = v.wrapping_add(ps);
+                    }
+                } else {
+                    fill(dst, first, ps);
+                }
+                self.slot += count;
+                self.remaining -= count;
+                return true;
+            }
+        }
+        false
+    }
+
+    /// One list entry: the common case of scattered pages.
+    #[inline(always)]
+    pub(super) fn push_one(&mut self, entry: u64) -> Result<(), PrpError> {
+        if self.slot < self.fast_end {
+            if let Some(d) = self.cur.get_mut(self.slot as usize) {
+                *d = entry.to_le();
+                self.slot += 1;
+                self.remaining -= 1;
+                return Ok(());
+            }
+        }
+        self.push_run(entry, 1)
+    }
+
+    #[inline]
+    pub(super) fn push_run(&mut self, mut first: u64, mut count: u64) -> Result<(), PrpError> {
         let ps = self.mps.get();
         // Fast path: the run fits in the open page without a chain decision.
-        if let Some(page) = self.cur.as_deref_mut() {
-            let free = self.cap - self.slot;
-            let room = if self.remaining <= free {
-                free
-            } else {
-                free.saturating_sub(1)
-            };
+        {
+            let page = &mut *self.cur;
+            let room = self.fast_end.saturating_sub(self.slot);
             if count <= room {
                 let from = self.slot as usize;
                 if let Some(dst) = page.get_mut(from..from + count as usize) {
@@ -605,10 +661,12 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         while count > 0 {
             // Slots of the current page that take data without a chain decision: all
             // that are left when the rest of the list fits, else all but the last.
-            let room = match self.cur {
-                None => 0,
-                Some(_) if self.remaining <= self.cap - self.slot => self.cap - self.slot,
-                Some(_) => (self.cap - self.slot).saturating_sub(1),
+            let room = if self.used == 0 {
+                0
+            } else if self.remaining <= self.cap - self.slot {
+                self.cap - self.slot
+            } else {
+                (self.cap - self.slot).saturating_sub(1)
             };
             let k = room.min(count);
             if k == 0 {
@@ -618,7 +676,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 continue;
             }
             let (from, to) = (self.slot as usize, (self.slot + k) as usize);
-            match self.cur.as_deref_mut().and_then(|e| e.get_mut(from..to)) {
+            match self.cur.get_mut(from..to) {
                 Some(dst) => fill(dst, first, ps),
                 None => {
                     // Cannot happen: `open` checked the page holds every slot written.
@@ -637,7 +695,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     }
 
     fn push(&mut self, entry: u64) -> Result<(), PrpError> {
-        if self.cur.is_none() {
+        if self.used == 0 {
             let page = self.take_page()?;
             let bus = page.bus.as_u64();
             if bus & 7 != 0 {

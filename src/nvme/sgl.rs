@@ -24,6 +24,7 @@ use core::fmt;
 
 use super::descriptor::{SglCapabilities, SglDescriptor, SglItem};
 use super::runs::Runs;
+pub use super::sgl_stream::{map_sgl, SglWriter};
 use crate::addr::DmaAddr;
 
 /// A page (any size that is a multiple of 16 bytes) the encoder may fill with SGL
@@ -148,6 +149,13 @@ pub enum SglError {
         /// Its bus address.
         bus: u64,
     },
+    /// An [`SglWriter`] produced more or fewer data descriptors than it was created for.
+    StreamLength {
+        /// Descriptors announced.
+        declared: u64,
+        /// Descriptors produced (saturating).
+        streamed: u64,
+    },
 }
 
 impl SglError {
@@ -163,6 +171,7 @@ impl SglError {
             SglError::TooFewSegmentPages { .. } => "too_few_segment_pages",
             SglError::SegmentPageTooSmall { .. } => "segment_page_too_small",
             SglError::SegmentPageMisaligned { .. } => "segment_page_misaligned",
+            SglError::StreamLength { .. } => "stream_length",
         }
     }
 
@@ -209,6 +218,10 @@ impl fmt::Display for SglError {
             SglError::SegmentPageMisaligned { index, bus } => {
                 write!(f, "segment page {index} at {bus:#x} is not qword aligned")
             }
+            SglError::StreamLength { declared, streamed } => write!(
+                f,
+                "the SGL writer was created for {declared} data descriptors but {streamed} were produced"
+            ),
         }
     }
 }
@@ -239,6 +252,14 @@ pub struct Sgl {
 }
 
 impl Sgl {
+    pub(super) const fn new(dptr: SglDescriptor, descriptors: u64, segments: usize) -> Self {
+        Self {
+            dptr,
+            descriptors,
+            segments,
+        }
+    }
+
     /// DPTR for [`super::SubmissionQueueEntry::set_data_pointer`] (PSDT 01b).
     pub const fn data_pointer(&self) -> super::DataPointer {
         super::DataPointer::Sgl(self.dptr)
@@ -256,17 +277,15 @@ impl Sgl {
 }
 
 /// Largest number of descriptors in one segment (its length field is 32 bits).
-const MAX_SEGMENT_SLOTS: usize = (u32::MAX / 16) as usize;
+pub(super) const MAX_SEGMENT_SLOTS: usize = (u32::MAX / 16) as usize;
 
-/// Coalesced, split descriptors in transfer order.
+/// Coalesced runs checked against the capabilities, and the descriptors they split into
+/// (the counting side of [`sgl_descriptors`]).
 #[derive(Clone)]
 struct Descriptors<I> {
     runs: Runs<I>,
     caps: SglCapabilities,
     key: Option<u32>,
-    /// Current run: (item, input index) and bytes already emitted.
-    cur: Option<(SglItem, usize)>,
-    done: u64,
 }
 
 impl<I: Iterator<Item = SglItem>> Descriptors<I> {
@@ -275,8 +294,6 @@ impl<I: Iterator<Item = SglItem>> Descriptors<I> {
             runs: Runs::new(items),
             caps: opts.caps,
             key: opts.key,
-            cur: None,
-            done: 0,
         }
     }
 }
@@ -333,43 +350,6 @@ impl<I: Iterator<Item = SglItem>> Descriptors<I> {
     }
 }
 
-impl<I: Iterator<Item = SglItem>> Iterator for Descriptors<I> {
-    type Item = Result<SglDescriptor, SglError>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        if self.cur.is_none() {
-            let run = match self.next_run()? {
-                Ok(r) => r,
-                Err(e) => return Some(Err(e)),
-            };
-            self.cur = Some((run.item, run.first));
-            self.done = 0;
-        }
-        let (item, _) = self.cur?;
-        let (max, chunk) = self.limits(item);
-        let total = item.len();
-        let left = total - self.done;
-        let piece = if total <= max { left } else { left.min(chunk) };
-        let off = self.done;
-        self.done += piece;
-        if self.done == total {
-            self.cur = None;
-        }
-        let d = match item {
-            SglItem::BitBucket(_) => SglDescriptor::bit_bucket(piece as u32),
-            SglItem::Data(r) => {
-                let a = DmaAddr::new(r.addr().as_u64() + off);
-                match self.key {
-                    Some(k) => SglDescriptor::keyed_data_block(a, piece as u32, k)
-                        .unwrap_or(SglDescriptor::data_block(a, piece as u32)),
-                    None => SglDescriptor::data_block(a, piece as u32),
-                }
-            }
-        };
-        Some(Ok(d))
-    }
-}
-
 /// Checks that `items` can be encoded for a controller with `opts` and counts the data
 /// descriptors (after merging and splitting). O(n), no allocation.
 ///
@@ -408,6 +388,12 @@ where
 ///
 /// Never allocates; O(items + descriptors).
 ///
+/// **Device segment limits.** The encoder only splits at the descriptor length limits.
+/// A device with a smaller maximum segment size or a segment boundary needs the DMA
+/// view of a mapping split first: pass `constraints.segments(mapping.dma().iter().copied())`
+/// ([`DmaConstraints::segments`](crate::DmaConstraints::segments)); an IOVA mapping is
+/// one coalesced range however the physical list was segmented.
+///
 /// # Errors
 /// [`SglError`]: layout and capability errors before anything is written; pool errors
 /// (too few, misaligned or too small pages) possibly after earlier pages were written.
@@ -431,112 +417,19 @@ where
     P: IntoIterator<Item = SglSegmentPage<'a>>,
 {
     let items = items.into_iter().map(Into::<SglItem>::into);
+    // Every capability and layout error before anything is written; then the one
+    // streaming writer.
     let total = sgl_descriptors(items.clone(), &opts)?;
-    let mut descs = Descriptors::new(items, &opts);
-    if total == 1 {
-        if let Some(Ok(d)) = descs.clone().next() {
-            if d.descriptor_type() != super::SglDescriptorType::BitBucket {
-                return Ok(Sgl {
-                    dptr: d,
-                    descriptors: 1,
-                    segments: 0,
-                });
-            }
-        }
+    let mut w = SglWriter::new(opts, total, pool);
+    for item in items {
+        w.push(item)?;
     }
-    let mut pool = pool.into_iter();
-    let mut used = 0usize;
-    // `more`: pages still needed, counting the one being taken.
-    let mut take = |used: &mut usize, more: u64| -> Result<SglSegmentPage<'a>, SglError> {
-        let page = pool.next().ok_or(SglError::TooFewSegmentPages {
-            needed: (*used as u64).saturating_add(more),
-            supplied: *used,
-        })?;
-        let index = *used;
-        *used += 1;
-        if page.bus.as_u64() & 7 != 0 {
-            return Err(SglError::SegmentPageMisaligned {
-                index,
-                bus: page.bus.as_u64(),
-            });
-        }
-        if page.descriptors.is_empty() {
-            return Err(SglError::SegmentPageTooSmall { index, slots: 0 });
-        }
-        Ok(page)
-    };
-    let mut fill = |slots: &mut [SglDescriptor]| -> Result<(), SglError> {
-        for s in slots {
-            *s = descs.next().ok_or(SglError::Empty)??;
-        }
-        Ok(())
-    };
-
-    let mut dptr = SglDescriptor::default();
-    // Where the descriptor pointing at the current page goes: DPTR or the previous
-    // page's last slot.
-    let mut pointer: Option<&'a mut SglDescriptor> = None;
-    let mut prev_count: Option<u64> = None;
-    let mut remaining = total;
-    let mut page = take(&mut used, 1)?;
-    loop {
-        let bus = page.bus;
-        let slots = page.descriptors;
-        let cap = slots.len().min(MAX_SEGMENT_SLOTS) as u64;
-        let (count, link) = if remaining <= cap {
-            fill(&mut slots[..remaining as usize])?;
-            (remaining, None)
-        } else {
-            if cap < 2 {
-                return Err(SglError::SegmentPageTooSmall {
-                    index: used - 1,
-                    slots: slots.len(),
-                });
-            }
-            let next = take(&mut used, pages_for(remaining - (cap - 1), cap))?;
-            let next_cap = next.descriptors.len().min(MAX_SEGMENT_SLOTS) as u64;
-            let mut data = cap - 1;
-            let ends_in_last_segment = remaining - data <= next_cap;
-            if opts.qemu_chain_workaround
-                && ends_in_last_segment
-                && pointer.is_some()
-                && prev_count == Some(data + 1)
-            {
-                data -= 1;
-            }
-            let (head, tail) = slots.split_at_mut(data as usize);
-            fill(head)?;
-            remaining -= data;
-            (data + 1, Some((tail, next)))
-        };
-        let len = (count * 16) as u32;
-        let to_here = match link {
-            None => SglDescriptor::last_segment(bus, len),
-            Some(_) => SglDescriptor::segment(bus, len),
-        };
-        match pointer.take() {
-            None => dptr = to_here,
-            Some(p) => *p = to_here,
-        }
-        match link {
-            None => break,
-            Some((tail, next)) => {
-                pointer = tail.first_mut();
-                prev_count = Some(count);
-                page = next;
-            }
-        }
-    }
-    Ok(Sgl {
-        dptr,
-        descriptors: total,
-        segments: used,
-    })
+    w.finish()
 }
 
 /// Pages that hold `rem` more descriptors when each holds `cap` (at least 2) and every
 /// page but the last spends one slot on the link to the next.
-fn pages_for(rem: u64, cap: u64) -> u64 {
+pub(super) fn pages_for(rem: u64, cap: u64) -> u64 {
     if rem <= cap {
         1
     } else {

@@ -287,16 +287,40 @@ fn write_dma<M: MemoryWriter<Virt> + ?Sized>(
         .map_err(|_| err)
 }
 
-/// Maps a table through an IOMMU as `iommu_dma_map_sg` does: calls `map(iova, phys)`
-/// once per entry with its granule-aligned physical span and IOVA (padding is left
-/// unmapped), then writes the merged DMA view (see the module docs) and sets
+/// What [`iommu_map_sg`] asks its IOMMU callback to do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SgOp {
+    /// Map the span at the IOVA (`iommu_map`); return `false` on failure.
+    Map,
+    /// Undo an earlier successful `Map` of exactly this span and IOVA (`iommu_unmap`),
+    /// while unwinding a failure; the return value is ignored.
+    Unmap,
+}
+
+/// Maps a table through an IOMMU as `iommu_dma_map_sg` does: calls
+/// `iommu(SgOp::Map, iova, phys)` once per entry with its granule-aligned physical span
+/// and IOVA, then writes the merged DMA view (see the module docs) and sets
 /// `table.nents`. Returns `nents`.
 ///
 /// `iova_base` is the start of an allocation of [`iommu_iova_len`] bytes.
 ///
+/// **On a failed map** it unwinds like the kernel (`iommu_unmap` of what was mapped,
+/// then `__invalidate_sg`): every span mapped so far gets `iommu(SgOp::Unmap, ..)` in
+/// entry order, every entry is marked `DMA_MAPPING_ERROR` / length 0 and `nents` is
+/// set to 0. Nothing stays mapped.
+///
+/// **Padding is not mapped.** Where the kernel lengthens the previous entry up to the
+/// segment boundary and maps that padding too (so that one `iommu_unmap` of the whole
+/// allocation covers it), this function leaves the padding IOVA unmapped: mapping it
+/// would expose to the device the physical pages that follow the previous entry, which
+/// belong to someone else. The allocation therefore has holes: tear it down entry by
+/// entry (the spans given to `Map`), or with a teardown that skips unmapped IOVA, such
+/// as [`DmaMapper::destroy`](crate::map::DmaMapper::destroy) of the
+/// [`SoftIommu`](crate::map::SoftIommu) (a unit test holds both to it).
+///
 /// # Errors
 /// As [`iommu_iova_len`], plus [`SgDmaError::BadIovaBase`],
-/// [`SgDmaError::MapFailed`] (nothing written yet) and [`SgDmaError::Unwritable`].
+/// [`SgDmaError::MapFailed`] (unwound as above) and [`SgDmaError::Unwritable`].
 ///
 /// # Examples
 /// ```
@@ -309,7 +333,7 @@ fn write_dma<M: MemoryWriter<Virt> + ?Sized>(
 /// let mut t = export(&RangeView::full(&r)?, &vm, u32::MAX, &mut chunks)?.table;
 /// let p = IommuSgParams { granule: PageSize::SIZE_4K, seg_boundary_mask: u64::MAX, max_seg_size: 0x10000 };
 /// assert_eq!(iommu_iova_len(&chunks[..], &t, &vm, p, 64)?, 0x4000);
-/// let n = iommu_map_sg(&mut chunks[..], &mut t, &vm, p, DmaAddr::new(0xf000_0000), 64, |_, _| true)?;
+/// let n = iommu_map_sg(&mut chunks[..], &mut t, &vm, p, DmaAddr::new(0xf000_0000), 64, |_, _, _| true)?;
 /// assert_eq!((n, t.nents, t.orig_nents), (1, 1, 3));
 /// let mut out = DmaArray::<4>::new();
 /// import_dma(&chunks[..], &t, 64, &mut out)?;
@@ -323,12 +347,12 @@ pub fn iommu_map_sg<M, P, F>(
     params: IommuSgParams,
     iova_base: DmaAddr,
     max_entries: u32,
-    mut map: F,
+    mut iommu: F,
 ) -> Result<u32, SgDmaError>
 where
     M: MemoryReader<Virt> + MemoryWriter<Virt> + ?Sized,
     P: PageModel + ?Sized,
-    F: FnMut(DmaAddr, Range<Phys>) -> bool,
+    F: FnMut(SgOp, DmaAddr, Range<Phys>) -> bool,
 {
     let total = iommu_iova_len(&*mem, table, model, params, max_entries)?;
     let base = iova_base.as_u64();
@@ -344,16 +368,37 @@ where
         return Err(bad);
     }
     // Pass 1: map every entry.
-    for_each_placement(&*mem, table, model, params, max_entries, |e, phys, p| {
+    let span_of = |phys: Range<Phys>, p: &Placement| {
         let iova = DmaAddr::new(base + p.iova_off);
         let start = phys.addr().as_u64() - p.off;
-        let span = Range::try_new(start, p.aligned).map_err(|_| SgDmaError::IovaOverflow)?;
-        if map(iova, span) {
+        Range::try_new(start, p.aligned)
+            .map(|span| (iova, span))
+            .map_err(|_| SgDmaError::IovaOverflow)
+    };
+    let mut mapped: u32 = 0;
+    let pass1 = for_each_placement(&*mem, table, model, params, max_entries, |e, phys, p| {
+        let (iova, span) = span_of(phys, p)?;
+        if iommu(SgOp::Map, iova, span) {
+            mapped += 1;
             Ok(())
         } else {
             Err(SgDmaError::MapFailed { index: e.index })
         }
-    })?;
+    });
+    if let Err(err) = pass1 {
+        unwind_map_sg(
+            mem,
+            table,
+            model,
+            params,
+            max_entries,
+            (base, mapped),
+            |iova, span| {
+                iommu(SgOp::Unmap, iova, span);
+            },
+        );
+        return Err(err);
+    }
     // Pass 2: __finalise_sg.
     let max_len = params.max_seg_size;
     let mut layout = Layout::new(params)?;
@@ -394,6 +439,40 @@ where
     }
     table.nents = count;
     Ok(count)
+}
+
+/// Undoes the first `mapped` maps of [`iommu_map_sg`] (IOVA base `base`) and marks every
+/// entry `DMA_MAPPING_ERROR` / 0 (`__invalidate_sg`). Best effort: the table was walked
+/// once already, so the walks cannot fail differently; errors are ignored.
+fn unwind_map_sg<M, P>(
+    mem: &mut M,
+    table: &mut SgTable,
+    model: &P,
+    params: IommuSgParams,
+    max_entries: u32,
+    (base, mapped): (u64, u32),
+    mut unmap: impl FnMut(DmaAddr, Range<Phys>),
+) where
+    M: MemoryReader<Virt> + MemoryWriter<Virt> + ?Sized,
+    P: PageModel + ?Sized,
+{
+    // In entry order, without storage (the kernel's one `iommu_unmap` of the mapped
+    // prefix has no order either): each mapped span exactly once, padding never.
+    let _ = for_each_placement(&*mem, table, model, params, max_entries, |e, phys, p| {
+        if e.index < mapped {
+            if let Ok(span) = Range::try_new(phys.addr().as_u64() - p.off, p.aligned) {
+                unmap(DmaAddr::new(base + p.iova_off), span);
+            }
+        }
+        Ok(())
+    });
+    let mut cur = SgCursor::new(table.sgl, Some(table.orig_nents), max_entries);
+    while let Ok(Some(e)) = cur.step(&*mem) {
+        if write_dma(mem, e.addr.as_u64(), Some(DMA_MAPPING_ERROR), 0).is_err() {
+            break;
+        }
+    }
+    table.nents = 0;
 }
 
 /// Maps a table without an IOMMU, as `dma_direct_map_sg` does: every entry gets
@@ -462,7 +541,7 @@ mod tests {
             p,
             DmaAddr::new(base),
             64,
-            |_, _| true,
+            |_, _, _| true,
         )
         .unwrap();
         let mut out = DmaArray::<8>::new();
@@ -555,7 +634,7 @@ mod tests {
             p,
             DmaAddr::new(0x1f000),
             8,
-            |_, _| true,
+            |_, _, _| true,
         )
         .unwrap_err();
         assert_eq!(e.kind(), "bad_iova_base");
@@ -566,9 +645,96 @@ mod tests {
             p,
             DmaAddr::new(0x10000),
             8,
-            |_, _| false,
+            |_, _, _| false,
         )
         .unwrap_err();
         assert_eq!(e, SgDmaError::MapFailed { index: 0 });
+    }
+
+    /// A map failing part-way: every span mapped before it is unmapped (the padding hole
+    /// is never touched), every entry is marked, nents is 0; a whole-allocation unmap
+    /// through the software IOMMU also handles the hole.
+    #[test]
+    fn failed_map_unwinds_like_the_kernel() {
+        use crate::map::{Attrs, DataDirection, DmaMapper, SoftIommu};
+        use std::vec::Vec;
+        let p = IommuSgParams {
+            granule: PageSize::SIZE_4K,
+            seg_boundary_mask: 0x3fff,
+            max_seg_size: 0x4000,
+        };
+        // Entry 0 (0x3000) is padded to 0x4000 before entry 1; entry 2 fails.
+        let r = [
+            PhysRange::new(0x10000, 0x3000),
+            PhysRange::new(0x20000, 0x2000),
+            PhysRange::new(0x30000, 0x1000),
+        ];
+        let mut a = [Scatterlist::default(); 4];
+        let mut chunks = [SgChunk {
+            addr: VirtAddr::new(0x1000),
+            entries: &mut a,
+        }];
+        let mut t = export(&RangeView::full(&r).unwrap(), &VM, u32::MAX, &mut chunks)
+            .unwrap()
+            .table;
+        let mut log: Vec<(SgOp, u64, u64)> = Vec::new();
+        let e = iommu_map_sg(
+            &mut chunks[..],
+            &mut t,
+            &VM,
+            p,
+            DmaAddr::new(0x10_0000),
+            8,
+            |op, iova, span| {
+                log.push((op, iova.as_u64(), span.len()));
+                !(op == SgOp::Map && span.addr().as_u64() == 0x30000)
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e, SgDmaError::MapFailed { index: 2 });
+        assert_eq!(
+            log,
+            [
+                (SgOp::Map, 0x10_0000, 0x3000),
+                (SgOp::Map, 0x10_4000, 0x2000),
+                (SgOp::Map, 0x10_6000, 0x1000),
+                (SgOp::Unmap, 0x10_0000, 0x3000),
+                (SgOp::Unmap, 0x10_4000, 0x2000),
+            ]
+        );
+        assert_eq!(t.nents, 0);
+        for s in &a[..3] {
+            assert_eq!((s.dma_address, s.dma_length), (DMA_MAPPING_ERROR, 0));
+        }
+
+        // The same layout mapped in the software IOMMU, hole at 0x3000..0x4000: tearing
+        // the whole allocation down (`destroy`) unmaps both entries and skips the hole.
+        let iommu = SoftIommu::new_4k();
+        let d = DataDirection::ToDevice;
+        let mut space = iommu
+            .reserve(crate::PhysAddr::new(0), 0x6000)
+            .unwrap()
+            .unwrap();
+        iommu
+            .link(
+                &mut space,
+                PhysRange::new(0x10000, 0x3000),
+                0,
+                d,
+                Attrs::empty(),
+            )
+            .unwrap();
+        iommu
+            .link(
+                &mut space,
+                PhysRange::new(0x20000, 0x2000),
+                0x4000,
+                d,
+                Attrs::empty(),
+            )
+            .unwrap();
+        assert_eq!(iommu.stats().mapped_bytes, 0x5000);
+        iommu.destroy(space, d, Attrs::empty()).unwrap();
+        assert_eq!(iommu.stats().mapped_bytes, 0);
     }
 }

@@ -36,7 +36,7 @@ mod import;
 mod layout;
 mod page;
 
-pub use dma::{direct_map_sg, iommu_iova_len, iommu_map_sg, IommuSgParams, SgDmaError};
+pub use dma::{direct_map_sg, iommu_iova_len, iommu_map_sg, IommuSgParams, SgDmaError, SgOp};
 pub use export::{chunk_split, entries_needed, export, SgChunk, SgExportError, SgExported};
 pub use import::{
     entry_phys, import, import_bio_vecs, import_dma, SgEntry, SgImportError, SgWalk,
