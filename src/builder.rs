@@ -96,7 +96,8 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
     /// assert_eq!(b.segments(), [PhysRange::new(0, 8)]);
     /// ```
     pub fn segments(&self) -> &[Range<S>] {
-        &self.sink.ranges()[self.base..]
+        // `base` is the sink's length when the builder started; rollbacks never go below.
+        self.sink.ranges().get(self.base..).unwrap_or(&[])
     }
 
     /// Bytes accepted so far.
@@ -241,7 +242,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let len = range.len();
         // The two input checks both fast paths need; failures go to `push_slow`, which
         // reports them.
-        let acceptable = addr & (c.alignment() - 1) == 0 && c.dma_mask().covers(range);
+        let acceptable = addr & c.alignment_mask() == 0 && c.dma_mask().covers(range);
         if acceptable
             && !self.tail.is_some_and(|t| t.is_contiguous_with(range))
             && len <= c.final_room_at(addr)
@@ -251,13 +252,15 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 if self.sink.remaining_capacity() >= 1 {
                     if self.sink.push_range(range).is_err() {
                         // As the general path: the sink refused (its own total).
-                        let before = self.base + self.produced;
+                        // Both count ranges in the sink: their sum is its length.
+                        let before = self.base.saturating_add(self.produced);
                         self.sink.truncate_ranges(before);
                         return Err(BuildError::TotalOverflow { index: self.inputs });
                     }
                     self.total = total;
-                    self.inputs += 1;
-                    self.produced += 1;
+                    // Counts of ranges pushed: bounded by the sink, far below `usize::MAX`.
+                    self.inputs = self.inputs.saturating_add(1);
+                    self.produced = self.produced.saturating_add(1);
                     self.tail = Some(range);
                     return Ok(());
                 }
@@ -278,7 +281,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                         // which reports it with nothing changed.
                         if self.sink.replace_last(m).is_ok() {
                             self.total = total;
-                            self.inputs += 1;
+                            self.inputs = self.inputs.saturating_add(1);
                             self.tail = Some(m);
                             return Ok(());
                         }
@@ -296,7 +299,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
         let index = self.inputs;
         let c = self.constraints;
         let addr = range.addr().as_u64();
-        if addr & (c.alignment() - 1) != 0 {
+        if addr & c.alignment_mask() != 0 {
             return Err(BuildError::Unaligned {
                 index,
                 addr,
@@ -329,16 +332,19 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 };
             }
         }
-        let rest_len = range.len() - absorbed;
-        // `addr + absorbed` is inside the range, so it cannot overflow.
+        // `absorbed <= range.len()` by construction just above.
+        let rest_len = range.len().saturating_sub(absorbed);
+        // `addr + absorbed` is inside the range (used only when `rest_len > 0`), so it
+        // cannot wrap.
+        let rest_addr = addr.wrapping_add(absorbed);
         let needed = if rest_len == 0 {
             0
-        } else if rest_len <= c.final_room_at(addr + absorbed) {
+        } else if rest_len <= c.final_room_at(rest_addr) {
             // One piece (the common case): what the commit loop below writes, without
             // count_pieces' u128 arithmetic.
             1
         } else {
-            count_pieces(&c, addr + absorbed, rest_len)
+            count_pieces(&c, rest_addr, rest_len)
         };
         let produced = self.segments().len() as u64;
         if produced.saturating_add(needed) > c.max_segments() as u64 {
@@ -364,7 +370,10 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 // Nothing written yet: a refusal leaves the sink as it was.
                 if self
                     .sink
-                    .replace_last(Range::new(t.addr().as_u64(), t.len() + absorbed))
+                    .replace_last(Range::new(
+                        t.addr().as_u64(),
+                        t.len().saturating_add(absorbed),
+                    ))
                     .is_err()
                 {
                     return Err(BuildError::TotalOverflow { index });
@@ -392,12 +401,13 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                 }
                 return Err(BuildError::TotalOverflow { index });
             }
-            rem -= piece;
+            // `piece <= rem` (both branches above).
+            rem = rem.saturating_sub(piece);
             // Wraps only after the final piece of a range ending at 2^64.
             cur = cur.wrapping_add(piece);
         }
         self.total = new_total;
-        self.inputs += 1;
+        self.inputs = self.inputs.saturating_add(1);
         self.produced = self.segments().len();
         self.tail = self.segments().last().copied();
         Ok(())
@@ -409,6 +419,11 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
 /// the next start aligned), except that the final piece may use the whole
 /// `final_room_at` — which can save exactly one piece when the last two greedy pieces
 /// share a boundary window and fit in `max_segment_size` together.
+// Proof: u128 arithmetic on values of at most 2^64 (no overflow); `end >= 1` (`len > 0`);
+// `end - 1 >= s0` (`s0` is `addr` or the start of the last window, both <= end - 1);
+// `last_start = s0 + k * max` with `k >= 1` before `last_start - max`; `max >= 1`;
+// `greedy >= 2` before `greedy - 1`.
+#[allow(clippy::arithmetic_side_effects)]
 fn count_pieces(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
     let greedy = count_greedy(c, addr, len);
     if greedy < 2 || greedy == u64::MAX {
@@ -428,6 +443,10 @@ fn count_pieces(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
 }
 
 /// [`count_pieces`] without the final-piece rule.
+// Proof: `mask - (addr & mask)` cannot underflow; u128 sums and products of values of at
+// most 2^64 cannot overflow; `max >= 1` and `window >= 1` for the divisions; `len >
+// to_boundary` before `len - to_boundary`.
+#[allow(clippy::arithmetic_side_effects)]
 fn count_greedy(c: &DmaConstraints, addr: u64, len: u64) -> u64 {
     let max = c.effective_max_segment_size();
     let mask = c.segment_boundary_mask();
@@ -452,6 +471,15 @@ fn sat(x: u128) -> u64 {
 }
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use crate::range::PhysRange;

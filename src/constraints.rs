@@ -235,7 +235,7 @@ impl DmaConstraints {
     // `alignment >= 1`: it is only ever set to 1, 512 or a power of two that
     // `with_alignment` checked.
     #[allow(clippy::arithmetic_side_effects)]
-    const fn alignment_mask(&self) -> u64 {
+    pub(crate) const fn alignment_mask(&self) -> u64 {
         self.alignment - 1
     }
 

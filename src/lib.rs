@@ -136,6 +136,19 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![warn(missing_docs)]
+// "Bad input never panics", enforced by the compiler in library code: no unchecked
+// arithmetic, no indexing that can panic, no unwrap/expect/panic/unreachable/todo.
+// Each remaining exception is a local `#[allow]` with a one-line proof beside it
+// (TESTING.md lists them); test modules opt out with their own `#[allow]`.
+#![deny(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

@@ -32,7 +32,8 @@ pub fn merge_boundary_ok(phys: RangeView<'_, Phys>, granule: PageSize) -> bool {
     let n = phys.segment_count();
     phys.iter().enumerate().all(|(i, r)| {
         let start_ok = i == 0 || r.addr().is_aligned(granule);
-        let end_ok = i + 1 == n || r.end_u64().map_or(true, |e| e & granule.mask() == 0);
+        let end_ok =
+            i.saturating_add(1) == n || r.end_u64().map_or(true, |e| e & granule.mask() == 0);
         start_ok && end_ok
     })
 }

@@ -243,7 +243,7 @@ impl Prp {
     pub const fn list_page_entries(&self, i: usize) -> u64 {
         if i >= self.list_pages {
             0
-        } else if i + 1 == self.list_pages {
+        } else if i.saturating_add(1) == self.list_pages {
             self.last_page_entries
         } else if i == 0 {
             self.first_page_slots
@@ -286,6 +286,8 @@ where
         let e = r.last().as_u64().wrapping_add(1);
         // Pages touched by [s, last], computed without overflow; saturates like the
         // total (at most 2^52 + 1 entries per 2^64 bytes).
+        // `last >= s`, and the count is at most 2^52 + 1.
+        #[allow(clippy::arithmetic_side_effects)]
         let pages = (r.last().as_u64() >> shift) - (s >> shift) + 1;
         match prev_end {
             None => {
@@ -360,6 +362,9 @@ pub(crate) fn by_value<R: Borrow<DmaRange>>(r: R) -> DmaRange {
 /// assert_eq!(prp_list_pages_needed(1024, mps, 0), 2); // 511 + 512
 /// assert_eq!(prp_list_pages_needed(1025, mps, 0), 3);
 /// ```
+// Proof of the arithmetic: `entries > 2` below the early return; `first >= 1` (the offset
+// is at most `mps - 8`); `full >= 512`; `list > first - 1` in the final branch.
+#[allow(clippy::arithmetic_side_effects)]
 pub fn prp_list_pages_needed(entries: u64, mps: MemoryPageSize, first_list_offset: u64) -> u64 {
     if entries <= 2 {
         return 0;
@@ -434,15 +439,17 @@ where
             Some((p, first)) => match p.merge(r) {
                 Some(m) => Some((m, first)),
                 None => {
-                    f(p, first, index - 1)?;
+                    // A run is pending, so at least one range came before: `index >= 1`.
+                    f(p, first, index.saturating_sub(1))?;
                     Some((r, index))
                 }
             },
         };
-        index += 1;
+        // One per input range: an iterator cannot yield `usize::MAX` ranges here.
+        index = index.saturating_add(1);
     }
     match pending {
-        Some((p, first)) => f(p, first, index - 1),
+        Some((p, first)) => f(p, first, index.saturating_sub(1)),
         None => Ok(()),
     }
 }
@@ -457,7 +464,7 @@ fn fill(dst: &mut [u64], first: u64, ps: u64) {
     let steps: [u64; 8] = core::array::from_fn(|j| (j as u64).wrapping_mul(ps));
     let mut v = first;
     // Entries up to the next cache-line boundary (the address is only inspected).
-    let head = ((64 - (dst.as_ptr() as usize & 63)) & 63) / 8;
+    let head = (64usize.wrapping_sub(dst.as_ptr() as usize & 63) & 63) / 8;
     let (head, dst) = dst.split_at_mut(head.min(dst.len()));
     for d in head {
         *d = v.to_le();
@@ -566,9 +573,14 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         self.slot = 0;
         // Also never past the entries still to write (`slot + remaining` is constant
         // within a page), so `slot < fast_end` alone admits a write.
-        let data_slots = if self.remaining <= cap { cap } else { cap - 1 };
+        // A list page has at least one slot (`cap >= 1`), so the chain slot leaves `cap - 1`.
+        let data_slots = if self.remaining <= cap {
+            cap
+        } else {
+            cap.saturating_sub(1)
+        };
         self.fast_end = data_slots.min(self.remaining);
-        self.used += 1;
+        self.used = self.used.saturating_add(1);
         Ok(())
     }
 
@@ -576,7 +588,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         if let Some(s) = self.cur.get_mut(self.slot as usize) {
             *s = value.to_le();
         }
-        self.slot += 1;
+        // `slot <= cap <= 2^14` (a list page's slots).
+        self.slot = self.slot.saturating_add(1);
     }
 
     /// Writes `count` list entries `first, first + page, ...`: whole stretches of a
@@ -589,8 +602,9 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         if self.slot < self.fast_end {
             if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
-                self.slot += 1;
-                self.remaining -= 1;
+                // `slot < fast_end <= min(cap, slot + remaining)`: neither wraps.
+                self.slot = self.slot.saturating_add(1);
+                self.remaining = self.remaining.saturating_sub(1);
                 return true;
             }
         }
@@ -603,7 +617,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
     pub(super) fn try_push_run(&mut self, first: u64, count: u64) -> bool {
         if count <= self.fast_end.saturating_sub(self.slot) {
             let from = self.slot as usize;
-            if let Some(dst) = self.cur.get_mut(from..from + count as usize) {
+            if let Some(dst) = self.cur.get_mut(from..from.saturating_add(count as usize)) {
                 let ps = self.mps.get();
                 if count <= 32 {
                     // Short runs: a plain loop (the aligned 8-wide fill pays off on long
@@ -616,8 +630,9 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                 } else {
                     fill(dst, first, ps);
                 }
-                self.slot += count;
-                self.remaining -= count;
+                // `count <= fast_end - slot <= remaining`: neither wraps.
+                self.slot = self.slot.saturating_add(count);
+                self.remaining = self.remaining.saturating_sub(count);
                 return true;
             }
         }
@@ -630,8 +645,9 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         if self.slot < self.fast_end {
             if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
-                self.slot += 1;
-                self.remaining -= 1;
+                // `slot < fast_end <= min(cap, slot + remaining)`: neither wraps.
+                self.slot = self.slot.saturating_add(1);
+                self.remaining = self.remaining.saturating_sub(1);
                 return Ok(());
             }
         }
@@ -647,13 +663,14 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             let room = self.fast_end.saturating_sub(self.slot);
             if count <= room {
                 let from = self.slot as usize;
-                if let Some(dst) = page.get_mut(from..from + count as usize) {
+                if let Some(dst) = page.get_mut(from..from.saturating_add(count as usize)) {
                     for d in dst {
                         *d = first.to_le();
                         first = first.wrapping_add(ps);
                     }
-                    self.slot += count;
-                    self.remaining -= count;
+                    // `count <= fast_end - slot <= remaining`: neither wraps.
+                    self.slot = self.slot.saturating_add(count);
+                    self.remaining = self.remaining.saturating_sub(count);
                     return Ok(());
                 }
             }
@@ -661,35 +678,40 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         while count > 0 {
             // Slots of the current page that take data without a chain decision: all
             // that are left when the rest of the list fits, else all but the last.
+            // `slot <= cap` always (a page is opened before its slots are written).
+            let left = self.cap.saturating_sub(self.slot);
             let room = if self.used == 0 {
                 0
-            } else if self.remaining <= self.cap - self.slot {
-                self.cap - self.slot
+            } else if self.remaining <= left {
+                left
             } else {
-                (self.cap - self.slot).saturating_sub(1)
+                left.saturating_sub(1)
             };
             let k = room.min(count);
             if k == 0 {
                 self.push(first)?;
                 first = first.wrapping_add(ps);
-                count -= 1;
+                // `count > 0` (the loop condition).
+                count = count.saturating_sub(1);
                 continue;
             }
-            let (from, to) = (self.slot as usize, (self.slot + k) as usize);
+            // `k <= room <= cap - slot`: the slots exist in the open page.
+            let (from, to) = (self.slot as usize, self.slot.saturating_add(k) as usize);
             match self.cur.get_mut(from..to) {
                 Some(dst) => fill(dst, first, ps),
                 None => {
                     // Cannot happen: `open` checked the page holds every slot written.
                     for j in 0..k {
-                        self.write(first.wrapping_add(j * ps));
+                        self.write(first.wrapping_add(j.wrapping_mul(ps)));
                     }
-                    self.slot -= k;
+                    self.slot = self.slot.saturating_sub(k);
                 }
             }
-            self.slot += k;
-            self.remaining -= k;
-            first = first.wrapping_add(k * ps);
-            count -= k;
+            // `k <= count` and `k <= remaining` (the layout counted every entry).
+            self.slot = self.slot.saturating_add(k);
+            self.remaining = self.remaining.saturating_sub(k);
+            first = first.wrapping_add(k.wrapping_mul(ps));
+            count = count.saturating_sub(k);
         }
         Ok(())
     }
@@ -701,12 +723,13 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             if bus & 7 != 0 {
                 return Err(PrpError::ListPageMisaligned { index: 0, bus });
             }
-            let cap = (self.mps.get() - (bus & self.mps.mask())) / 8;
+            // `bus & mask < mps`: at least one slot.
+            let cap = self.mps.get().saturating_sub(bus & self.mps.mask()) / 8;
             self.prp2 = bus;
             self.first_slots = cap;
             self.open(page, cap)?;
         }
-        if self.slot + 1 == self.cap && self.remaining > 1 {
+        if self.slot.saturating_add(1) == self.cap && self.remaining > 1 {
             let next = self.take_page()?;
             let bus = next.bus.as_u64();
             if bus & self.mps.mask() != 0 {
@@ -719,7 +742,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             self.open(next, self.mps.entries_per_list_page())?;
         }
         self.write(entry);
-        self.remaining -= 1;
+        // The layout counted this entry.
+        self.remaining = self.remaining.saturating_sub(1);
         Ok(())
     }
 }
@@ -727,6 +751,15 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
 crate::error::error_info!(PrpError, |e| e.index().map(crate::error::Position::index));
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::*;
     use std::vec::Vec;

@@ -430,10 +430,10 @@ where
 /// Pages that hold `rem` more descriptors when each holds `cap` (at least 2) and every
 /// page but the last spends one slot on the link to the next.
 pub(super) fn pages_for(rem: u64, cap: u64) -> u64 {
-    if rem <= cap {
-        1
-    } else {
-        1 + (rem - cap).div_ceil(cap - 1)
+    match (rem.checked_sub(cap), cap.checked_sub(1)) {
+        // More than one page: the first holds `cap - 1` and a link, and so on.
+        (Some(over), Some(per)) if over > 0 && per > 0 => over.div_ceil(per).saturating_add(1),
+        _ => 1,
     }
 }
 
@@ -454,7 +454,11 @@ pub fn sgl_segment_pages_needed(descriptors: u64, slots: u64) -> u64 {
     match descriptors {
         0 | 1 => 0,
         d if d <= slots => 1,
-        d => 1 + (d - (slots - 1) - 1).div_ceil(slots - 1),
+        // `d > slots >= 2`: the first page holds `slots - 1` data descriptors and a link.
+        d => d
+            .saturating_sub(slots)
+            .div_ceil(slots.saturating_sub(1))
+            .saturating_add(1),
     }
 }
 

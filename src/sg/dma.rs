@@ -176,7 +176,7 @@ struct Layout {
 impl Layout {
     fn new(params: IommuSgParams) -> Result<Self, SgDmaError> {
         let m = params.seg_boundary_mask;
-        if m.wrapping_add(1) & m != 0 || m < params.granule.get() - 1 || params.max_seg_size == 0 {
+        if m.wrapping_add(1) & m != 0 || m < params.granule.mask() || params.max_seg_size == 0 {
             return Err(SgDmaError::InvalidParams);
         }
         Ok(Self {
@@ -191,18 +191,21 @@ impl Layout {
         if len > self.params.max_seg_size {
             return Err(SgDmaError::SegmentTooLong { index, len });
         }
-        let g = self.params.granule.get();
         let mask = self.params.seg_boundary_mask;
-        let off = phys.addr().as_u64() & (g - 1);
-        let aligned = (off + u64::from(len))
-            .checked_add(g - 1)
+        let gm = self.params.granule.mask();
+        let off = phys.addr().as_u64() & gm;
+        // `off < g` and `len` is a u32: the sum fits.
+        let aligned = off
+            .saturating_add(u64::from(len))
+            .checked_add(gm)
             .ok_or(SgDmaError::IovaOverflow)?
-            & !(g - 1);
-        if aligned - 1 > mask {
+            & !gm;
+        // `aligned >= g` (entries are never empty); a 0 would wrap and be refused.
+        if aligned.wrapping_sub(1) > mask {
             return Err(SgDmaError::CrossesBoundary { index });
         }
         let pad = mask.wrapping_sub(self.iova_len).wrapping_add(1) & mask;
-        let padded = pad != 0 && pad < aligned - 1;
+        let padded = pad != 0 && pad < aligned.wrapping_sub(1);
         if padded {
             self.iova_len = self
                 .iova_len
@@ -361,16 +364,19 @@ where
     let last = if total == 0 {
         base
     } else {
-        base.checked_add(total - 1).ok_or(bad)?
+        // `total > 0` here.
+        base.checked_add(total.saturating_sub(1)).ok_or(bad)?
     };
     let fits_window = base & !mask == last & !mask;
-    if base & (params.granule.get() - 1) != 0 || (!fits_window && base & mask != 0) {
+    if base & params.granule.mask() != 0 || (!fits_window && base & mask != 0) {
         return Err(bad);
     }
     // Pass 1: map every entry.
     let span_of = |phys: Range<Phys>, p: &Placement| {
-        let iova = DmaAddr::new(base + p.iova_off);
-        let start = phys.addr().as_u64() - p.off;
+        // `iova_off < total` and `base + total - 1` was checked above; `off` is the
+        // address's offset in its granule, so neither wraps.
+        let iova = DmaAddr::new(base.wrapping_add(p.iova_off));
+        let start = phys.addr().as_u64().wrapping_sub(p.off);
         Range::try_new(start, p.aligned)
             .map(|span| (iova, span))
             .map_err(|_| SgDmaError::IovaOverflow)
@@ -379,7 +385,8 @@ where
     let pass1 = for_each_placement(&*mem, table, model, params, max_entries, |e, phys, p| {
         let (iova, span) = span_of(phys, p)?;
         if iommu(SgOp::Map, iova, span) {
-            mapped += 1;
+            // One per entry, at most `max_entries` (a u32).
+            mapped = mapped.saturating_add(1);
             Ok(())
         } else {
             Err(SgDmaError::MapFailed { index: e.index })
@@ -413,7 +420,8 @@ where
         if p.padded {
             cur_len = 0;
         }
-        let dma_addr = base + p.iova_off;
+        // Inside the IOVA range checked above.
+        let dma_addr = base.wrapping_add(p.iova_off);
         let s_length = e.entry.length;
         write_dma(mem, e.addr.as_u64(), Some(DMA_MAPPING_ERROR), 0)?;
         let merge = cur_len != 0
@@ -423,17 +431,19 @@ where
                 .checked_sub(cur_len)
                 .is_some_and(|room| room >= s_length);
         if merge {
-            cur_len += s_length;
+            // `s_length <= max_len - cur_len` (checked by `merge`).
+            cur_len = cur_len.saturating_add(s_length);
             write_dma(mem, out_addr, None, cur_len)?;
         } else {
             // The lagging cursor only revisits entries `s_cur` has read.
             let o = out_cur.step(&*mem)?.ok_or(SgDmaError::IovaOverflow)?;
             out_addr = o.addr.as_u64();
             cur_len = s_length;
-            count += 1;
-            write_dma(mem, out_addr, Some(dma_addr + p.off), cur_len)?;
+            // One per segment, at most `max_entries`.
+            count = count.saturating_add(1);
+            write_dma(mem, out_addr, Some(dma_addr.wrapping_add(p.off)), cur_len)?;
         }
-        if u64::from(s_length) + p.off < p.aligned {
+        if u64::from(s_length).saturating_add(p.off) < p.aligned {
             cur_len = 0;
         }
     }
@@ -460,8 +470,9 @@ fn unwind_map_sg<M, P>(
     // prefix has no order either): each mapped span exactly once, padding never.
     let _ = for_each_placement(&*mem, table, model, params, max_entries, |e, phys, p| {
         if e.index < mapped {
-            if let Ok(span) = Range::try_new(phys.addr().as_u64() - p.off, p.aligned) {
-                unmap(DmaAddr::new(base + p.iova_off), span);
+            // As in the map pass: neither wraps.
+            if let Ok(span) = Range::try_new(phys.addr().as_u64().wrapping_sub(p.off), p.aligned) {
+                unmap(DmaAddr::new(base.wrapping_add(p.iova_off)), span);
             }
         }
         Ok(())
@@ -511,6 +522,15 @@ where
 crate::error::error_info!(SgDmaError);
 
 #[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
 mod tests {
     use super::super::export::{export, SgChunk};
     use super::super::import::import_dma;
