@@ -259,8 +259,8 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                     }
                     self.total = total;
                     // Counts of ranges pushed: bounded by the sink, far below `usize::MAX`.
-                    self.inputs = self.inputs.saturating_add(1);
-                    self.produced = self.produced.saturating_add(1);
+                    self.inputs = self.inputs.wrapping_add(1);
+                    self.produced = self.produced.wrapping_add(1);
                     self.tail = Some(range);
                     return Ok(());
                 }
@@ -281,7 +281,7 @@ impl<S: AddrSpace, K: RangeSink<S>> RangeBuilder<S, K> {
                         // which reports it with nothing changed.
                         if self.sink.replace_last(m).is_ok() {
                             self.total = total;
-                            self.inputs = self.inputs.saturating_add(1);
+                            self.inputs = self.inputs.wrapping_add(1);
                             self.tail = Some(m);
                             return Ok(());
                         }

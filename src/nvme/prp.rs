@@ -603,8 +603,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
                 // `slot < fast_end <= min(cap, slot + remaining)`: neither wraps.
-                self.slot = self.slot.saturating_add(1);
-                self.remaining = self.remaining.saturating_sub(1);
+                self.slot = self.slot.wrapping_add(1);
+                self.remaining = self.remaining.wrapping_sub(1);
                 return true;
             }
         }
@@ -631,8 +631,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                     fill(dst, first, ps);
                 }
                 // `count <= fast_end - slot <= remaining`: neither wraps.
-                self.slot = self.slot.saturating_add(count);
-                self.remaining = self.remaining.saturating_sub(count);
+                self.slot = self.slot.wrapping_add(count);
+                self.remaining = self.remaining.wrapping_sub(count);
                 return true;
             }
         }
@@ -646,8 +646,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             if let Some(d) = self.cur.get_mut(self.slot as usize) {
                 *d = entry.to_le();
                 // `slot < fast_end <= min(cap, slot + remaining)`: neither wraps.
-                self.slot = self.slot.saturating_add(1);
-                self.remaining = self.remaining.saturating_sub(1);
+                self.slot = self.slot.wrapping_add(1);
+                self.remaining = self.remaining.wrapping_sub(1);
                 return Ok(());
             }
         }
@@ -669,8 +669,8 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
                         first = first.wrapping_add(ps);
                     }
                     // `count <= fast_end - slot <= remaining`: neither wraps.
-                    self.slot = self.slot.saturating_add(count);
-                    self.remaining = self.remaining.saturating_sub(count);
+                    self.slot = self.slot.wrapping_add(count);
+                    self.remaining = self.remaining.wrapping_sub(count);
                     return Ok(());
                 }
             }
