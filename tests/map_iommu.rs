@@ -191,3 +191,68 @@ fn ten_thousand_cycles_do_not_leak() {
     assert_eq!((s.mapped_bytes, s.tables, s.allocations), (0, 0, 0));
     assert!(iommu.is_idle());
 }
+
+/// Issue 15: after unlinking the highest link, the highest link still present bounds
+/// where a short last link may go, not the start of the removed range. Here P stays at
+/// `[0, 0x1000)`, so a short link R at `[0x1000, 0x1800)` ends the transfer legally.
+#[test]
+fn short_last_link_after_unlinking_the_highest_link() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
+        .unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x20_0000, 0x1000), 0x2000, to, no)
+        .unwrap();
+    iommu.unlink(&mut s, 0x2000, 0x1000, to, no).unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no)
+        .unwrap();
+    // R is the last link now: nothing may follow it ...
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x40_0000, 0x1000), 0x2000, to, no),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    // ... and the device sees P then R.
+    let base = s.addr().as_u64();
+    assert_eq!(
+        iommu.translate(DmaAddr::new(base + 0xfff)),
+        Some(PhysAddr::new(0x10_0fff))
+    );
+    assert_eq!(
+        iommu.translate(DmaAddr::new(base + 0x17ff)),
+        Some(PhysAddr::new(0x30_07ff))
+    );
+    let s = iommu.sync(s, 0, 0x1800).unwrap();
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// The other side of the same rule: with a link still above, a short link below it is
+/// refused (it would leave a hole inside the transfer).
+#[test]
+fn short_link_below_a_remaining_link_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
+        .unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x20_0000, 0x1000), 0x2000, to, no)
+        .unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x50_0000, 0x1000), 0x3000, to, no)
+        .unwrap();
+    iommu.unlink(&mut s, 0x3000, 0x1000, to, no).unwrap();
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}

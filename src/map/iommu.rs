@@ -1355,10 +1355,10 @@ impl DmaMapper for SoftIommu {
         _dir: DataDirection,
         _attrs: Attrs,
     ) -> Result<(), MapError> {
-        let mut i = self.inner.borrow_mut();
-        self.own(&i, space)?;
+        self.own(&self.inner.borrow(), space)?;
         let g = self.cfg.granule;
-        space.unlink_with(offset, size, |dma| {
+        let unmap = |dma: DmaRange| {
+            let mut i = self.inner.borrow_mut();
             let iova = dma.addr().align_down(g);
             let end = dma.addr().as_u64() as u128 + dma.len() as u128;
             let gl = g.get() as u128;
@@ -1368,7 +1368,10 @@ impl DmaMapper for SoftIommu {
             i.stats.unmaps += 1;
             self.invalidate(&mut i, iova.as_u64(), len);
             Ok(())
-        })
+        };
+        // Asked after `unmap` returned (its borrow is over).
+        let is_mapped = |iova| self.inner.borrow().pt.lookup(iova).is_some();
+        space.unlink_with(offset, size, unmap, is_mapped)
     }
 
     fn free<St: SpaceState>(&self, mut space: IovaSpace<St>) -> Result<(), MapError> {
