@@ -19,3 +19,33 @@ fn iova_every_sequence_of_four_ops() {
         iova::CONFIGS
     );
 }
+
+#[path = "exhaustive/prp.rs"]
+mod prp;
+
+#[test]
+fn prp_every_layout_encodes_and_decodes_as_the_model() {
+    use physvec::nvme::MemoryPageSize;
+    for (mps, pages) in [
+        (MemoryPageSize::SIZE_4K, 4),
+        (MemoryPageSize::new(0x2000).unwrap(), 3),
+    ] {
+        let (layouts, encodings) = prp::check_layouts(mps, pages);
+        println!(
+            "exhaustive prp: mps {:#x}: {layouts} layouts, {encodings} encodings",
+            mps.get()
+        );
+    }
+}
+
+#[test]
+fn prp_every_small_pointer_set_decodes_as_the_model() {
+    use physvec::nvme::MemoryPageSize;
+    for mps in [
+        MemoryPageSize::SIZE_4K,
+        MemoryPageSize::new(0x2000).unwrap(),
+    ] {
+        let n = prp::check_decoder(mps);
+        println!("exhaustive prp decode: mps {:#x}: {n} cases", mps.get());
+    }
+}
