@@ -49,3 +49,12 @@ fn prp_every_small_pointer_set_decodes_as_the_model() {
         println!("exhaustive prp decode: mps {:#x}: {n} cases", mps.get());
     }
 }
+
+#[path = "exhaustive/sgl.rs"]
+mod sgl;
+
+#[test]
+fn sgl_every_chain_of_four_descriptors_decodes_as_the_model() {
+    let (chains, decodes, deep) = sgl::check_all(4);
+    println!("exhaustive sgl: {chains} chains ({deep} with two segments), {decodes} decodes");
+}
