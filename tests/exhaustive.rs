@@ -58,3 +58,15 @@ fn sgl_every_chain_of_four_descriptors_decodes_as_the_model() {
     let (chains, decodes, deep) = sgl::check_all(4);
     println!("exhaustive sgl: {chains} chains ({deep} with two segments), {decodes} decodes");
 }
+
+#[path = "exhaustive/sg.rs"]
+mod sg;
+
+#[test]
+fn sg_every_table_of_six_entries_walks_and_imports_as_the_model() {
+    let (tables, walks) = sg::check_all();
+    println!(
+        "exhaustive sg: {tables} tables of up to {} entries, {walks} walks",
+        sg::SLOTS
+    );
+}
