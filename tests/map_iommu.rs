@@ -256,3 +256,58 @@ fn short_link_below_a_remaining_link_is_refused() {
     iommu.destroy(s, to, no).unwrap();
     assert!(iommu.is_idle());
 }
+
+/// `sync` refuses an empty range and one reaching past the reservation, and hands the
+/// space back unchanged so the caller can still unwind it.
+#[test]
+fn sync_out_of_the_reservation_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu.reserve(PhysAddr::new(0), 0x2000).unwrap().unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x10_0000, 0x2000), 0, to, no)
+        .unwrap();
+    for (offset, len) in [(0, 0), (0x1000, 0x1001), (0x2000, 1), (u64::MAX, 2)] {
+        let e = iommu.sync(s, offset, len).unwrap_err();
+        assert_eq!(e.error, MapError::SyncOutOfRange { offset, len });
+        s = e.space;
+    }
+    let s = iommu.sync(s, 0x1000, 0x1000).unwrap();
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// A reservation's Debug output names where it is and how much is linked (what a
+/// driver author reads in a log).
+#[test]
+fn space_debug_shows_address_size_and_links() {
+    use physvec::map::Attrs;
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu
+        .reserve(PhysAddr::new(0x800), 0x1800)
+        .unwrap()
+        .unwrap();
+    iommu
+        .link(
+            &mut s,
+            PhysRange::new(0x10_0800, 0x800),
+            0,
+            DataDirection::ToDevice,
+            Attrs::empty(),
+        )
+        .unwrap();
+    let d = format!("{s:?}");
+    assert!(d.starts_with("IovaSpace"), "{d}");
+    for part in [
+        format!("{:?}", s.addr()),
+        "size: 6144".into(),
+        "linked: 2048".into(),
+        "links: 1".into(),
+    ] {
+        assert!(d.contains(&part), "{d} lacks {part}");
+    }
+    iommu
+        .destroy(s, DataDirection::ToDevice, Attrs::empty())
+        .unwrap();
+}
