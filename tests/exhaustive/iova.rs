@@ -59,7 +59,7 @@ impl Cfg {
         self.granule(o)..(self.pad + e).div_ceil(G)
     }
     fn phys_for(&self, o: u64, tag: usize, bad_sub: bool) -> u64 {
-        let sub = (self.pad + o) % G ^ if bad_sub { CELL } else { 0 };
+        let sub = ((self.pad + o) % G) ^ if bad_sub { CELL } else { 0 };
         0x100_0000 * (tag as u64 + 1) + sub
     }
 }
@@ -377,7 +377,7 @@ pub fn check_all() -> (u64, Vec<usize>) {
         let iommu = SoftIommu::new_4k();
         let k = ops.len();
         sizes.push(k);
-        let mut idx = vec![0usize; DEPTH];
+        let mut idx = [0usize; DEPTH];
         // Sequences of exactly DEPTH cover every shorter one as a prefix (each prefix is
         // checked step by step), so only full-length sequences run.
         loop {

@@ -153,18 +153,15 @@ fn memory_of(lists: &[(u64, Vec<u64>)]) -> SparseMemory {
     m
 }
 
+/// A layout: (address, length) of each range, in transfer order.
+type Layout = [(u64, u64)];
+
 /// Every sequence of 1..=4 ranges with endpoints on a quarter-page grid in `pages` pages,
 /// in ascending order, and for two or more ranges also in descending order.
-fn layouts(ps: u64, pages: u64, f: &mut dyn FnMut(&[(u64, u64)])) {
+fn layouts(ps: u64, pages: u64, f: &mut dyn FnMut(&Layout)) {
     let step = ps / 4;
     let n = pages * 4;
-    fn rec(
-        pos: u64,
-        n: u64,
-        step: u64,
-        cur: &mut Vec<(u64, u64)>,
-        f: &mut dyn FnMut(&[(u64, u64)]),
-    ) {
+    fn rec(pos: u64, n: u64, step: u64, cur: &mut Vec<(u64, u64)>, f: &mut dyn FnMut(&Layout)) {
         if !cur.is_empty() {
             f(cur);
             if cur.len() > 1 {

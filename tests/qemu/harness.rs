@@ -93,7 +93,7 @@ pub fn run(trials: &[Trial]) -> ExitCode {
     let mut failed: Vec<&str> = Vec::new();
     for t in selected.iter().filter(|_| !only_ignored) {
         let outcome = match (&t.body, &qemu) {
-            (Body::Plain(f), _) => guarded(|| f()),
+            (Body::Plain(f), _) => guarded(f),
             (Body::Qemu(f), Some(q)) => guarded(|| f(q)),
             (Body::Qemu(_), None) if required => {
                 eprintln!("{}: {QEMU} not found on PATH but {REQUIRE_ENV}=1 requires it", t.name);

@@ -208,64 +208,23 @@ const fn row(
 }
 
 /// The PRP classes, in the order they are generated.
+#[rustfmt::skip]
 const PRP_ROWS: &[PrpRow] = {
     use Break::*;
     use Entries::*;
     use First::*;
     use ListAt::*;
     &[
-        row("prp2_data_offset", 0x13, Two, Any512, PageStart, Prp2Offset),
-        row(
-            "prp_list_entry_offset",
-            0x13,
-            List,
-            Any512,
-            PageStart,
-            ListEntryOffset,
-        ),
-        row(
-            "prp_chain_pointer_offset",
-            0x13,
-            Chained,
-            Aligned,
-            ChainSoon,
-            ChainPointerOffset,
-        ),
+        row("prp2_data_offset",           0x13, Two,     Any512,  PageStart, Prp2Offset),
+        row("prp_list_entry_offset",      0x13, List,    Any512,  PageStart, ListEntryOffset),
+        row("prp_chain_pointer_offset",   0x13, Chained, Aligned, ChainSoon, ChainPointerOffset),
         // Valid edges: a chained list whose first page starts at an offset; a first list
         // filled exactly (no chain pointer needed).
-        row(
-            "prp_chained_list_at_offset",
-            0x00,
-            Chained,
-            Any512,
-            ChainSoon,
-            Nothing,
-        ),
-        row(
-            "prp_list_exactly_full",
-            0x00,
-            List,
-            Any512,
-            ExactlyFull,
-            Nothing,
-        ),
+        row("prp_chained_list_at_offset", 0x00, Chained, Any512,  ChainSoon, Nothing),
+        row("prp_list_exactly_full",      0x00, List,    Any512,  ExactlyFull, Nothing),
         // Stricter than QEMU: PRP1 not dword aligned, a list pointer not qword aligned.
-        row(
-            "prp1_not_dword_aligned",
-            0x00,
-            One,
-            Shiftable,
-            PageStart,
-            Prp1Offset,
-        ),
-        row(
-            "prp_list_pointer_not_qword_aligned",
-            0x00,
-            List,
-            Any512,
-            DwordNotQword,
-            Nothing,
-        ),
+        row("prp1_not_dword_aligned",     0x00, One,     Shiftable, PageStart, Prp1Offset),
+        row("prp_list_pointer_not_qword_aligned", 0x00, List, Any512, DwordNotQword, Nothing),
     ]
 };
 
@@ -669,80 +628,26 @@ fn single_data_block(g: &mut Gen) -> Option<Made> {
 
 /// The SGL classes, in the order they are generated: (class, QEMU 7.2's status, PSDT,
 /// builder).
+#[rustfmt::skip]
 const SGL_ROWS: &[(&str, u16, u8, Build)] = &[
-    (
-        "sgl_bad_segment_length",
-        0x0d,
-        1,
-        bad_dptr_segment_length::<false>,
-    ),
-    (
-        "sgl_bad_segment_length",
-        0x0d,
-        1,
-        bad_dptr_segment_length::<true>,
-    ),
+    ("sgl_bad_segment_length", 0x0d, 1, bad_dptr_segment_length::<false>),
+    ("sgl_bad_segment_length", 0x0d, 1, bad_dptr_segment_length::<true>),
     ("sgl_bad_segment_length", 0x0d, 1, bad_link_segment_length),
-    (
-        "sgl_segment_descriptor_mid_segment",
-        0x0e,
-        1,
-        segment_descriptor_mid_segment,
-    ),
+    ("sgl_segment_descriptor_mid_segment", 0x0e, 1, segment_descriptor_mid_segment),
     ("sgl_last_segment_chains", 0x0d, 1, last_segment_chains),
-    (
-        "sgl_last_segment_chains",
-        0x0d,
-        1,
-        last_segment_chains_deeper,
-    ),
+    ("sgl_last_segment_chains", 0x0d, 1, last_segment_chains_deeper),
     ("sgl_bad_type_in_dptr", 0x0d, 1, bad_type_in_dptr),
     ("sgl_bad_type_in_segment", 0x11, 1, bad_type_in_segment),
-    (
-        "sgl_bad_type_last_in_last_segment",
-        0x0d,
-        1,
-        bad_type_last_in_last_segment,
-    ),
+    ("sgl_bad_type_last_in_last_segment", 0x0d, 1, bad_type_last_in_last_segment),
     ("sgl_length_too_short", 0x0f, 1, length_too_short::<true>),
     ("sgl_length_too_short", 0x0f, 1, length_too_short::<false>),
-    (
-        "sgl_length_too_long_extra_descriptor",
-        0x0f,
-        1,
-        length_too_long_extra_descriptor,
-    ),
-    (
-        "sgl_length_too_long_last_block",
-        0x00,
-        1,
-        length_too_long_last_block::<true>,
-    ),
-    (
-        "sgl_length_too_long_last_block",
-        0x00,
-        1,
-        length_too_long_last_block::<false>,
-    ),
+    ("sgl_length_too_long_extra_descriptor", 0x0f, 1, length_too_long_extra_descriptor),
+    ("sgl_length_too_long_last_block", 0x00, 1, length_too_long_last_block::<true>),
+    ("sgl_length_too_long_last_block", 0x00, 1, length_too_long_last_block::<false>),
     ("sgl_subtype_not_address", 0x00, 1, subtype_not_address),
-    (
-        "sgl_zero_length_data_block",
-        0x00,
-        1,
-        zero_length_data_block,
-    ),
-    (
-        "sgl_segment_holding_only_a_link",
-        0x00,
-        1,
-        segment_holding_only_a_link,
-    ),
-    (
-        "qemu72_valid_chain_rejected",
-        0x0d,
-        1,
-        valid_chain_qemu_rejects,
-    ),
+    ("sgl_zero_length_data_block", 0x00, 1, zero_length_data_block),
+    ("sgl_segment_holding_only_a_link", 0x00, 1, segment_holding_only_a_link),
+    ("qemu72_valid_chain_rejected", 0x0d, 1, valid_chain_qemu_rejects),
     ("psdt_reserved", 0x02, 3, single_data_block),
 ];
 
