@@ -90,8 +90,11 @@ impl fmt::Display for Mlx5Error {
 
 impl core::error::Error for Mlx5Error {}
 
+/// `bytes` rounded up to the UMR alignment; saturates (a size no buffer can have).
 const fn padded(bytes: usize) -> usize {
-    bytes.div_ceil(MLX5_UMR_XLT_ALIGNMENT) * MLX5_UMR_XLT_ALIGNMENT
+    bytes
+        .div_ceil(MLX5_UMR_XLT_ALIGNMENT)
+        .saturating_mul(MLX5_UMR_XLT_ALIGNMENT)
 }
 
 /// Bytes of the padded MTT encoding of `n` pages.
