@@ -297,6 +297,12 @@ fn space_debug_shows_address_size_and_links() {
             Attrs::empty(),
         )
         .unwrap();
+    // The accessors a mapper implementor and a driver read.
+    assert_eq!((s.pad(), s.size(), s.link_count()), (0x800, 0x1800, 1));
+    assert_eq!(
+        (s.iova_base().as_u64() + 0x800, s.reserved_len()),
+        (s.addr().as_u64(), 0x2000)
+    );
     let d = format!("{s:?}");
     assert!(d.starts_with("IovaSpace"), "{d}");
     for part in [
@@ -310,4 +316,32 @@ fn space_debug_shows_address_size_and_links() {
     iommu
         .destroy(s, DataDirection::ToDevice, Attrs::empty())
         .unwrap();
+}
+
+/// An unlink of nothing, or reaching past the reservation, is `OutOfReservation` (the
+/// caller's range is wrong), not `NotLinked`; nothing changes.
+#[test]
+fn unlink_out_of_the_reservation_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu.reserve(PhysAddr::new(0), 0x2000).unwrap().unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x10_0000, 0x2000), 0, to, no)
+        .unwrap();
+    for (offset, len) in [(0, 0), (0x1000, 0), (0x1000, 0x2000), (u64::MAX, 2)] {
+        assert_eq!(
+            iommu.unlink(&mut s, offset, len, to, no),
+            Err(MapError::OutOfReservation {
+                offset,
+                len,
+                size: 0x2000
+            })
+        );
+    }
+    assert_eq!((s.linked_bytes(), s.link_count()), (0x2000, 1));
+    iommu.unlink(&mut s, 0, 0x2000, to, no).unwrap();
+    assert_eq!(s.linked_bytes(), 0);
+    iommu.free(s).unwrap();
+    assert!(iommu.is_idle());
 }
