@@ -327,7 +327,10 @@ fn unlink_out_of_the_reservation_is_refused() {
     let iommu = SoftIommu::new_4k();
     let mut s = iommu.reserve(PhysAddr::new(0), 0x2000).unwrap().unwrap();
     iommu
-        .link(&mut s, PhysRange::new(0x10_0000, 0x2000), 0, to, no)
+        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
+        .unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x30_0000, 0x1000), 0x1000, to, no)
         .unwrap();
     for (offset, len) in [(0, 0), (0x1000, 0), (0x1000, 0x2000), (u64::MAX, 2)] {
         assert_eq!(
@@ -339,7 +342,7 @@ fn unlink_out_of_the_reservation_is_refused() {
             })
         );
     }
-    assert_eq!((s.linked_bytes(), s.link_count()), (0x2000, 1));
+    assert_eq!((s.linked_bytes(), s.link_count()), (0x2000, 2));
     iommu.unlink(&mut s, 0, 0x2000, to, no).unwrap();
     assert_eq!(s.linked_bytes(), 0);
     iommu.free(s).unwrap();
