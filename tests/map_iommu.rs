@@ -348,3 +348,39 @@ fn unlink_out_of_the_reservation_is_refused() {
     iommu.free(s).unwrap();
     assert!(iommu.is_idle());
 }
+
+/// For mapper implementors: `unlink_with` asks `is_mapped` only after removing the
+/// highest link while others remain, and a mapper that finds nothing mapped below makes
+/// the whole space below free for a short last link (no hang, no refusal).
+#[test]
+fn unlink_with_scans_down_with_the_mappers_answer() {
+    use physvec::map::{IovaSpace, MapperId};
+    let mut s = IovaSpace::new(
+        MapperId::fresh(),
+        DmaAddr::new(0x40_0000),
+        0,
+        0x3000,
+        PageSize::SIZE_4K,
+    )
+    .unwrap();
+    s.link_with(PhysRange::new(0x10_0000, 0x1000), 0, |_, _| Ok(()))
+        .unwrap();
+    s.link_with(PhysRange::new(0x20_0000, 0x1000), 0x2000, |_, _| Ok(()))
+        .unwrap();
+    let mut asked = Vec::new();
+    s.unlink_with(
+        0x2000,
+        0x1000,
+        |_| Ok(()),
+        |iova| {
+            asked.push(iova.as_u64());
+            false
+        },
+    )
+    .unwrap();
+    // Granules below offset 0x2000, top down.
+    assert_eq!(asked, [0x40_1000, 0x40_0000]);
+    s.link_with(PhysRange::new(0x30_0000, 0x800), 0x1000, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(s.linked_bytes(), 0x1800);
+}
