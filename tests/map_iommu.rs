@@ -192,6 +192,19 @@ fn ten_thousand_cycles_do_not_leak() {
     assert!(iommu.is_idle());
 }
 
+/// A reservation of `size` bytes (no sub-granule offset) with `links` linked:
+/// (physical address, length, offset in the reservation).
+fn linked(iommu: &SoftIommu, size: u64, links: &[(u64, u64, u64)]) -> map::IovaSpace {
+    let mut s = iommu.reserve(PhysAddr::new(0), size).unwrap().unwrap();
+    for &(phys, len, offset) in links {
+        let (to, no) = (DataDirection::ToDevice, map::Attrs::empty());
+        iommu
+            .link(&mut s, PhysRange::new(phys, len), offset, to, no)
+            .unwrap();
+    }
+    s
+}
+
 /// Issue 15: after unlinking the highest link, the highest link still present bounds
 /// where a short last link may go, not the start of the removed range. Here P stays at
 /// `[0, 0x1000)`, so a short link R at `[0x1000, 0x1800)` ends the transfer legally.
@@ -200,13 +213,11 @@ fn short_last_link_after_unlinking_the_highest_link() {
     use physvec::map::{Attrs, MapError};
     let (to, no) = (DataDirection::ToDevice, Attrs::empty());
     let iommu = SoftIommu::new_4k();
-    let mut s = iommu.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
-        .unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x20_0000, 0x1000), 0x2000, to, no)
-        .unwrap();
+    let mut s = linked(
+        &iommu,
+        0x3000,
+        &[(0x10_0000, 0x1000, 0), (0x20_0000, 0x1000, 0x2000)],
+    );
     iommu.unlink(&mut s, 0x2000, 0x1000, to, no).unwrap();
     iommu
         .link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no)
@@ -238,16 +249,15 @@ fn short_link_below_a_remaining_link_is_refused() {
     use physvec::map::{Attrs, MapError};
     let (to, no) = (DataDirection::ToDevice, Attrs::empty());
     let iommu = SoftIommu::new_4k();
-    let mut s = iommu.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
-        .unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x20_0000, 0x1000), 0x2000, to, no)
-        .unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x50_0000, 0x1000), 0x3000, to, no)
-        .unwrap();
+    let mut s = linked(
+        &iommu,
+        0x4000,
+        &[
+            (0x10_0000, 0x1000, 0),
+            (0x20_0000, 0x1000, 0x2000),
+            (0x50_0000, 0x1000, 0x3000),
+        ],
+    );
     iommu.unlink(&mut s, 0x3000, 0x1000, to, no).unwrap();
     assert!(matches!(
         iommu.link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no),
@@ -264,10 +274,7 @@ fn sync_out_of_the_reservation_is_refused() {
     use physvec::map::{Attrs, MapError};
     let (to, no) = (DataDirection::ToDevice, Attrs::empty());
     let iommu = SoftIommu::new_4k();
-    let mut s = iommu.reserve(PhysAddr::new(0), 0x2000).unwrap().unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x10_0000, 0x2000), 0, to, no)
-        .unwrap();
+    let mut s = linked(&iommu, 0x2000, &[(0x10_0000, 0x2000, 0)]);
     for (offset, len) in [(0, 0), (0x1000, 0x1001), (0x2000, 1), (u64::MAX, 2)] {
         let e = iommu.sync(s, offset, len).unwrap_err();
         assert_eq!(e.error, MapError::SyncOutOfRange { offset, len });
@@ -325,13 +332,11 @@ fn unlink_out_of_the_reservation_is_refused() {
     use physvec::map::{Attrs, MapError};
     let (to, no) = (DataDirection::ToDevice, Attrs::empty());
     let iommu = SoftIommu::new_4k();
-    let mut s = iommu.reserve(PhysAddr::new(0), 0x2000).unwrap().unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x10_0000, 0x1000), 0, to, no)
-        .unwrap();
-    iommu
-        .link(&mut s, PhysRange::new(0x30_0000, 0x1000), 0x1000, to, no)
-        .unwrap();
+    let mut s = linked(
+        &iommu,
+        0x2000,
+        &[(0x10_0000, 0x1000, 0), (0x30_0000, 0x1000, 0x1000)],
+    );
     for (offset, len) in [(0, 0), (0x1000, 0), (0x1000, 0x2000), (u64::MAX, 2)] {
         assert_eq!(
             iommu.unlink(&mut s, offset, len, to, no),

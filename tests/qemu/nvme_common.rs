@@ -59,6 +59,17 @@ impl Placer {
         }
         panic!("guest RAM too fragmented for {len:#x} bytes")
     }
+
+    /// `n` PRP list pages of `page` bytes in descriptor RAM, the first starting
+    /// `first_off` bytes into its page.
+    pub fn list_pages(&mut self, rng: &mut Rng, n: u64, page: u64, first_off: u64) -> Vec<u64> {
+        (0..n)
+            .map(|i| {
+                let off = if i == 0 { first_off } else { 0 };
+                self.place(rng, DESC_LO, DESC_HI, page, page, off)
+            })
+            .collect()
+    }
 }
 
 /// A transfer's data segments (guest address, length) in transfer order.

@@ -109,18 +109,7 @@ fn prp_segs_n(rng: &mut Rng, p: &mut Placer, page: u64, n: u64, off: u64) -> (Se
 fn prp_layout(rng: &mut Rng, p: &mut Placer, segs: &Segs, page: u64, first_off: u64) -> PrpLayout {
     let entries = prp_entries(segs, page);
     let n = PrpLayout::lists_needed(entries.len(), page, first_off);
-    let lists: Vec<u64> = (0..n)
-        .map(|i| {
-            p.place(
-                rng,
-                DESC_LO,
-                DESC_HI,
-                page,
-                page,
-                if i == 0 { first_off } else { 0 },
-            )
-        })
-        .collect();
+    let lists = p.list_pages(rng, n as u64, page, first_off);
     PrpLayout::build(&entries, page, &lists)
 }
 

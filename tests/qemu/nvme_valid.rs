@@ -54,18 +54,7 @@ fn encode_prp_crate(
         _ => 0,
     };
     let pages = prp_list_pages_needed(n, mps, first_off);
-    let addrs: Vec<u64> = (0..pages)
-        .map(|i| {
-            p.place(
-                rng,
-                DESC_LO,
-                DESC_HI,
-                page,
-                page,
-                if i == 0 { first_off } else { 0 },
-            )
-        })
-        .collect();
+    let addrs = p.list_pages(rng, pages, page, first_off);
     let mut bufs: Vec<Vec<u64>> = addrs
         .iter()
         .map(|a| vec![0u64; ((page - a % page) / 8) as usize])
