@@ -5,7 +5,7 @@
 
 use arrayvec::ArrayVec;
 use physvec::mem::SparseMemory;
-use physvec::nvme::{decode_sgl, DecodeOptions, SglCapabilities, SglDescriptor, SglItem};
+use physvec::nvme::{decode_sgl, DataOnly, DecodeOptions, SglCapabilities, SglDescriptor, SglItem};
 use physvec::{DmaAddr, DmaRange};
 
 /// Segments live at `SEG + k * 0x1000` (segment k of the chain).
@@ -384,13 +384,44 @@ pub fn check_all(max: usize) -> (u64, u64, u64) {
                 ndecodes += 1;
                 let o = DecodeOptions::default().with_sgls(caps);
                 let want = model(c.sgl1, len, &read, caps);
-                // Alternate the sinks: a Vec and a fixed-capacity ArrayVec.
-                let got = if ndecodes % 2 == 0 {
-                    let mut out: Vec<SglItem> = Vec::new();
-                    decode_sgl(c.sgl1, len, &m, &mut out, &o).map(|_| out)
-                } else {
-                    let mut out: ArrayVec<SglItem, 8> = ArrayVec::new();
-                    decode_sgl(c.sgl1, len, &m, &mut out, &o).map(|_| out.to_vec())
+                // Rotate the sinks: a Vec, a fixed-capacity ArrayVec, and DataOnly over a
+                // range list (data ranges kept, bit-bucket bytes counted).
+                let got = match ndecodes % 3 {
+                    0 => {
+                        let mut out: Vec<SglItem> = Vec::new();
+                        decode_sgl(c.sgl1, len, &m, &mut out, &o).map(|_| out)
+                    }
+                    1 => {
+                        let mut out: ArrayVec<SglItem, 8> = ArrayVec::new();
+                        decode_sgl(c.sgl1, len, &m, &mut out, &o).map(|_| out.to_vec())
+                    }
+                    _ => {
+                        let mut ranges: Vec<DmaRange> = Vec::new();
+                        let mut sink = DataOnly::new(&mut ranges);
+                        let r = decode_sgl(c.sgl1, len, &m, &mut sink, &o);
+                        let discarded = sink.discarded();
+                        r.map(|_| {
+                            let want = want.as_ref().map_or(Vec::new(), |w| w.clone());
+                            let buckets: u64 = want
+                                .iter()
+                                .map(|i| match i {
+                                    SglItem::BitBucket(l) => *l,
+                                    SglItem::Data(_) => 0,
+                                })
+                                .sum();
+                            assert_eq!(discarded, buckets, "bit-bucket bytes");
+                            let n_data = want.iter().filter(|i| i.range().is_some()).count();
+                            assert_eq!(ranges.len(), n_data, "data ranges {ranges:x?}");
+                            // The model's items, with the buckets where DataOnly counted them.
+                            let mut data = ranges.iter().map(|&r| SglItem::Data(r));
+                            want.iter()
+                                .map(|i| match i {
+                                    SglItem::Data(_) => data.next().unwrap_or(*i),
+                                    b => *b,
+                                })
+                                .collect()
+                        })
+                    }
                 };
                 let got = got.map_err(|e| (e.kind(), e.at()));
                 assert_eq!(
