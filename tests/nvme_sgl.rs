@@ -281,3 +281,53 @@ fn qemu_defect_pattern() {
     );
     assert_eq!(decode(&w, 0x500, &DecodeOptions::default()).unwrap(), items);
 }
+
+/// `decode_command` dispatches on PSDT: 00b decodes PRPs, 01b and 10b decode SGL1, 11b
+/// is Invalid Field (02h); each gives what the dedicated decoder gives.
+#[test]
+fn decode_command_follows_psdt() {
+    use physvec::nvme::{
+        decode_command, decode_prp, DataPointer, DecodeError, MemoryPageSize, Psdt,
+        SubmissionQueueEntry,
+    };
+    let mps = MemoryPageSize::SIZE_4K;
+    let o = DecodeOptions::default();
+    let mut m = SparseMemory::new();
+    let seg = [
+        SglDescriptor::data_block(DmaAddr::new(0x30_0000), 0x200),
+        SglDescriptor::bit_bucket(0x100),
+        SglDescriptor::data_block(DmaAddr::new(0x50_0000), 0x300),
+    ];
+    m.add(0x8_0000, bytemuck::cast_slice(&seg).to_vec());
+    let sgl1 = SglDescriptor::last_segment(DmaAddr::new(0x8_0000), 48);
+    let mut want_sgl: Vec<SglItem> = Vec::new();
+    decode_sgl(sgl1, 0x600, &m, &mut want_sgl, &o).unwrap();
+    assert_eq!(want_sgl.len(), 3);
+    let mut want_prp: Vec<DmaRange> = Vec::new();
+    decode_prp(0x10_0800, 0x20_0000, 0x1000, mps, &m, &mut want_prp, &o).unwrap();
+    let want_prp: Vec<SglItem> = want_prp.into_iter().map(SglItem::Data).collect();
+
+    let mut sqe = SubmissionQueueEntry::new(0x02);
+    sqe.set_data_pointer(DataPointer::Prp {
+        prp1: 0x10_0800,
+        prp2: 0x20_0000,
+    });
+    let mut out: Vec<SglItem> = Vec::new();
+    decode_command(&sqe, 0x1000, mps, &m, &mut out, &o).unwrap();
+    assert_eq!(out, want_prp);
+    for psdt in [Psdt::from_bits(1), Psdt::from_bits(2)] {
+        sqe.set_dptr(sgl1.to_bytes());
+        sqe.set_psdt(psdt);
+        let mut out: Vec<SglItem> = Vec::new();
+        let sum = decode_command(&sqe, 0x600, mps, &m, &mut out, &o).unwrap();
+        assert_eq!(
+            (out, sum.descriptors_read, sum.segments),
+            (want_sgl.clone(), 3, 1)
+        );
+    }
+    sqe.set_psdt(Psdt::from_bits(3));
+    let mut out: Vec<SglItem> = Vec::new();
+    let e = decode_command(&sqe, 0x600, mps, &m, &mut out, &o).unwrap_err();
+    assert_eq!((e, e.nvme_status().raw()), (DecodeError::InvalidPsdt, 0x02));
+    assert!(out.is_empty());
+}
