@@ -283,4 +283,21 @@ fn decode_errors_say_what_and_where() {
     for part in ["0x12200", "at 0xf0000008", &e.nvme_status().to_string()] {
         assert!(text.contains(part), "{text:?} lacks {part:?}");
     }
+    assert_eq!(e.at(), Some(list + 8));
+    // A list that is not there: the address that could not be read.
+    let e = decode_prp(
+        0x10000,
+        list + 0x1000,
+        0x3000,
+        MemoryPageSize::SIZE_4K,
+        &m,
+        &mut out,
+        &o,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.at()),
+        ("memory_unreadable", Some(list + 0x1000))
+    );
+    assert!(e.to_string().contains("0xf0001000"), "{e}");
 }
