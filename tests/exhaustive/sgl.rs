@@ -34,6 +34,9 @@ enum D {
     /// A Segment descriptor to the start of its own segment, equal to the descriptor
     /// that led there (a cycle).
     SelfLoop,
+    /// The same, but a Last Segment descriptor (not a cycle: the segment is then read as
+    /// the last one, where a segment descriptor is invalid).
+    SelfLoopLast,
 }
 
 fn data_alphabet() -> Vec<D> {
@@ -63,6 +66,13 @@ fn data_alphabet() -> Vec<D> {
                 odd: false,
                 len: 0x1ff,
             });
+            // Address and length off their dword by the same amount.
+            v.push(D::Data {
+                ty,
+                sub: 0,
+                odd: true,
+                len: 0x1ff,
+            });
         }
     }
     v.push(D::Data {
@@ -90,7 +100,13 @@ fn seg_alphabet() -> Vec<D> {
             v.push(D::Seg { last, n });
         }
     }
-    v.extend([D::SegLen0, D::SegLen24, D::SegMisaligned, D::SelfLoop]);
+    v.extend([
+        D::SegLen0,
+        D::SegLen24,
+        D::SegMisaligned,
+        D::SelfLoop,
+        D::SelfLoopLast,
+    ]);
     v
 }
 
@@ -100,7 +116,7 @@ fn build(d: D, pos: usize, seg: usize, into: Option<SglDescriptor>) -> SglDescri
     let next = DmaAddr::new(SEG + 0x1000 * seg as u64);
     match d {
         D::Data { ty, sub, odd, len } => {
-            let a = 0x10_0000 * (pos as u64 + 1) + if odd { 1 } else { 0 };
+            let a = 0x10_0000 * (pos as u64 + 1) + if odd { 3 } else { 0 };
             let mut b = [0u8; 16];
             b[..8].copy_from_slice(&a.to_le_bytes());
             if ty == 4 {
@@ -119,6 +135,10 @@ fn build(d: D, pos: usize, seg: usize, into: Option<SglDescriptor>) -> SglDescri
         D::SegLen24 => SglDescriptor::segment(next, 24),
         D::SegMisaligned => SglDescriptor::segment(DmaAddr::new(next.as_u64() + 4), 32),
         D::SelfLoop => into.unwrap_or(SglDescriptor::segment(next, 16)),
+        D::SelfLoopLast => {
+            let d = into.unwrap_or(SglDescriptor::segment(next, 16));
+            SglDescriptor::last_segment(DmaAddr::new(d.address()), d.length())
+        }
     }
 }
 
@@ -255,7 +275,7 @@ fn chains(max: usize, f: &mut dyn FnMut(&Chain)) {
         let sgl1 = build(s, 0, 1, None);
         let n = match s {
             D::Seg { n, .. } => n as usize,
-            D::SelfLoop => 1,
+            D::SelfLoop | D::SelfLoopLast => 1,
             // Malformed: nothing behind it is read.
             _ => {
                 f(&Chain { sgl1, segs: vec![] });
