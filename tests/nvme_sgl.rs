@@ -331,3 +331,48 @@ fn decode_command_follows_psdt() {
     assert_eq!((e, e.nvme_status().raw()), (DecodeError::InvalidPsdt, 0x02));
     assert!(out.is_empty());
 }
+
+/// A segment may end exactly at the top of the address space; one byte more wraps and
+/// is an Invalid SGL Segment Descriptor (0Dh).
+#[test]
+fn segment_at_the_top_of_the_address_space() {
+    use physvec::nvme::DecodeError;
+    let top = u64::MAX - 15;
+    let mut m = SparseMemory::new();
+    let db = SglDescriptor::data_block(DmaAddr::new(0x10_0000), 0x200);
+    m.add(top, db.to_bytes().to_vec());
+    let o = DecodeOptions::default();
+    let mut out: Vec<SglItem> = Vec::new();
+    let sgl1 = SglDescriptor::last_segment(DmaAddr::new(top), 16);
+    decode_sgl(sgl1, 0x200, &m, &mut out, &o).unwrap();
+    assert_eq!(out, [SglItem::Data(DmaRange::new(0x10_0000, 0x200))]);
+    let wraps = SglDescriptor::last_segment(DmaAddr::new(top), 32);
+    let e = decode_sgl(wraps, 0x200, &m, &mut out, &o).unwrap_err();
+    assert_eq!(e, DecodeError::InvalidSegmentDescriptor { at: None });
+}
+
+/// With `qemu_compat`, a segment must end in a Data Block or a segment descriptor, as
+/// QEMU checks before reading the rest (0Dh at the last descriptor); strict mode lets a
+/// segment reached through a Segment descriptor end in a Bit Bucket.
+#[test]
+fn qemu_compat_checks_how_a_segment_ends() {
+    use physvec::nvme::DecodeError;
+    let seg = [
+        SglDescriptor::data_block(DmaAddr::new(0x10_0000), 0x200),
+        SglDescriptor::bit_bucket(0x100),
+    ];
+    let mut m = SparseMemory::new();
+    m.add(0x8_0000, bytemuck::cast_slice(&seg).to_vec());
+    let sgl1 = SglDescriptor::segment(DmaAddr::new(0x8_0000), 32);
+    let strict = DecodeOptions::default();
+    let mut out: Vec<SglItem> = Vec::new();
+    decode_sgl(sgl1, 0x300, &m, &mut out, &strict).unwrap();
+    assert_eq!(out.len(), 2);
+    let compat = strict.with_qemu_compat(true);
+    let mut out: Vec<SglItem> = Vec::new();
+    let e = decode_sgl(sgl1, 0x300, &m, &mut out, &compat).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::InvalidSegmentDescriptor { at: Some(0x8_0010) }
+    );
+}
