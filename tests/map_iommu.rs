@@ -191,3 +191,201 @@ fn ten_thousand_cycles_do_not_leak() {
     assert_eq!((s.mapped_bytes, s.tables, s.allocations), (0, 0, 0));
     assert!(iommu.is_idle());
 }
+
+/// A reservation of `size` bytes (no sub-granule offset) with `links` linked:
+/// (physical address, length, offset in the reservation).
+fn linked(iommu: &SoftIommu, size: u64, links: &[(u64, u64, u64)]) -> map::IovaSpace {
+    let mut s = iommu.reserve(PhysAddr::new(0), size).unwrap().unwrap();
+    for &(phys, len, offset) in links {
+        let (to, no) = (DataDirection::ToDevice, map::Attrs::empty());
+        iommu
+            .link(&mut s, PhysRange::new(phys, len), offset, to, no)
+            .unwrap();
+    }
+    s
+}
+
+/// Issue 15: after unlinking the highest link, the highest link still present bounds
+/// where a short last link may go, not the start of the removed range. Here P stays at
+/// `[0, 0x1000)`, so a short link R at `[0x1000, 0x1800)` ends the transfer legally.
+#[test]
+fn short_last_link_after_unlinking_the_highest_link() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = linked(
+        &iommu,
+        0x3000,
+        &[(0x10_0000, 0x1000, 0), (0x20_0000, 0x1000, 0x2000)],
+    );
+    iommu.unlink(&mut s, 0x2000, 0x1000, to, no).unwrap();
+    iommu
+        .link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no)
+        .unwrap();
+    // R is the last link now: nothing may follow it ...
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x40_0000, 0x1000), 0x2000, to, no),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    // ... and the device sees P then R.
+    let base = s.addr().as_u64();
+    assert_eq!(
+        iommu.translate(DmaAddr::new(base + 0xfff)),
+        Some(PhysAddr::new(0x10_0fff))
+    );
+    assert_eq!(
+        iommu.translate(DmaAddr::new(base + 0x17ff)),
+        Some(PhysAddr::new(0x30_07ff))
+    );
+    let s = iommu.sync(s, 0, 0x1800).unwrap();
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// The other side of the same rule: with a link still above, a short link below it is
+/// refused (it would leave a hole inside the transfer).
+#[test]
+fn short_link_below_a_remaining_link_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = linked(
+        &iommu,
+        0x4000,
+        &[
+            (0x10_0000, 0x1000, 0),
+            (0x20_0000, 0x1000, 0x2000),
+            (0x50_0000, 0x1000, 0x3000),
+        ],
+    );
+    iommu.unlink(&mut s, 0x3000, 0x1000, to, no).unwrap();
+    assert!(matches!(
+        iommu.link(&mut s, PhysRange::new(0x30_0000, 0x800), 0x1000, to, no),
+        Err(MapError::MergeBoundary { .. })
+    ));
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// `sync` refuses an empty range and one reaching past the reservation, and hands the
+/// space back unchanged so the caller can still unwind it.
+#[test]
+fn sync_out_of_the_reservation_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = linked(&iommu, 0x2000, &[(0x10_0000, 0x2000, 0)]);
+    for (offset, len) in [(0, 0), (0x1000, 0x1001), (0x2000, 1), (u64::MAX, 2)] {
+        let e = iommu.sync(s, offset, len).unwrap_err();
+        assert_eq!(e.error, MapError::SyncOutOfRange { offset, len });
+        s = e.space;
+    }
+    let s = iommu.sync(s, 0x1000, 0x1000).unwrap();
+    iommu.destroy(s, to, no).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// A reservation's Debug output names where it is and how much is linked (what a
+/// driver author reads in a log).
+#[test]
+fn space_debug_shows_address_size_and_links() {
+    use physvec::map::Attrs;
+    let iommu = SoftIommu::new_4k();
+    let mut s = iommu
+        .reserve(PhysAddr::new(0x800), 0x1800)
+        .unwrap()
+        .unwrap();
+    iommu
+        .link(
+            &mut s,
+            PhysRange::new(0x10_0800, 0x800),
+            0,
+            DataDirection::ToDevice,
+            Attrs::empty(),
+        )
+        .unwrap();
+    // The accessors a mapper implementor and a driver read.
+    assert_eq!((s.pad(), s.size(), s.link_count()), (0x800, 0x1800, 1));
+    assert_eq!(
+        (s.iova_base().as_u64() + 0x800, s.reserved_len()),
+        (s.addr().as_u64(), 0x2000)
+    );
+    let d = format!("{s:?}");
+    assert!(d.starts_with("IovaSpace"), "{d}");
+    for part in [
+        format!("{:?}", s.addr()),
+        "size: 6144".into(),
+        "linked: 2048".into(),
+        "links: 1".into(),
+    ] {
+        assert!(d.contains(&part), "{d} lacks {part}");
+    }
+    iommu
+        .destroy(s, DataDirection::ToDevice, Attrs::empty())
+        .unwrap();
+}
+
+/// An unlink of nothing, or reaching past the reservation, is `OutOfReservation` (the
+/// caller's range is wrong), not `NotLinked`; nothing changes.
+#[test]
+fn unlink_out_of_the_reservation_is_refused() {
+    use physvec::map::{Attrs, MapError};
+    let (to, no) = (DataDirection::ToDevice, Attrs::empty());
+    let iommu = SoftIommu::new_4k();
+    let mut s = linked(
+        &iommu,
+        0x2000,
+        &[(0x10_0000, 0x1000, 0), (0x30_0000, 0x1000, 0x1000)],
+    );
+    for (offset, len) in [(0, 0), (0x1000, 0), (0x1000, 0x2000), (u64::MAX, 2)] {
+        assert_eq!(
+            iommu.unlink(&mut s, offset, len, to, no),
+            Err(MapError::OutOfReservation {
+                offset,
+                len,
+                size: 0x2000
+            })
+        );
+    }
+    assert_eq!((s.linked_bytes(), s.link_count()), (0x2000, 2));
+    iommu.unlink(&mut s, 0, 0x2000, to, no).unwrap();
+    assert_eq!(s.linked_bytes(), 0);
+    iommu.free(s).unwrap();
+    assert!(iommu.is_idle());
+}
+
+/// For mapper implementors: `unlink_with` asks `is_mapped` only after removing the
+/// highest link while others remain, and a mapper that finds nothing mapped below makes
+/// the whole space below free for a short last link (no hang, no refusal).
+#[test]
+fn unlink_with_scans_down_with_the_mappers_answer() {
+    use physvec::map::{IovaSpace, MapperId};
+    let mut s = IovaSpace::new(
+        MapperId::fresh(),
+        DmaAddr::new(0x40_0000),
+        0,
+        0x3000,
+        PageSize::SIZE_4K,
+    )
+    .unwrap();
+    s.link_with(PhysRange::new(0x10_0000, 0x1000), 0, |_, _| Ok(()))
+        .unwrap();
+    s.link_with(PhysRange::new(0x20_0000, 0x1000), 0x2000, |_, _| Ok(()))
+        .unwrap();
+    let mut asked = Vec::new();
+    s.unlink_with(
+        0x2000,
+        0x1000,
+        |_| Ok(()),
+        |iova| {
+            asked.push(iova.as_u64());
+            false
+        },
+    )
+    .unwrap();
+    // Granules below offset 0x2000, top down.
+    assert_eq!(asked, [0x40_1000, 0x40_0000]);
+    s.link_with(PhysRange::new(0x30_0000, 0x800), 0x1000, |_, _| Ok(()))
+        .unwrap();
+    assert_eq!(s.linked_bytes(), 0x1800);
+}

@@ -227,3 +227,80 @@ proptest! {
         prop_assert!(out.is_empty());
     }
 }
+
+/// A decode coalesces only with what it pushed itself: a sink reused across commands keeps
+/// each command's ranges apart, even when they touch.
+#[test]
+fn decode_does_not_merge_into_an_earlier_commands_ranges() {
+    let none = SparseMemory::new();
+    let o = DecodeOptions::default();
+    let mut out = vec![DmaRange::new(0x10_0000, 0x1000)];
+    decode_prp(
+        physvec::DmaAddr::new(0x10_1000),
+        physvec::DmaAddr::new(0x10_2000),
+        0x2000,
+        MemoryPageSize::SIZE_4K,
+        &none,
+        &mut out,
+        &o,
+    )
+    .unwrap();
+    assert_eq!(
+        out,
+        [
+            DmaRange::new(0x10_0000, 0x1000),
+            DmaRange::new(0x10_1000, 0x2000)
+        ]
+    );
+}
+
+/// A rejected PRP names what is wrong, where it was read and the status a controller
+/// completes with.
+#[test]
+fn decode_errors_say_what_and_where() {
+    let list = 0xF000_0000u64;
+    let mut m = SparseMemory::new();
+    m.add(
+        physvec::DmaAddr::new(list),
+        [0x11000u64, 0x12200]
+            .iter()
+            .flat_map(|e| e.to_le_bytes())
+            .collect(),
+    );
+    let mut out: Vec<DmaRange> = Vec::new();
+    let o = DecodeOptions::default();
+    let e = decode_prp(
+        physvec::DmaAddr::new(0x10000),
+        physvec::DmaAddr::new(list),
+        0x3000,
+        MemoryPageSize::SIZE_4K,
+        &m,
+        &mut out,
+        &o,
+    )
+    .unwrap_err();
+    let text = e.to_string();
+    for part in ["0x12200", "at 0xf0000008", &e.nvme_status().to_string()] {
+        assert!(text.contains(part), "{text:?} lacks {part:?}");
+    }
+    assert_eq!(e.at(), Some(physvec::DmaAddr::new(list + 8)));
+    // A list that is not there: the address that could not be read.
+    let e = decode_prp(
+        physvec::DmaAddr::new(0x10000),
+        physvec::DmaAddr::new(list + 0x1000),
+        0x3000,
+        MemoryPageSize::SIZE_4K,
+        &m,
+        &mut out,
+        &o,
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.kind(), e.at()),
+        (
+            "memory_unreadable",
+            Some(physvec::DmaAddr::new(list + 0x1000))
+        )
+    );
+    assert!(e.to_string().contains("0xf0001000"), "{e}");
+}

@@ -281,3 +281,115 @@ fn qemu_defect_pattern() {
     );
     assert_eq!(decode(&w, 0x500, &DecodeOptions::default()).unwrap(), items);
 }
+
+/// `decode_command` dispatches on PSDT: 00b decodes PRPs, 01b and 10b decode SGL1, 11b
+/// is Invalid Field (02h); each gives what the dedicated decoder gives.
+#[test]
+fn decode_command_follows_psdt() {
+    use physvec::nvme::{
+        decode_command, decode_prp, DataPointer, DecodeError, MemoryPageSize, Psdt,
+        SubmissionQueueEntry,
+    };
+    let mps = MemoryPageSize::SIZE_4K;
+    let o = DecodeOptions::default();
+    let mut m = SparseMemory::new();
+    let seg = [
+        SglDescriptor::data_block(DmaAddr::new(0x30_0000), 0x200),
+        SglDescriptor::bit_bucket(0x100),
+        SglDescriptor::data_block(DmaAddr::new(0x50_0000), 0x300),
+    ];
+    m.add(
+        physvec::DmaAddr::new(0x8_0000),
+        bytemuck::cast_slice(&seg).to_vec(),
+    );
+    let sgl1 = SglDescriptor::last_segment(DmaAddr::new(0x8_0000), 48);
+    let mut want_sgl: Vec<SglItem> = Vec::new();
+    decode_sgl(sgl1, 0x600, &m, &mut want_sgl, &o).unwrap();
+    assert_eq!(want_sgl.len(), 3);
+    let mut want_prp: Vec<DmaRange> = Vec::new();
+    decode_prp(
+        physvec::DmaAddr::new(0x10_0800),
+        physvec::DmaAddr::new(0x20_0000),
+        0x1000,
+        mps,
+        &m,
+        &mut want_prp,
+        &o,
+    )
+    .unwrap();
+    let want_prp: Vec<SglItem> = want_prp.into_iter().map(SglItem::Data).collect();
+
+    let mut sqe = SubmissionQueueEntry::new(0x02);
+    sqe.set_data_pointer(DataPointer::Prp {
+        prp1: physvec::DmaAddr::new(0x10_0800),
+        prp2: physvec::DmaAddr::new(0x20_0000),
+    });
+    let mut out: Vec<SglItem> = Vec::new();
+    decode_command(&sqe, 0x1000, mps, &m, &mut out, &o).unwrap();
+    assert_eq!(out, want_prp);
+    for psdt in [Psdt::from_bits(1), Psdt::from_bits(2)] {
+        sqe.set_dptr(sgl1.to_bytes());
+        sqe.set_psdt(psdt);
+        let mut out: Vec<SglItem> = Vec::new();
+        let sum = decode_command(&sqe, 0x600, mps, &m, &mut out, &o).unwrap();
+        assert_eq!(
+            (out, sum.descriptors_read, sum.segments),
+            (want_sgl.clone(), 3, 1)
+        );
+    }
+    sqe.set_psdt(Psdt::from_bits(3));
+    let mut out: Vec<SglItem> = Vec::new();
+    let e = decode_command(&sqe, 0x600, mps, &m, &mut out, &o).unwrap_err();
+    assert_eq!((e, e.nvme_status().raw()), (DecodeError::InvalidPsdt, 0x02));
+    assert!(out.is_empty());
+}
+
+/// A segment may end exactly at the top of the address space; one byte more wraps and
+/// is an Invalid SGL Segment Descriptor (0Dh).
+#[test]
+fn segment_at_the_top_of_the_address_space() {
+    use physvec::nvme::DecodeError;
+    let top = u64::MAX - 15;
+    let mut m = SparseMemory::new();
+    let db = SglDescriptor::data_block(DmaAddr::new(0x10_0000), 0x200);
+    m.add(physvec::DmaAddr::new(top), db.to_bytes().to_vec());
+    let o = DecodeOptions::default();
+    let mut out: Vec<SglItem> = Vec::new();
+    let sgl1 = SglDescriptor::last_segment(DmaAddr::new(top), 16);
+    decode_sgl(sgl1, 0x200, &m, &mut out, &o).unwrap();
+    assert_eq!(out, [SglItem::Data(DmaRange::new(0x10_0000, 0x200))]);
+    let wraps = SglDescriptor::last_segment(DmaAddr::new(top), 32);
+    let e = decode_sgl(wraps, 0x200, &m, &mut out, &o).unwrap_err();
+    assert_eq!(e, DecodeError::InvalidSegmentDescriptor { at: None });
+}
+
+/// With `qemu_compat`, a segment must end in a Data Block or a segment descriptor, as
+/// QEMU checks before reading the rest (0Dh at the last descriptor); strict mode lets a
+/// segment reached through a Segment descriptor end in a Bit Bucket.
+#[test]
+fn qemu_compat_checks_how_a_segment_ends() {
+    use physvec::nvme::DecodeError;
+    let seg = [
+        SglDescriptor::data_block(DmaAddr::new(0x10_0000), 0x200),
+        SglDescriptor::bit_bucket(0x100),
+    ];
+    let mut m = SparseMemory::new();
+    m.add(
+        physvec::DmaAddr::new(0x8_0000),
+        bytemuck::cast_slice(&seg).to_vec(),
+    );
+    let sgl1 = SglDescriptor::segment(DmaAddr::new(0x8_0000), 32);
+    let strict = DecodeOptions::default();
+    let mut out: Vec<SglItem> = Vec::new();
+    decode_sgl(sgl1, 0x300, &m, &mut out, &strict).unwrap();
+    assert_eq!(out.len(), 2);
+    let compat = strict.with_qemu_compat(true);
+    let mut out: Vec<SglItem> = Vec::new();
+    let e = decode_sgl(sgl1, 0x300, &m, &mut out, &compat).unwrap_err();
+    assert_eq!(
+        e,
+        DecodeError::InvalidSegmentDescriptor {
+            at: Some(physvec::DmaAddr::new(0x8_0010))
+        }
+    );
+}

@@ -313,3 +313,18 @@ fn keyed_descriptor_from_registration() {
     .unwrap_err();
     assert_eq!(e.kind(), "length_too_large");
 }
+
+/// Entry counts whose padded byte size passes `usize::MAX` are a buffer error, not an
+/// overflow (257 KSM segments of 2^52 - 1 entities each need 2^64 bytes and more).
+#[test]
+fn ksm_and_klm_sizes_past_usize_are_buffer_errors() {
+    use physvec::rdma::{encode_klm, encode_ksm, Mlx5Error};
+    let huge = DmaRange::new(0x1000, u64::MAX - 0xfff);
+    let segs = vec![huge; 257];
+    let mut out = [0xaau8; 64];
+    let e = encode_ksm(&segs, 1, PageSize::SIZE_4K, &mut out).unwrap_err();
+    assert!(matches!(e, Mlx5Error::BufferTooSmall { .. }), "{e:?}");
+    let e = encode_klm(&segs, 1, &mut out).unwrap_err();
+    assert!(matches!(e, Mlx5Error::BufferTooSmall { .. }), "{e:?}");
+    assert!(out.iter().all(|&b| b == 0xaa), "out changed on error");
+}

@@ -359,6 +359,11 @@ impl<St: SpaceState> IovaSpace<St> {
     /// mapper's page-table work; the mapper must verify every byte is linked) and, if it
     /// succeeds, records it.
     ///
+    /// `is_mapped(iova)` answers whether the granule starting at `iova` is still mapped
+    /// after `unmap`. It is asked only when the unlink removed the highest link while
+    /// others remain, to find the highest link still present (granule by granule,
+    /// downwards from `offset`), so that a short last link may follow below it.
+    ///
     /// The unlinked bytes must start at offset 0 or on a granule boundary and end at the
     /// reservation end, at the end of an off-granule last link, or on a granule boundary,
     /// so that the granules they cover hold no other link's bytes.
@@ -366,9 +371,16 @@ impl<St: SpaceState> IovaSpace<St> {
     /// # Errors
     /// [`MapError::OutOfReservation`], [`MapError::NotLinked`] (also for sub-granule
     /// bounds), or whatever `unmap` returns.
-    pub fn unlink_with<F>(&mut self, offset: u64, len: u64, unmap: F) -> Result<(), MapError>
+    pub fn unlink_with<F, P>(
+        &mut self,
+        offset: u64,
+        len: u64,
+        unmap: F,
+        is_mapped: P,
+    ) -> Result<(), MapError>
     where
         F: FnOnce(DmaRange) -> Result<(), MapError>,
+        P: FnMut(DmaAddr) -> bool,
     {
         let end = offset
             .checked_add(len)
@@ -415,10 +427,32 @@ impl<St: SpaceState> IovaSpace<St> {
         if self.linked == 0 {
             self.high_end = 0;
         } else if end >= self.high_end {
-            // Nothing is linked above `offset` any more.
-            self.high_end = offset;
+            // Nothing is linked above `offset` any more: the highest link still present
+            // ends in the highest granule below `offset` that is still mapped.
+            self.high_end = self.highest_mapped_end_below(offset, is_mapped);
         }
         Ok(())
+    }
+
+    /// End offset (at most `below`) of the highest granule below transfer offset `below`
+    /// that `is_mapped` reports mapped; 0 when none is. `below` is 0 or a granule boundary
+    /// of the IOVA (an unlink start).
+    fn highest_mapped_end_below<P: FnMut(DmaAddr) -> bool>(
+        &self,
+        below: u64,
+        mut is_mapped: P,
+    ) -> u64 {
+        let g = self.granule.get();
+        // IOVA offset (from `iova_base`) of the end of the granule being probed.
+        let mut top = self.pad.saturating_add(below) & !self.granule.mask();
+        while top > 0 {
+            let start = top.saturating_sub(g);
+            if is_mapped(DmaAddr::new(self.iova_base.as_u64().saturating_add(start))) {
+                return top.saturating_sub(self.pad).min(below);
+            }
+            top = start;
+        }
+        0
     }
 
     /// Records that the mapper tore down every link (for `destroy`/`free`).

@@ -4,6 +4,7 @@
 // Each test binary that includes this module uses a different subset of the helpers.
 #![allow(dead_code)]
 
+pub mod harness;
 pub mod layout;
 pub mod nvme_host;
 pub mod qtest;

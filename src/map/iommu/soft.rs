@@ -492,10 +492,10 @@ impl DmaMapper for SoftIommu {
         _dir: DataDirection,
         _attrs: Attrs,
     ) -> Result<(), MapError> {
-        let mut i = self.inner.borrow_mut();
-        self.own(&i, space)?;
+        self.own(&self.inner.borrow(), space)?;
         let g = self.cfg.granule;
-        space.unlink_with(offset, size, |dma| {
+        let unmap = |dma: DmaRange| {
+            let mut i = self.inner.borrow_mut();
             let iova = dma.addr().align_down(g);
             let gl = g.get() as u128;
             // u128 sums of values below 2^64 and `gl >= 4096`; the rounded end is above
@@ -508,7 +508,10 @@ impl DmaMapper for SoftIommu {
             i.stats.unmaps = i.stats.unmaps.saturating_add(1);
             self.invalidate(&mut i, iova.as_u64(), len);
             Ok(())
-        })
+        };
+        // Asked after `unmap` returned (its borrow is over).
+        let is_mapped = |iova| self.inner.borrow().pt.lookup(iova).is_some();
+        space.unlink_with(offset, size, unmap, is_mapped)
     }
 
     fn free<St: SpaceState>(&self, mut space: IovaSpace<St>) -> Result<(), MapError> {

@@ -405,9 +405,9 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> DmaMapper for Vt
         _dir: DataDirection,
         _attrs: Attrs,
     ) -> Result<(), MapError> {
-        let mut i = self.inner.borrow_mut();
-        self.own(&i, space)?;
-        space.unlink_with(offset, size, |dma| {
+        self.own(&self.inner.borrow(), space)?;
+        let unmap = |dma: DmaRange| {
+            let mut i = self.inner.borrow_mut();
             let start = dma.addr().as_u64() & !G.mask();
             let end = dma
                 .addr()
@@ -424,7 +424,12 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> DmaMapper for Vt
             i.stats.unmaps = i.stats.unmaps.saturating_add(1);
             self.invalidate(&mut i, start, len);
             Ok(())
-        })
+        };
+        // Asked after `unmap` returned (its borrow is over). A table read that fails
+        // counts as not mapped: the scan then stops lower, which only refuses more.
+        let is_mapped =
+            |iova: DmaAddr| matches!(self.inner.borrow_mut().t.lookup(iova.as_u64()), Ok(Some(_)));
+        space.unlink_with(offset, size, unmap, is_mapped)
     }
 
     fn free<St: SpaceState>(&self, mut space: IovaSpace<St>) -> Result<(), MapError> {
