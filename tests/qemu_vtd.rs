@@ -895,13 +895,11 @@ fn run(aw: u32, queued: bool) {
 }
 
 /// 4-level tables (`aw-bits=48`), register-based invalidation.
-#[test]
 fn vtd_conformance_aw48_register() {
     run(48, false);
 }
 
 /// 3-level tables (`aw-bits=39`), queued invalidation.
-#[test]
 fn vtd_conformance_aw39_queued() {
     run(39, true);
 }
@@ -909,7 +907,6 @@ fn vtd_conformance_aw39_queued() {
 /// The harness catches a forgotten invalidation: after an unmap whose invalidation is
 /// dropped, the device still reaches the old page (QEMU's IOTLB), and no fault is
 /// recorded, which is exactly what `fault_check` rejects.
-#[test]
 fn vtd_forgotten_invalidation_is_caught() {
     let Some(qemu) = qemu_or_skip("vtd_forgotten_invalidation_is_caught") else {
         return;
@@ -986,7 +983,6 @@ const IOSQ: u64 = 0x12_0000;
 /// Root- and context-entry faults stop the controller (the queue fetch itself faults,
 /// CSTS.CFS), so each case gets its own QEMU: the walker's verdict for the SQ fetch (a
 /// read of IOSQ) must be the fault QEMU records.
-#[test]
 fn vtd_conformance_root_and_context_faults() {
     let Some(qemu) = qemu_or_skip("vtd_conformance_root_and_context_faults") else {
         return;
@@ -1096,4 +1092,29 @@ fn vtd_conformance_root_and_context_faults() {
         "vtd root/context conformance: seed={seed:#x} cases={cases} [{o}] in {:.1}s",
         t0.elapsed().as_secs_f64()
     );
+}
+
+/// Runs the VT-d trials with the QEMU-aware runner (tests/qemu/harness.rs): without
+/// `qemu-system-x86_64` each is reported `ignored` with the reason in the summary, and
+/// `PHYSVEC_REQUIRE_QEMU=1` makes that a failure.
+fn main() -> std::process::ExitCode {
+    use qemu::harness::{Body, Trial};
+    qemu::harness::run(&[
+        Trial {
+            name: "vtd_conformance_aw48_register",
+            body: Body::Qemu(|_| vtd_conformance_aw48_register()),
+        },
+        Trial {
+            name: "vtd_conformance_aw39_queued",
+            body: Body::Qemu(|_| vtd_conformance_aw39_queued()),
+        },
+        Trial {
+            name: "vtd_forgotten_invalidation_is_caught",
+            body: Body::Qemu(|_| vtd_forgotten_invalidation_is_caught()),
+        },
+        Trial {
+            name: "vtd_conformance_root_and_context_faults",
+            body: Body::Qemu(|_| vtd_conformance_root_and_context_faults()),
+        },
+    ])
 }
