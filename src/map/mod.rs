@@ -74,6 +74,7 @@ mod direct;
 mod error;
 #[cfg(feature = "alloc")]
 mod iommu;
+mod list;
 mod mapping;
 mod p2p;
 /// Moved to [`crate::pagemap`] (the input side, beside the builder); this path stays for
@@ -96,8 +97,8 @@ pub use error::MapError;
 #[cfg(feature = "alloc")]
 pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftFormat, SoftIommu};
 #[cfg(feature = "alloc")]
-pub use mapping::map;
-pub use mapping::{map_into, merge_boundary_ok, Mapping, MappingKind};
+pub use list::{map, map_into};
+pub use mapping::{merge_boundary_ok, Mapping, MappingKind};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use perm::IoPerm;
 #[cfg(feature = "alloc")]

@@ -99,12 +99,13 @@ pub use policy::{
     choose_data_pointer, DataPointerChoice, DataPointerPolicy, DEFAULT_SGL_THRESHOLD,
 };
 pub use prp::{
-    encode_prp, is_prp_compatible, map_prp, prp_entries, prp_list_pages_needed, Prp, PrpError,
-    PrpIncompatibility, PrpListPage, PrpWriter,
+    is_prp_compatible, prp_entries, prp_list_pages_needed, Prp, PrpError, PrpIncompatibility,
+    PrpListPage,
 };
+pub use prp_stream::{encode_prp, map_prp, PrpWriter};
 pub use queue::{CompletionRing, Doorbells, QueueError, QueuePair, SubmissionRing, DOORBELL_BASE};
 pub use sgl::{
-    encode_sgl, map_sgl, sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions,
-    SglSegmentPage, SglWriter,
+    sgl_descriptors, sgl_segment_pages_needed, Sgl, SglError, SglOptions, SglSegmentPage,
 };
+pub use sgl_stream::{encode_sgl, map_sgl, SglWriter};
 pub use status::NvmeStatus;

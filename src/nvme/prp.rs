@@ -15,7 +15,6 @@ use core::borrow::Borrow;
 use core::fmt;
 
 use super::page::MemoryPageSize;
-pub use super::prp_stream::{map_prp, PrpWriter};
 use crate::addr::DmaAddr;
 use crate::range::DmaRange;
 
@@ -114,7 +113,7 @@ pub enum PrpError {
         /// Slots needed.
         needed: u64,
     },
-    /// A [`PrpWriter`] was fed more or fewer bytes than the total it was created for.
+    /// A [`PrpWriter`](super::PrpWriter) was fed more or fewer bytes than the total it was created for.
     StreamLength {
         /// The total announced, in bytes.
         declared: u64,
@@ -326,7 +325,7 @@ where
     Ok(n)
 }
 
-/// `true` when [`encode_prp`] can express `ranges` (given enough list pages).
+/// `true` when [`encode_prp`](super::encode_prp) can express `ranges` (given enough list pages).
 ///
 /// ```
 /// use physvec::nvme::{is_prp_compatible, MemoryPageSize};
@@ -379,47 +378,6 @@ pub fn prp_list_pages_needed(entries: u64, mps: MemoryPageSize, first_list_offse
     // full - 1 data entries and a link, except the last, which holds up to full.
     let rest = list - (first - 1);
     1 + (rest - 1).div_ceil(full - 1)
-}
-
-/// Encodes `ranges` (a `&[DmaRange]`, a `&DmaVec`, an array, a `RangeView<Dma>`, or any
-/// iterator of ranges or references to ranges) as PRP1/PRP2 plus PRP lists written into pages taken from
-/// `pool`, in order, only as many as needed.
-///
-/// Never allocates; runs in O(ranges + entries). The first list page may start at an
-/// 8-byte-aligned offset inside a memory page (see [`PrpListPage`]).
-///
-/// # Errors
-/// Layout errors as [`prp_entries`] (checked before anything is written), then
-/// [`PrpError::TooFewListPages`], [`PrpError::ListPageMisaligned`] or
-/// [`PrpError::ListPageTooSmall`] (pages already taken hold partial lists then).
-///
-/// # Examples
-/// SPDK's `test_prp_list_append` case "0x100800, 0x3000 → list of three":
-/// ```
-/// use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage};
-/// use physvec::{DmaAddr, DmaRange};
-/// let mut list = [0u64; 512];
-/// let pool = [PrpListPage::new(DmaAddr::new(0x80000), &mut list)];
-/// let prp = encode_prp([DmaRange::new(0x100800, 0x3000)], MemoryPageSize::SIZE_4K, pool).unwrap();
-/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x100800, 0x80000));
-/// assert_eq!(prp.list_page_entries(0), 3);
-/// assert_eq!(&list[..3], &[0x101000u64.to_le(), 0x102000u64.to_le(), 0x103000u64.to_le()]);
-/// ```
-pub fn encode_prp<'a, I, P>(ranges: I, mps: MemoryPageSize, pool: P) -> Result<Prp, PrpError>
-where
-    I: IntoIterator,
-    I::Item: Borrow<DmaRange>,
-    I::IntoIter: Clone,
-    P: IntoIterator<Item = PrpListPage<'a>>,
-{
-    let ranges = ranges.into_iter().map(by_value);
-    // Every layout error before anything is written; then the one streaming writer.
-    let n = prp_entries(ranges.clone(), mps)?;
-    let mut w = PrpWriter::with_entries(mps, n, pool);
-    for r in ranges {
-        w.push(r)?;
-    }
-    w.finish()
 }
 
 /// Calls `f(run, first_index, last_index)` for every maximal run of contiguous input
@@ -762,6 +720,7 @@ crate::error::error_info!(PrpError, |e| e.index().map(crate::error::Position::in
 )]
 mod tests {
     use super::*;
+    use crate::nvme::encode_prp;
     use std::vec::Vec;
 
     const LIST: u64 = 0xDEAD_B000; // page-aligned stand-in for SPDK's 0xDEADBEEF

@@ -11,8 +11,10 @@
     clippy::todo
 )]
 
+use core::borrow::Borrow;
+
 use super::page::MemoryPageSize;
-use super::prp::{Prp, PrpError, PrpIncompatibility, PrpListPage, Writer};
+use super::prp::{by_value, prp_entries, Prp, PrpError, PrpIncompatibility, PrpListPage, Writer};
 use crate::addr::Dma;
 use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
 use crate::range::{DmaRange, PhysRange};
@@ -395,6 +397,47 @@ fn entries_for(first: u64, total: u64, mps: MemoryPageSize) -> u64 {
     (t >> shift)
         .saturating_add(((first & mask).saturating_add(t & mask)) >> shift)
         .saturating_add(1)
+}
+
+/// Encodes `ranges` (a `&[DmaRange]`, a `&DmaVec`, an array, a `RangeView<Dma>`, or any
+/// iterator of ranges or references to ranges) as PRP1/PRP2 plus PRP lists written into pages taken from
+/// `pool`, in order, only as many as needed.
+///
+/// Never allocates; runs in O(ranges + entries). The first list page may start at an
+/// 8-byte-aligned offset inside a memory page (see [`PrpListPage`]).
+///
+/// # Errors
+/// Layout errors as [`prp_entries`] (checked before anything is written), then
+/// [`PrpError::TooFewListPages`], [`PrpError::ListPageMisaligned`] or
+/// [`PrpError::ListPageTooSmall`] (pages already taken hold partial lists then).
+///
+/// # Examples
+/// SPDK's `test_prp_list_append` case "0x100800, 0x3000 → list of three":
+/// ```
+/// use physvec::nvme::{encode_prp, MemoryPageSize, PrpListPage};
+/// use physvec::{DmaAddr, DmaRange};
+/// let mut list = [0u64; 512];
+/// let pool = [PrpListPage::new(DmaAddr::new(0x80000), &mut list)];
+/// let prp = encode_prp([DmaRange::new(0x100800, 0x3000)], MemoryPageSize::SIZE_4K, pool).unwrap();
+/// assert_eq!((prp.prp1.as_u64(), prp.prp2.as_u64()), (0x100800, 0x80000));
+/// assert_eq!(prp.list_page_entries(0), 3);
+/// assert_eq!(&list[..3], &[0x101000u64.to_le(), 0x102000u64.to_le(), 0x103000u64.to_le()]);
+/// ```
+pub fn encode_prp<'a, I, P>(ranges: I, mps: MemoryPageSize, pool: P) -> Result<Prp, PrpError>
+where
+    I: IntoIterator,
+    I::Item: Borrow<DmaRange>,
+    I::IntoIter: Clone,
+    P: IntoIterator<Item = PrpListPage<'a>>,
+{
+    let ranges = ranges.into_iter().map(by_value);
+    // Every layout error before anything is written; then the one streaming writer.
+    let n = prp_entries(ranges.clone(), mps)?;
+    let mut w = PrpWriter::with_entries(mps, n, pool);
+    for r in ranges {
+        w.push(r)?;
+    }
+    w.finish()
 }
 
 #[cfg(test)]

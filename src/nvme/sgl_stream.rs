@@ -13,7 +13,9 @@
 
 use super::descriptor::{SglDescriptor, SglItem};
 use super::runs::Run;
-use super::sgl::{pages_for, Sgl, SglError, SglOptions, SglSegmentPage, MAX_SEGMENT_SLOTS};
+use super::sgl::{
+    pages_for, sgl_descriptors, Sgl, SglError, SglOptions, SglSegmentPage, MAX_SEGMENT_SLOTS,
+};
 use crate::addr::{Dma, DmaAddr};
 use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
 use crate::range::PhysRange;
@@ -470,6 +472,52 @@ where
     let io = stream.finish()?;
     let sgl = w.finish()?;
     Ok((io, sgl))
+}
+
+/// Encodes a transfer as an SGL: `items` are data ranges and bit buckets in transfer
+/// order — plain ranges (`&[DmaRange]`, a `&DmaVec`, a `RangeView<Dma>`, an array) need
+/// no wrapping; mix in bit buckets with [`SglItem`]s — segment pages come from `pool` in
+/// order, only as many as needed.
+///
+/// Never allocates; O(items + descriptors).
+///
+/// **Device segment limits.** The encoder only splits at the descriptor length limits.
+/// A device with a smaller maximum segment size or a segment boundary needs the DMA
+/// view of a mapping split first: pass `constraints.segments(mapping.dma().iter().copied())`
+/// ([`DmaConstraints::segments`](crate::DmaConstraints::segments)); an IOVA mapping is
+/// one coalesced range however the physical list was segmented.
+///
+/// # Errors
+/// [`SglError`]: layout and capability errors before anything is written; pool errors
+/// (too few, misaligned or too small pages) possibly after earlier pages were written.
+///
+/// # Examples
+/// ```
+/// use physvec::nvme::{encode_sgl, SglDescriptor, SglDescriptorType, SglItem, SglOptions, SglSegmentPage};
+/// use physvec::{DmaAddr, DmaRange};
+/// let items = [DmaRange::new(0x10000, 0x200), DmaRange::new(0x20010, 0x300)];
+/// let mut seg = [SglDescriptor::default(); 256];
+/// let pool = [SglSegmentPage::new(DmaAddr::new(0x80000), &mut seg)];
+/// let sgl = encode_sgl(items, SglOptions::default(), pool).unwrap();
+/// assert_eq!(sgl.dptr, SglDescriptor::last_segment(DmaAddr::new(0x80000), 32));
+/// assert_eq!(seg[1], SglDescriptor::data_block(DmaAddr::new(0x20010), 0x300));
+/// ```
+pub fn encode_sgl<'a, I, P>(items: I, opts: SglOptions, pool: P) -> Result<Sgl, SglError>
+where
+    I: IntoIterator,
+    I::Item: Into<SglItem>,
+    I::IntoIter: Clone,
+    P: IntoIterator<Item = SglSegmentPage<'a>>,
+{
+    let items = items.into_iter().map(Into::<SglItem>::into);
+    // Every capability and layout error before anything is written; then the one
+    // streaming writer.
+    let total = sgl_descriptors(items.clone(), &opts)?;
+    let mut w = SglWriter::new(opts, total, pool);
+    for item in items {
+        w.push(item)?;
+    }
+    w.finish()
 }
 
 #[cfg(test)]

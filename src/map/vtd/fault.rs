@@ -12,7 +12,24 @@
 
 use core::fmt;
 
-use super::walk::Access;
+/// Kind of a DMA request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// The device reads memory (fault record T = 1).
+    Read,
+    /// The device writes memory (T = 0).
+    Write,
+}
+
+impl Access {
+    /// `"read"` or `"write"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        }
+    }
+}
 
 /// A DMA-remapping fault reason (VT-d specification, Appendix A: "Non-Recoverable Fault
 /// Reason Encodings"), with the legacy-mode reasons QEMU 7.2 records.

@@ -12,9 +12,10 @@
 
 use alloc::collections::BTreeMap;
 
+use super::fault::Access;
 use super::fault::FaultReason;
 use super::inval::Invalidation;
-use super::walk::{translate, Access, Fault, Translation, VtdCaps, WalkError};
+use super::walk::{translate, Fault, Translation, VtdCaps, WalkError};
 use crate::addr::Phys;
 use crate::map::IoPerm;
 use crate::mem::MemoryReader;

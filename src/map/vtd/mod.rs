@@ -71,7 +71,7 @@ pub use entry::{
     CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_IGNORED, SL_PS, SL_R, SL_SNP, SL_TM,
     SL_W,
 };
-pub use fault::{FaultReason, FaultRecord, Fsts};
+pub use fault::{Access, FaultReason, FaultRecord, Fsts};
 pub use inval::{reg, wait_descriptor, Invalidation, RegisterWrite};
 #[cfg(feature = "alloc")]
 pub use iotlb::VtdIotlb;
@@ -79,6 +79,4 @@ pub use iotlb::VtdIotlb;
 pub use mapper::{VtdMapper, VtdStats};
 #[cfg(feature = "alloc")]
 pub use tables::{DirtyPages, PageList, PageSource, VtdConfig, VtdFormat, VtdTables};
-pub use walk::{
-    translate, translate_traced, Access, Fault, Translation, VtdCaps, WalkError, WalkStep,
-};
+pub use walk::{translate, translate_traced, Fault, Translation, VtdCaps, WalkError, WalkStep};

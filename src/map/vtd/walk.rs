@@ -16,29 +16,10 @@ use super::entry::{
     ctx_lo_reserved, haw_mask, overlaps_interrupt_window, root_lo_reserved, sl_addr, sl_perm,
     sl_reserved, CTX_FPD, CTX_HI_RSVD, ENTRY_P, INTERRUPT_FIRST, INTERRUPT_LAST, SL_PS, SL_R, SL_W,
 };
-use super::fault::FaultReason;
+use super::fault::{Access, FaultReason};
 use crate::addr::{Phys, PhysAddr};
 use crate::map::IoPerm;
 use crate::mem::{MemoryError, MemoryReader};
-
-/// Kind of a DMA request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Access {
-    /// The device reads memory (fault record T = 1).
-    Read,
-    /// The device writes memory (T = 0).
-    Write,
-}
-
-impl Access {
-    /// `"read"` or `"write"`.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Access::Read => "read",
-            Access::Write => "write",
-        }
-    }
-}
 
 /// What the IOMMU supports (the parts of CAP / ECAP a walk depends on).
 ///
