@@ -97,7 +97,8 @@ pub use error::MapError;
 #[cfg(feature = "alloc")]
 pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftFormat, SoftIommu};
 #[cfg(feature = "alloc")]
-pub use list::{map, map_into};
+pub use list::map;
+pub use list::map_into;
 pub use mapping::{merge_boundary_ok, Mapping, MappingKind};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use perm::IoPerm;
