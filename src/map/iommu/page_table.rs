@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
-use crate::map::pgtable::{PageTableFormat, Pte, RadixTable, TableMemory};
+use crate::map::pgtable::{DirectTable, PageTableFormat, Pte, RadixTable, TableMemory};
 use crate::map::{IoPerm, MapError};
 
 /// Largest leaf level (0 = granule, 1 = 2 MiB, 2 = 1 GiB for 4 KiB granules).
@@ -188,6 +188,15 @@ impl TableMemory for HeapTables {
     fn used_count(&mut self, table: u64) -> Option<&mut u64> {
         let s = self.slot(table)?;
         self.used.get_mut(s)
+    }
+
+    #[inline]
+    fn direct(&mut self, table: u64) -> Option<DirectTable<'_>> {
+        let s = self.slot(table)?;
+        Some(DirectTable {
+            entries: self.tables.get_mut(s)?,
+            used: self.used.get_mut(s)?,
+        })
     }
 }
 
