@@ -266,6 +266,10 @@ enum Scan {
 struct Geo {
     gshift: u32,
     bits: u32,
+    /// `shift(1)`: the span of one leaf table is `iova >> span_shift` (at most 29).
+    span_shift: u32,
+    /// `entries() - 1`.
+    emask: u64,
 }
 
 impl Geo {
@@ -289,7 +293,17 @@ impl Geo {
     /// [`Geo::index`] in 64-bit arithmetic.
     #[inline]
     fn index64(&self, level: u32, addr: u64) -> u64 {
-        addr.checked_shr(self.shift(level)).unwrap_or(0) & self.entries().wrapping_sub(1)
+        addr.checked_shr(self.shift(level)).unwrap_or(0) & self.emask
+    }
+    /// The level-0 index of `addr` (`index64(0, addr)`).
+    #[inline]
+    fn leaf_index(&self, addr: u64) -> u64 {
+        addr.checked_shr(self.gshift).unwrap_or(0) & self.emask
+    }
+    /// The leaf table span of `addr` (`addr >> shift(1)`).
+    #[inline]
+    fn span(&self, addr: u64) -> u64 {
+        addr.checked_shr(self.span_shift).unwrap_or(0)
     }
     /// `block(level) - 1` in 64 bits (all ones past 2^64).
     #[inline]
@@ -316,9 +330,12 @@ impl<F: PageTableFormat> RadixTable<F> {
     /// beyond what the levels cover.
     pub fn new(fmt: F, root: u64, va_bits: u32) -> Result<Self, MapError> {
         let levels = fmt.levels();
+        let (gshift, bits) = (fmt.granule_shift(), fmt.index_bits());
         let geo = Geo {
-            gshift: fmt.granule_shift(),
-            bits: fmt.index_bits(),
+            gshift,
+            bits,
+            span_shift: gshift.saturating_add(bits).min(127),
+            emask: (1u64 << bits.min(32)).wrapping_sub(1),
         };
         if !matches!(geo.gshift, 12 | 14 | 16) || geo.bits == 0 || geo.bits > 13 {
             return Err(MapError::InvalidConfig {
@@ -391,37 +408,50 @@ impl<F: PageTableFormat> RadixTable<F> {
         1u64 << self.geo.gshift.min(63)
     }
 
-    /// Checks alignment, emptiness and bounds; returns `[start, end)` as `u128`.
-    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<(u128, u128), MapError> {
+    /// Checks alignment, emptiness and bounds (in this order); returns the last byte,
+    /// `iova + len - 1`, which neither wraps nor leaves `2^va_bits`.
+    #[inline]
+    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<u64, MapError> {
         let gmask = self.granule().wrapping_sub(1);
-        for v in [Some(iova), phys, Some(len)].into_iter().flatten() {
-            if v & gmask != 0 {
-                return Err(MapError::Misaligned {
-                    value: v,
-                    granule: self.granule(),
-                });
-            }
+        if (iova | phys.unwrap_or(0) | len) & gmask != 0 {
+            return Err(self.misaligned(iova, phys, len));
         }
         if len == 0 {
             return Err(MapError::Empty);
         }
-        let limit = 1u128 << self.va_bits.min(64);
-        let start = u128::from(iova);
-        let end = start.saturating_add(u128::from(len));
-        if end > limit {
+        // `len >= 1`; `va_bits` is in `granule bits + 1 ..= 64`.
+        let mask = u64::MAX >> 64u32.saturating_sub(self.va_bits);
+        let last = iova.wrapping_add(len.wrapping_sub(1));
+        if last < iova || last > mask {
             return Err(MapError::AboveDmaMask {
                 dma: iova,
                 len,
-                // limit - 1 < 2^64: the cast is exact.
-                mask: limit.wrapping_sub(1) as u64,
+                mask,
             });
         }
         if let Some(p) = phys {
-            if u128::from(p).saturating_add(u128::from(len)) > 1u128 << 64 {
+            if p.checked_add(len.wrapping_sub(1)).is_none() {
                 return Err(MapError::AddressOverflow { addr: p, len });
             }
         }
-        Ok((start, end))
+        Ok(last)
+    }
+
+    /// The error for the first of `iova`, `phys`, `len` that is not granule aligned.
+    #[cold]
+    fn misaligned(&self, iova: u64, phys: Option<u64>, len: u64) -> MapError {
+        let g = self.granule();
+        let value = [Some(iova), phys, Some(len)]
+            .into_iter()
+            .flatten()
+            .find(|v| v & g.wrapping_sub(1) != 0)
+            .unwrap_or(iova);
+        MapError::Misaligned { value, granule: g }
+    }
+
+    /// `[iova, last]` as the general path's `[start, end)` in `u128`.
+    fn wide(iova: u64, last: u64) -> (u128, u128) {
+        (u128::from(iova), u128::from(last).saturating_add(1))
     }
 
     /// The count of present entries of `table`: the memory's counter if it keeps one,
@@ -500,10 +530,11 @@ impl<F: PageTableFormat> RadixTable<F> {
         len: u64,
         perm: IoPerm,
     ) -> Result<(), MapError> {
-        let (s, e) = self.check(iova, Some(phys), len)?;
-        if self.in_one_leaf_run(iova, len) {
+        let last = self.check(iova, Some(phys), len)?;
+        if self.in_one_leaf_run(iova, last, len) {
             return self.map_leaf_run(mem, iova, phys, len, perm);
         }
+        let (s, e) = Self::wide(iova, last);
         if let Some(a) = self.first(mem, self.root, self.top(), s, e, true)? {
             return Err(MapError::AlreadyMapped { iova: a });
         }
@@ -606,10 +637,8 @@ impl<F: PageTableFormat> RadixTable<F> {
     /// Whether `[iova, iova + len)` (checked) lies in one leaf table's span and maps
     /// with granule leaves only (smaller than a level-1 block, or no large leaves).
     #[inline]
-    fn in_one_leaf_run(&self, iova: u64, len: u64) -> bool {
-        let ss = self.geo.shift(1);
-        let last = iova.wrapping_add(len.wrapping_sub(1)); // checked: no wrap
-        iova.checked_shr(ss) == last.checked_shr(ss)
+    fn in_one_leaf_run(&self, iova: u64, last: u64, len: u64) -> bool {
+        self.geo.span(iova) == self.geo.span(last)
             && (len <= self.geo.block_mask64(1) || self.fmt.max_leaf_level() == 0)
     }
 
@@ -622,7 +651,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         create: bool,
     ) -> Result<Reach, MapError> {
-        let span = iova.checked_shr(self.geo.shift(1)).unwrap_or(0);
+        let span = self.geo.span(iova);
         if self.walk.span == Some(span) {
             return Ok(Reach::Leaf(self.walk.path[0]));
         }
@@ -700,7 +729,7 @@ impl<F: PageTableFormat> RadixTable<F> {
     ) -> Result<(), MapError> {
         let gshift = self.geo.gshift;
         let g = 1u64 << gshift.min(63);
-        let i0 = self.geo.index64(0, iova);
+        let i0 = self.geo.leaf_index(iova);
         let n = len >> gshift.min(63);
         // In one span: `i0 + n <= entries`.
         let i1 = i0.saturating_add(n);
@@ -1063,8 +1092,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<(), MapError> {
-        let (s, e) = self.check(iova, None, len)?;
-        let last = iova.wrapping_add(len.wrapping_sub(1)); // checked: no wrap
+        let last = self.check(iova, None, len)?;
         match self.scan(mem, iova, last, true)? {
             Scan::Fast => return self.clear_runs(mem, iova, last).map(|_| ()),
             Scan::Unmapped(a) => {
@@ -1075,6 +1103,7 @@ impl<F: PageTableFormat> RadixTable<F> {
             }
             Scan::Large => {}
         }
+        let (s, e) = Self::wide(iova, last);
         if let Some(a) = self.first(mem, self.root, self.top(), s, e, false)? {
             return Err(MapError::NotMapped {
                 dma: a,
@@ -1094,11 +1123,11 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<u64, MapError> {
-        let (s, e) = self.check(iova, None, len)?;
-        let last = iova.wrapping_add(len.wrapping_sub(1)); // checked: no wrap
+        let last = self.check(iova, None, len)?;
         if let Scan::Fast = self.scan(mem, iova, last, false)? {
             return self.clear_runs(mem, iova, last);
         }
+        let (s, e) = Self::wide(iova, last);
         self.split_at(mem, s)?;
         self.split_at(mem, e)?;
         let n = self.clear_rec(mem, self.root, self.top(), s, e)?;
@@ -1306,6 +1335,59 @@ mod tests {
     fn engine(m: &mut Mem) -> RadixTable<Toy> {
         let root = m.alloc_table().unwrap();
         RadixTable::new(Toy, root, 48).unwrap()
+    }
+
+    #[test]
+    fn argument_errors_come_in_order() {
+        let mut m = Mem::new(true);
+        let root = m.alloc_table().unwrap();
+        let mut t = RadixTable::new(Toy, root, 39).unwrap();
+        let r = IoPerm::READ;
+        assert_eq!(
+            t.map(&mut m, 0x1000, 0x2800, 0x1000, r),
+            Err(MapError::Misaligned {
+                value: 0x2800,
+                granule: 0x1000
+            })
+        );
+        assert_eq!(
+            t.map(&mut m, 0x1000, 0x2000, 0x1001, r),
+            Err(MapError::Misaligned {
+                value: 0x1001,
+                granule: 0x1000
+            })
+        );
+        assert_eq!(t.map(&mut m, 0x1000, 0x2000, 0, r), Err(MapError::Empty));
+        let mask = (1u64 << 39) - 1;
+        assert_eq!(
+            t.map(&mut m, mask - 0xfff, 0, 0x2000, r),
+            Err(MapError::AboveDmaMask {
+                dma: mask - 0xfff,
+                len: 0x2000,
+                mask
+            })
+        );
+        assert_eq!(
+            t.unmap(&mut m, u64::MAX - 0xfff, 0x2000),
+            Err(MapError::AboveDmaMask {
+                dma: u64::MAX - 0xfff,
+                len: 0x2000,
+                mask
+            })
+        );
+        assert_eq!(
+            t.map(&mut m, 0, u64::MAX - 0xfff, 0x2000, r),
+            Err(MapError::AddressOverflow {
+                addr: u64::MAX - 0xfff,
+                len: 0x2000
+            })
+        );
+        // The last granule below 2^64 maps (no wrap in the fill).
+        t.map(&mut m, mask - 0xfff, u64::MAX - 0xfff, 0x1000, r)
+            .unwrap();
+        assert_eq!(t.lookup(&m, mask).unwrap().map(|x| x.0), Some(u64::MAX));
+        assert_eq!(t.unmap_present(&mut m, 0, 1 << 39), Ok(0x1000));
+        assert_eq!(t.counts(), RadixCounts::default());
     }
 
     proptest! {
