@@ -226,6 +226,8 @@ pub struct RadixTable<F> {
     geo: Geo,
     root: u64,
     va_bits: u32,
+    /// `2^va_bits - 1`.
+    va_mask: u64,
     used: BTreeMap<u64, u64>,
     counts: RadixCounts,
     walk: WalkCache,
@@ -270,6 +272,10 @@ struct Geo {
     span_shift: u32,
     /// `entries() - 1`.
     emask: u64,
+    /// `granule - 1`.
+    gmask: u64,
+    /// `block(1) - 1`: the bytes of a leaf table's span, less one.
+    span_mask: u64,
 }
 
 impl Geo {
@@ -336,6 +342,10 @@ impl<F: PageTableFormat> RadixTable<F> {
             bits,
             span_shift: gshift.saturating_add(bits).min(127),
             emask: (1u64 << bits.min(32)).wrapping_sub(1),
+            gmask: (1u64 << gshift.min(63)).wrapping_sub(1),
+            span_mask: 1u64
+                .checked_shl(gshift.saturating_add(bits))
+                .map_or(u64::MAX, |b| b.wrapping_sub(1)),
         };
         if !matches!(geo.gshift, 12 | 14 | 16) || geo.bits == 0 || geo.bits > 13 {
             return Err(MapError::InvalidConfig {
@@ -357,6 +367,7 @@ impl<F: PageTableFormat> RadixTable<F> {
             geo,
             root,
             va_bits,
+            va_mask: u64::MAX >> 64u32.saturating_sub(va_bits),
             used: BTreeMap::new(),
             counts: RadixCounts::default(),
             walk: WalkCache {
@@ -405,22 +416,21 @@ impl<F: PageTableFormat> RadixTable<F> {
     }
 
     fn granule(&self) -> u64 {
-        1u64 << self.geo.gshift.min(63)
+        self.geo.gmask.wrapping_add(1)
     }
 
     /// Checks alignment, emptiness and bounds (in this order); returns the last byte,
     /// `iova + len - 1`, which neither wraps nor leaves `2^va_bits`.
     #[inline]
     fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<u64, MapError> {
-        let gmask = self.granule().wrapping_sub(1);
-        if (iova | phys.unwrap_or(0) | len) & gmask != 0 {
+        if (iova | phys.unwrap_or(0) | len) & self.geo.gmask != 0 {
             return Err(self.misaligned(iova, phys, len));
         }
         if len == 0 {
             return Err(MapError::Empty);
         }
         // `len >= 1`; `va_bits` is in `granule bits + 1 ..= 64`.
-        let mask = u64::MAX >> 64u32.saturating_sub(self.va_bits);
+        let mask = self.va_mask;
         let last = iova.wrapping_add(len.wrapping_sub(1));
         if last < iova || last > mask {
             return Err(MapError::AboveDmaMask {
@@ -493,6 +503,21 @@ impl<F: PageTableFormat> RadixTable<F> {
         self.used.remove(&table);
     }
 
+    /// [`Self::count_leaves`] for `n` granule leaves of one table (`n <= entries`).
+    #[inline]
+    fn count_granules(&mut self, n: u64, add: bool) {
+        // `n <= 2^13` entries of at most 64 KiB: the product is below 2^30.
+        let bytes = n.wrapping_mul(self.granule());
+        let [c, ..] = &mut self.counts.leaves;
+        if add {
+            *c = c.saturating_add(n);
+            self.counts.mapped_bytes = self.counts.mapped_bytes.saturating_add(bytes);
+        } else {
+            *c = c.saturating_sub(n);
+            self.counts.mapped_bytes = self.counts.mapped_bytes.saturating_sub(bytes);
+        }
+    }
+
     #[inline]
     fn count_leaves(&mut self, level: u32, n: u64, add: bool) {
         let bytes = match 1u64.checked_shl(self.geo.shift(level)) {
@@ -534,6 +559,21 @@ impl<F: PageTableFormat> RadixTable<F> {
         if self.in_one_leaf_run(iova, last, len) {
             return self.map_leaf_run(mem, iova, phys, len, perm);
         }
+        self.map_general(mem, iova, last, phys, perm)
+    }
+
+    /// [`RadixTable::map`] of a checked range that may use large leaves or cross leaf
+    /// tables: one recursive walk over the range (out of line: the granule-leaf path
+    /// stays small).
+    #[inline(never)]
+    fn map_general<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        last: u64,
+        phys: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
         let (s, e) = Self::wide(iova, last);
         if let Some(a) = self.first(mem, self.root, self.top(), s, e, true)? {
             return Err(MapError::AlreadyMapped { iova: a });
@@ -639,7 +679,7 @@ impl<F: PageTableFormat> RadixTable<F> {
     #[inline]
     fn in_one_leaf_run(&self, iova: u64, last: u64, len: u64) -> bool {
         self.geo.span(iova) == self.geo.span(last)
-            && (len <= self.geo.block_mask64(1) || self.fmt.max_leaf_level() == 0)
+            && (len <= self.geo.span_mask || self.fmt.max_leaf_level() == 0)
     }
 
     /// Walks to the leaf table of `iova`'s span (creating missing tables when
@@ -658,6 +698,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         self.walk_to_leaf(mem, iova, span, create)
     }
 
+    #[inline(never)]
     fn walk_to_leaf<M: TableMemory>(
         &mut self,
         mem: &mut M,
@@ -706,13 +747,19 @@ impl<F: PageTableFormat> RadixTable<F> {
             // Found before anything changed, in a leaf table that already existed.
             Err(MapError::AlreadyMapped { .. }) | Ok(()) => r,
             Err(_) => {
-                // The range was empty before (the walk stopped at an empty entry or the
-                // slots were checked empty): clearing it restores the old state.
-                let s = u128::from(iova);
-                let _ = self.clear_rec(mem, self.root, self.top(), s, s.saturating_add(len.into()));
+                self.undo_map(mem, iova, len);
                 r
             }
         }
+    }
+
+    /// Clears `[iova, iova + len)` after a failed map that found it empty (the walk
+    /// stopped at an empty entry or the slots were checked empty): restores the old state.
+    #[cold]
+    #[inline(never)]
+    fn undo_map<M: TableMemory>(&mut self, mem: &mut M, iova: u64, len: u64) {
+        let s = u128::from(iova);
+        let _ = self.clear_rec(mem, self.root, self.top(), s, s.saturating_add(len.into()));
     }
 
     /// Writes granule leaves for `[iova, iova + len)` into leaf table `t`, after checking
@@ -728,9 +775,9 @@ impl<F: PageTableFormat> RadixTable<F> {
         perm: IoPerm,
     ) -> Result<(), MapError> {
         let gshift = self.geo.gshift;
-        let g = 1u64 << gshift.min(63);
+        let g = self.granule();
         let i0 = self.geo.leaf_index(iova);
-        let n = len >> gshift.min(63);
+        let n = len >> gshift;
         // In one span: `i0 + n <= entries`.
         let i1 = i0.saturating_add(n);
         let mapped_at = |k: u64| iova.wrapping_add(k.wrapping_shl(gshift));
@@ -773,14 +820,14 @@ impl<F: PageTableFormat> RadixTable<F> {
                 if let Err(e) = mem.write_entry(t, i0.wrapping_add(k), raw) {
                     // Count what was written, so the caller's rollback clears it.
                     self.add_used(mem, t, k);
-                    self.count_leaves(0, k, true);
+                    self.count_granules(k, true);
                     return Err(e);
                 }
                 p = p.wrapping_add(g);
             }
             self.add_used(mem, t, n);
         }
-        self.count_leaves(0, n, true);
+        self.count_granules(n, true);
         Ok(())
     }
 
@@ -795,7 +842,7 @@ impl<F: PageTableFormat> RadixTable<F> {
     ) -> Result<Scan, MapError> {
         let mut a = s;
         loop {
-            let mut end = last.min(a | self.geo.block_mask64(1));
+            let mut end = last.min(a | self.geo.span_mask);
             match self.reach_leaf(mem, a, false)? {
                 Reach::Large => return Ok(Scan::Large),
                 Reach::Hole(_) if need_all => return Ok(Scan::Unmapped(a)),
@@ -832,7 +879,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         let mut a = s;
         let mut bytes = 0u64;
         loop {
-            let mut end = last.min(a | self.geo.block_mask64(1));
+            let mut end = last.min(a | self.geo.span_mask);
             match self.reach_leaf(mem, a, false)? {
                 Reach::Leaf(t) => {
                     let n = self.clear_leaves(mem, t, a, end)?;
@@ -902,15 +949,15 @@ impl<F: PageTableFormat> RadixTable<F> {
             }
             left = self.sub_used(mem, t, n);
             if let Err(e) = r {
-                self.count_leaves(0, n, false);
+                self.count_granules(n, false);
                 return Err(e);
             }
         }
-        self.count_leaves(0, n, false);
+        self.count_granules(n, false);
         if left == 0 {
             self.free_up(mem, a)?;
         }
-        Ok(n.saturating_mul(1u64 << self.geo.gshift.min(63)))
+        Ok(n.saturating_mul(self.granule()))
     }
 
     /// Frees the (empty) leaf table on the cached path to `a`, then each ancestor left
