@@ -648,7 +648,14 @@ impl<F: PageTableFormat> RadixTable<F> {
                 }
                 Pte::Empty => self.new_table(mem, table, idx, level)?,
             };
-            self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
+            if level == 1 {
+                // A run of granule leaves in one leaf table: one slice pass. Below 2^64
+                // (checked), so the casts are exact.
+                let (a64, len) = (a as u64, ee.wrapping_sub(a) as u64);
+                self.fill_leaves(mem, child, a64, p64, len, perm)?;
+            } else {
+                self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
+            }
             a = ee;
         }
         Ok(())
