@@ -771,6 +771,8 @@ impl<F: PageTableFormat> RadixTable<F> {
 
     /// Writes granule leaves for `[iova, iova + len)` into leaf table `t`, after checking
     /// the slots are empty and the format allows every leaf.
+    // Inlined into both callers: the granule-leaf path of `map` must stay one frame.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
     fn fill_leaves<M: TableMemory>(
         &mut self,
