@@ -157,7 +157,9 @@ pub trait TableMemory {
     /// # Errors
     /// [`MapError::TablePagesExhausted`], [`MapError::TableMemory`].
     fn alloc_table(&mut self) -> Result<u64, MapError>;
-    /// Returns a table page that is no longer linked.
+    /// Returns a table page that is no longer linked. The engine frees only tables whose
+    /// entries it has all cleared to 0 (or never wrote), so a memory that keeps freed
+    /// tables may hand them out again without zeroing them (unless a write failed).
     fn free_table(&mut self, table: u64);
     /// Optional fast storage for the engine's count of present entries in `table`: a
     /// memory that keeps one counter per table (zero for a new table) returns it here.
@@ -1057,14 +1059,14 @@ impl<F: PageTableFormat> RadixTable<F> {
                         if let Err(err) =
                             mem.write_entry(child, k, self.fmt.encode_leaf(p, perm, cl))
                         {
-                            mem.free_table(child);
+                            Self::free_written(mem, child, k);
                             return Err(err);
                         }
                     }
                     if let Err(err) =
                         mem.write_entry(table, idx, self.fmt.encode_table(child, level))
                     {
-                        mem.free_table(child);
+                        Self::free_written(mem, child, n);
                         return Err(err);
                     }
                     self.set_used(mem, child, n);
@@ -1077,6 +1079,17 @@ impl<F: PageTableFormat> RadixTable<F> {
             level = level.wrapping_sub(1);
         }
         Ok(())
+    }
+
+    /// Frees an unlinked table after clearing its first `n` entries (best effort: the
+    /// memory just failed a write), so that freed tables are empty as
+    /// [`TableMemory::free_table`] promises.
+    #[cold]
+    fn free_written<M: TableMemory>(mem: &mut M, table: u64, n: u64) {
+        for k in 0..n {
+            let _ = mem.write_entry(table, k, 0);
+        }
+        mem.free_table(table);
     }
 
     /// Clears every leaf in `[s, e)` (callers split straddling leaves first) and frees
