@@ -794,6 +794,23 @@ impl<F: PageTableFormat> RadixTable<F> {
         let mapped_at = |k: u64| iova.wrapping_add(k.wrapping_shl(gshift));
         let fmt = &self.fmt;
         if let Some(d) = mem.direct(t) {
+            if n == 1 {
+                // One granule (a scattered page): no loops.
+                let slot = usize::try_from(i0)
+                    .ok()
+                    .and_then(|i| d.entries.get_mut(i))
+                    .ok_or(MapError::TableMemory { addr: t })?;
+                if fmt.decode(*slot, 0).is_present() {
+                    return Err(MapError::AlreadyMapped { iova });
+                }
+                if !fmt.leaf_allowed(phys, 0) {
+                    return Err(MapError::InterruptWindow { phys });
+                }
+                *slot = fmt.encode_leaf(phys, perm, 0);
+                *d.used = d.used.saturating_add(1);
+                self.count_granules(1, true);
+                return Ok(());
+            }
             let slots = usize::try_from(i0)
                 .ok()
                 .zip(usize::try_from(i1).ok())
