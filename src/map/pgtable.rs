@@ -859,6 +859,30 @@ impl<F: PageTableFormat> RadixTable<F> {
         Ok(())
     }
 
+    /// [`Self::scan`] when the fast unmap is likely to apply; [`Scan::Large`] without a
+    /// look when the range covers a whole leaf-table span (where a large leaf may sit)
+    /// and the cached walk is not to a leaf table inside it. A reservation's release
+    /// right after its links finds the cache there; a large leaf's unmap saves the scan.
+    #[inline]
+    fn scan_if_likely<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        s: u64,
+        last: u64,
+        len: u64,
+        need_all: bool,
+    ) -> Result<Scan, MapError> {
+        let whole_span = len > self.geo.span_mask && self.fmt.max_leaf_level() > 0;
+        let cached_inside = self
+            .walk
+            .span
+            .is_some_and(|sp| (self.geo.span(s)..=self.geo.span(last)).contains(&sp));
+        if whole_span && !cached_inside {
+            return Ok(Scan::Large);
+        }
+        self.scan(mem, s, last, need_all)
+    }
+
     /// Looks at `[s, last]` leaf table by leaf table before a fast unmap: whether a large
     /// leaf needs the general path, and (`need_all`) the first unmapped granule.
     fn scan<M: TableMemory>(
@@ -1179,7 +1203,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         len: u64,
     ) -> Result<(), MapError> {
         let last = self.check(iova, None, len)?;
-        match self.scan(mem, iova, last, true)? {
+        match self.scan_if_likely(mem, iova, last, len, true)? {
             Scan::Fast => return self.clear_runs(mem, iova, last).map(|_| ()),
             Scan::Unmapped(a) => {
                 return Err(MapError::NotMapped {
@@ -1210,7 +1234,7 @@ impl<F: PageTableFormat> RadixTable<F> {
         len: u64,
     ) -> Result<u64, MapError> {
         let last = self.check(iova, None, len)?;
-        if let Scan::Fast = self.scan(mem, iova, last, false)? {
+        if let Scan::Fast = self.scan_if_likely(mem, iova, last, len, false)? {
             return self.clear_runs(mem, iova, last);
         }
         let (s, e) = Self::wide(iova, last);
