@@ -620,6 +620,14 @@ impl<F: PageTableFormat> RadixTable<F> {
         bs: u128,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
+        // The recursion keeps the walk cache's path: the ancestors of the leaf table
+        // being filled are the tables of the enclosing calls.
+        if level > 0 {
+            self.walk.span = None;
+            if let Some(p) = self.walk.path.get_mut(level as usize) {
+                *p = table;
+            }
+        }
         let mut a = s;
         while a < e {
             let idx = self.geo.index(level, a);
@@ -654,7 +662,11 @@ impl<F: PageTableFormat> RadixTable<F> {
                 // A run of granule leaves in one leaf table: one slice pass. Below 2^64
                 // (checked), so the casts are exact.
                 let (a64, len) = (a as u64, ee.wrapping_sub(a) as u64);
+                self.walk.span = None;
                 self.fill_leaves(mem, child, a64, p64, len, perm)?;
+                // `path[1..]` hold this table and its ancestors (set on entry above).
+                self.walk.path[0] = child;
+                self.walk.span = Some(self.geo.span(a64));
             } else {
                 self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
             }
