@@ -4,11 +4,12 @@
 use std::hint::black_box;
 
 use criterion::Criterion;
+use physvec::map::{IoPageTable, IoPerm};
 use physvec::nvme::{
     encode_prp, encode_sgl, MemoryPageSize, PrpListPage, PrpWriter, SglDescriptor, SglItem,
     SglOptions, SglSegmentPage,
 };
-use physvec::{DmaAddr, DmaRange, PageSize, PhysVec, RangeBuilder};
+use physvec::{DmaAddr, DmaRange, PageSize, PhysAddr, PhysVec, RangeBuilder};
 
 use crate::legacy::nvme::{nvme_pci_setup_prps, NvmeDev, NvmeIod};
 use crate::legacy::scatterlist::{sg_init_table, InlineSg};
@@ -126,6 +127,39 @@ pub fn benches(c: &mut Criterion) {
                 pool,
             )
             .expect("sgl")
+        })
+    });
+
+    // The shared page-table floor (issue 13) on its own: the software IOMMU's page table
+    // (the radix engine over heap tables), as both pipelines program it.
+    let mut pt = IoPageTable::new(PageSize::SIZE_4K, 48, true).expect("valid");
+    let base = 0x4000_0000u64;
+    // One reservation: 512 scattered 4 KiB links into one leaf table, then one batched
+    // unmap of the reservation.
+    g.bench_function("pgtable/512_scattered_links_and_unmap", |b| {
+        b.iter(|| {
+            for (k, &pfn) in scattered.iter().enumerate() {
+                let iova = DmaAddr::new(base + ((k as u64) << 12));
+                pt.map(iova, PhysAddr::new(pfn << 12), 4096, IoPerm::READ)
+                    .expect("map");
+            }
+            pt.unmap_present(DmaAddr::new(base), 2 << 20)
+                .expect("unmap")
+        })
+    });
+    // One contiguous 2 MiB run that must use 4 KiB leaves (physical address not 2 MiB
+    // aligned): one walk, one pass over the leaf table.
+    g.bench_function("pgtable/2m_contiguous_run_4k_leaves", |b| {
+        b.iter(|| {
+            pt.map(
+                DmaAddr::new(base),
+                PhysAddr::new(0x8000_1000),
+                2 << 20,
+                IoPerm::READ,
+            )
+            .expect("map");
+            pt.unmap_present(DmaAddr::new(base), 2 << 20)
+                .expect("unmap")
         })
     });
     g.finish();

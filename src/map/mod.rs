@@ -103,7 +103,7 @@ pub use mapping::{merge_boundary_ok, Mapping, MappingKind};
 pub use p2p::{NoP2p, P2pClassifier, P2pMapType, P2pProviders, P2pRegion};
 pub use perm::IoPerm;
 #[cfg(feature = "alloc")]
-pub use pgtable::{PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
+pub use pgtable::{DirectTable, PageTableFormat, Pte, RadixCounts, RadixTable, TableMemory};
 pub use space::{IovaSpace, Linking, MapperId, SpaceState, Synced};
 pub use stream::{Coalesce, Keep, MapStream, StreamOptions};
 

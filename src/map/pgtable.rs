@@ -157,7 +157,9 @@ pub trait TableMemory {
     /// # Errors
     /// [`MapError::TablePagesExhausted`], [`MapError::TableMemory`].
     fn alloc_table(&mut self) -> Result<u64, MapError>;
-    /// Returns a table page that is no longer linked.
+    /// Returns a table page that is no longer linked. The engine frees only tables whose
+    /// entries it has all cleared to 0 (or never wrote), so a memory that keeps freed
+    /// tables may hand them out again without zeroing them (unless a write failed).
     fn free_table(&mut self, table: u64);
     /// Optional fast storage for the engine's count of present entries in `table`: a
     /// memory that keeps one counter per table (zero for a new table) returns it here.
@@ -166,6 +168,35 @@ pub trait TableMemory {
         let _ = table;
         None
     }
+    /// Optional direct access to a table held as a plain array: its entries and its
+    /// used counter (as [`TableMemory::used_count`]). The engine then fills and clears
+    /// runs of granule leaves with one slice pass instead of one
+    /// [`read_entry`](TableMemory::read_entry) / [`write_entry`](TableMemory::write_entry)
+    /// per entry. The default, `None`, keeps the entry-by-entry path (memories whose
+    /// writes must be single 8-byte stores through an accessor, like VT-d's).
+    fn direct(&mut self, table: u64) -> Option<DirectTable<'_>> {
+        let _ = table;
+        None
+    }
+}
+
+/// A table's entries and used counter, lent by [`TableMemory::direct`].
+///
+/// ```
+/// use physvec::map::DirectTable;
+/// let mut entries = [0u64; 512];
+/// let mut used = 0u64;
+/// let t = DirectTable { entries: &mut entries, used: &mut used };
+/// t.entries[3] = 7;
+/// *t.used += 1;
+/// assert_eq!((entries[3], used), (7, 1));
+/// ```
+#[derive(Debug)]
+pub struct DirectTable<'a> {
+    /// The table's entries (one granule of them).
+    pub entries: &'a mut [u64],
+    /// The engine's count of present entries in the table.
+    pub used: &'a mut u64,
 }
 
 /// Live counts of a [`RadixTable`].
@@ -197,8 +228,41 @@ pub struct RadixTable<F> {
     geo: Geo,
     root: u64,
     va_bits: u32,
+    /// `2^va_bits - 1`.
+    va_mask: u64,
     used: BTreeMap<u64, u64>,
     counts: RadixCounts,
+    walk: WalkCache,
+}
+
+/// The last walk down to a leaf (level-0) table: the tables on the path, for the span
+/// (`iova >> shift(1)`) it reached. Links of one reservation land in the same leaf table,
+/// so they reuse it instead of walking from the root. Any table free forgets it.
+#[derive(Clone, Copy, Debug)]
+struct WalkCache {
+    span: Option<u64>,
+    /// `path[level]`: the table at `level` (`path[top]` is the root).
+    path: [u64; MAX_LEVELS as usize],
+}
+
+/// Where a walk towards a leaf table stopped.
+enum Reach {
+    /// The leaf table.
+    Leaf(u64),
+    /// An empty entry at this level (nothing mapped in its block).
+    Hole(u32),
+    /// A large leaf.
+    Large,
+}
+
+/// What a scan of a range found before a fast unmap.
+enum Scan {
+    /// Only leaf tables and holes: the fast path applies.
+    Fast,
+    /// A large leaf: the general path (with splits) applies.
+    Large,
+    /// The first unmapped IOVA (only when every granule must be mapped).
+    Unmapped(u64),
 }
 
 /// Table geometry, fixed at construction from the format.
@@ -206,6 +270,14 @@ pub struct RadixTable<F> {
 struct Geo {
     gshift: u32,
     bits: u32,
+    /// `shift(1)`: the span of one leaf table is `iova >> span_shift` (at most 29).
+    span_shift: u32,
+    /// `entries() - 1`.
+    emask: u64,
+    /// `granule - 1`.
+    gmask: u64,
+    /// `block(1) - 1`: the bytes of a leaf table's span, less one.
+    span_mask: u64,
 }
 
 impl Geo {
@@ -226,6 +298,27 @@ impl Geo {
     fn entries(&self) -> u64 {
         1u64 << self.bits.min(32)
     }
+    /// [`Geo::index`] in 64-bit arithmetic.
+    #[inline]
+    fn index64(&self, level: u32, addr: u64) -> u64 {
+        addr.checked_shr(self.shift(level)).unwrap_or(0) & self.emask
+    }
+    /// The level-0 index of `addr` (`index64(0, addr)`).
+    #[inline]
+    fn leaf_index(&self, addr: u64) -> u64 {
+        addr.checked_shr(self.gshift).unwrap_or(0) & self.emask
+    }
+    /// The leaf table span of `addr` (`addr >> shift(1)`).
+    #[inline]
+    fn span(&self, addr: u64) -> u64 {
+        addr.checked_shr(self.span_shift).unwrap_or(0)
+    }
+    /// `block(level) - 1` in 64 bits (all ones past 2^64).
+    #[inline]
+    fn block_mask64(&self, level: u32) -> u64 {
+        1u64.checked_shl(self.shift(level))
+            .map_or(u64::MAX, |b| b.wrapping_sub(1))
+    }
 }
 
 /// What [`RadixTable::map_rec`] writes in one table: added leaves are counted once per
@@ -245,9 +338,16 @@ impl<F: PageTableFormat> RadixTable<F> {
     /// beyond what the levels cover.
     pub fn new(fmt: F, root: u64, va_bits: u32) -> Result<Self, MapError> {
         let levels = fmt.levels();
+        let (gshift, bits) = (fmt.granule_shift(), fmt.index_bits());
         let geo = Geo {
-            gshift: fmt.granule_shift(),
-            bits: fmt.index_bits(),
+            gshift,
+            bits,
+            span_shift: gshift.saturating_add(bits).min(127),
+            emask: (1u64 << bits.min(32)).wrapping_sub(1),
+            gmask: (1u64 << gshift.min(63)).wrapping_sub(1),
+            span_mask: 1u64
+                .checked_shl(gshift.saturating_add(bits))
+                .map_or(u64::MAX, |b| b.wrapping_sub(1)),
         };
         if !matches!(geo.gshift, 12 | 14 | 16) || geo.bits == 0 || geo.bits > 13 {
             return Err(MapError::InvalidConfig {
@@ -269,9 +369,28 @@ impl<F: PageTableFormat> RadixTable<F> {
             geo,
             root,
             va_bits,
+            va_mask: u64::MAX >> 64u32.saturating_sub(va_bits),
             used: BTreeMap::new(),
             counts: RadixCounts::default(),
+            walk: WalkCache {
+                span: None,
+                path: [0; MAX_LEVELS as usize],
+            },
         })
+    }
+
+    /// Forgets the cached walk to the last leaf table. Call it after changing the tables
+    /// behind the engine's back (the engine itself forgets it whenever it frees a table).
+    ///
+    /// ```
+    /// # use physvec::map::vtd::VtdFormat;
+    /// # use physvec::map::RadixTable;
+    /// let mut t = RadixTable::new(VtdFormat::new(48, true)?, 0x1000, 48)?;
+    /// t.forget_walk();
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn forget_walk(&mut self) {
+        self.walk.span = None;
     }
 
     /// The format.
@@ -299,40 +418,52 @@ impl<F: PageTableFormat> RadixTable<F> {
     }
 
     fn granule(&self) -> u64 {
-        1u64 << self.geo.gshift.min(63)
+        self.geo.gmask.wrapping_add(1)
     }
 
-    /// Checks alignment, emptiness and bounds; returns `[start, end)` as `u128`.
-    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<(u128, u128), MapError> {
-        let gmask = self.granule().wrapping_sub(1);
-        for v in [Some(iova), phys, Some(len)].into_iter().flatten() {
-            if v & gmask != 0 {
-                return Err(MapError::Misaligned {
-                    value: v,
-                    granule: self.granule(),
-                });
-            }
+    /// Checks alignment, emptiness and bounds (in this order); returns the last byte,
+    /// `iova + len - 1`, which neither wraps nor leaves `2^va_bits`.
+    #[inline]
+    fn check(&self, iova: u64, phys: Option<u64>, len: u64) -> Result<u64, MapError> {
+        if (iova | phys.unwrap_or(0) | len) & self.geo.gmask != 0 {
+            return Err(self.misaligned(iova, phys, len));
         }
         if len == 0 {
             return Err(MapError::Empty);
         }
-        let limit = 1u128 << self.va_bits.min(64);
-        let start = u128::from(iova);
-        let end = start.saturating_add(u128::from(len));
-        if end > limit {
+        // `len >= 1`; `va_bits` is in `granule bits + 1 ..= 64`.
+        let mask = self.va_mask;
+        let last = iova.wrapping_add(len.wrapping_sub(1));
+        if last < iova || last > mask {
             return Err(MapError::AboveDmaMask {
                 dma: iova,
                 len,
-                // limit - 1 < 2^64: the cast is exact.
-                mask: limit.wrapping_sub(1) as u64,
+                mask,
             });
         }
         if let Some(p) = phys {
-            if u128::from(p).saturating_add(u128::from(len)) > 1u128 << 64 {
+            if p.checked_add(len.wrapping_sub(1)).is_none() {
                 return Err(MapError::AddressOverflow { addr: p, len });
             }
         }
-        Ok((start, end))
+        Ok(last)
+    }
+
+    /// The error for the first of `iova`, `phys`, `len` that is not granule aligned.
+    #[cold]
+    fn misaligned(&self, iova: u64, phys: Option<u64>, len: u64) -> MapError {
+        let g = self.granule();
+        let value = [Some(iova), phys, Some(len)]
+            .into_iter()
+            .flatten()
+            .find(|v| v & g.wrapping_sub(1) != 0)
+            .unwrap_or(iova);
+        MapError::Misaligned { value, granule: g }
+    }
+
+    /// `[iova, last]` as the general path's `[start, end)` in `u128`.
+    fn wide(iova: u64, last: u64) -> (u128, u128) {
+        (u128::from(iova), u128::from(last).saturating_add(1))
     }
 
     /// The count of present entries of `table`: the memory's counter if it keeps one,
@@ -374,9 +505,28 @@ impl<F: PageTableFormat> RadixTable<F> {
         self.used.remove(&table);
     }
 
+    /// [`Self::count_leaves`] for `n` granule leaves of one table (`n <= entries`).
+    #[inline]
+    fn count_granules(&mut self, n: u64, add: bool) {
+        // `n <= 2^13` entries of at most 64 KiB: the product is below 2^30.
+        let bytes = n.wrapping_mul(self.granule());
+        let [c, ..] = &mut self.counts.leaves;
+        if add {
+            *c = c.saturating_add(n);
+            self.counts.mapped_bytes = self.counts.mapped_bytes.saturating_add(bytes);
+        } else {
+            *c = c.saturating_sub(n);
+            self.counts.mapped_bytes = self.counts.mapped_bytes.saturating_sub(bytes);
+        }
+    }
+
+    #[inline]
     fn count_leaves(&mut self, level: u32, n: u64, add: bool) {
-        let bytes =
-            u64::try_from(self.geo.block(level).saturating_mul(u128::from(n))).unwrap_or(u64::MAX);
+        let bytes = match 1u64.checked_shl(self.geo.shift(level)) {
+            Some(b) => n.saturating_mul(b),
+            None if n == 0 => 0,
+            None => u64::MAX,
+        };
         if let Some(c) = self.counts.leaves.get_mut(level as usize) {
             *c = if add {
                 c.saturating_add(n)
@@ -407,7 +557,26 @@ impl<F: PageTableFormat> RadixTable<F> {
         len: u64,
         perm: IoPerm,
     ) -> Result<(), MapError> {
-        let (s, e) = self.check(iova, Some(phys), len)?;
+        let last = self.check(iova, Some(phys), len)?;
+        if self.in_one_leaf_run(iova, last, len) {
+            return self.map_leaf_run(mem, iova, phys, len, perm);
+        }
+        self.map_general(mem, iova, last, phys, perm)
+    }
+
+    /// [`RadixTable::map`] of a checked range that may use large leaves or cross leaf
+    /// tables: one recursive walk over the range (out of line: the granule-leaf path
+    /// stays small).
+    #[inline(never)]
+    fn map_general<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        last: u64,
+        phys: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let (s, e) = Self::wide(iova, last);
         if let Some(a) = self.first(mem, self.root, self.top(), s, e, true)? {
             return Err(MapError::AlreadyMapped { iova: a });
         }
@@ -451,6 +620,14 @@ impl<F: PageTableFormat> RadixTable<F> {
         bs: u128,
         batch: &mut Batch,
     ) -> Result<(), MapError> {
+        // The recursion keeps the walk cache's path: the ancestors of the leaf table
+        // being filled are the tables of the enclosing calls.
+        if level > 0 {
+            self.walk.span = None;
+            if let Some(p) = self.walk.path.get_mut(level as usize) {
+                *p = table;
+            }
+        }
         let mut a = s;
         while a < e {
             let idx = self.geo.index(level, a);
@@ -479,21 +656,396 @@ impl<F: PageTableFormat> RadixTable<F> {
                         iova: u64::try_from(a).unwrap_or(u64::MAX),
                     })
                 }
-                Pte::Empty => {
-                    let c = mem.alloc_table()?;
-                    self.used.insert(c, 0);
-                    if let Err(err) = mem.write_entry(table, idx, self.fmt.encode_table(c, level)) {
-                        self.used.remove(&c);
-                        mem.free_table(c);
-                        return Err(err);
-                    }
-                    self.add_used(mem, table, 1);
-                    self.counts.tables = self.counts.tables.saturating_add(1);
-                    c
-                }
+                Pte::Empty => self.new_table(mem, table, idx, level)?,
             };
-            self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
+            if level == 1 {
+                // A run of granule leaves in one leaf table: one slice pass. Below 2^64
+                // (checked), so the casts are exact.
+                let (a64, len) = (a as u64, ee.wrapping_sub(a) as u64);
+                self.walk.span = None;
+                self.fill_leaves(mem, child, a64, p64, len, perm)?;
+                // `path[1..]` hold this table and its ancestors (set on entry above).
+                self.walk.path[0] = child;
+                self.walk.span = Some(self.geo.span(a64));
+            } else {
+                self.map_rec(mem, child, level.saturating_sub(1), a, ee, p, perm)?;
+            }
             a = ee;
+        }
+        Ok(())
+    }
+
+    /// Links a new, empty table at entry `idx` of `table` (at `level`).
+    fn new_table<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        table: u64,
+        idx: u64,
+        level: u32,
+    ) -> Result<u64, MapError> {
+        let c = mem.alloc_table()?;
+        self.set_used(mem, c, 0);
+        if let Err(err) = mem.write_entry(table, idx, self.fmt.encode_table(c, level)) {
+            self.drop_used(mem, c);
+            mem.free_table(c);
+            return Err(err);
+        }
+        self.add_used(mem, table, 1);
+        self.counts.tables = self.counts.tables.saturating_add(1);
+        Ok(c)
+    }
+
+    /// Whether `[iova, iova + len)` (checked) lies in one leaf table's span and maps
+    /// with granule leaves only (smaller than a level-1 block, or no large leaves).
+    #[inline]
+    fn in_one_leaf_run(&self, iova: u64, last: u64, len: u64) -> bool {
+        self.geo.span(iova) == self.geo.span(last)
+            && (len <= self.geo.span_mask || self.fmt.max_leaf_level() == 0)
+    }
+
+    /// Walks to the leaf table of `iova`'s span (creating missing tables when
+    /// `create`), or takes it from the cached walk.
+    #[inline]
+    fn reach_leaf<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        create: bool,
+    ) -> Result<Reach, MapError> {
+        let span = self.geo.span(iova);
+        if self.walk.span == Some(span) {
+            return Ok(Reach::Leaf(self.walk.path[0]));
+        }
+        self.walk_to_leaf(mem, iova, span, create)
+    }
+
+    #[inline(never)]
+    fn walk_to_leaf<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        span: u64,
+        create: bool,
+    ) -> Result<Reach, MapError> {
+        self.walk.span = None;
+        let mut table = self.root;
+        let mut level = self.top();
+        while level > 0 {
+            if let Some(p) = self.walk.path.get_mut(level as usize) {
+                *p = table;
+            }
+            let idx = self.geo.index64(level, iova);
+            table = match self.fmt.decode(mem.read_entry(table, idx)?, level) {
+                Pte::Table(c) => c,
+                Pte::Leaf { .. } => return Ok(Reach::Large),
+                Pte::Empty if !create => return Ok(Reach::Hole(level)),
+                Pte::Empty => self.new_table(mem, table, idx, level)?,
+            };
+            level = level.wrapping_sub(1);
+        }
+        self.walk.path[0] = table;
+        self.walk.span = Some(span);
+        Ok(Reach::Leaf(table))
+    }
+
+    /// [`RadixTable::map`] of a range inside one leaf table's span: one walk (none when
+    /// the last one reached the same leaf table), one pass over the slots.
+    fn map_leaf_run<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        phys: u64,
+        len: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let r = match self.reach_leaf(mem, iova, true) {
+            Ok(Reach::Leaf(t)) => self.fill_leaves(mem, t, iova, phys, len, perm),
+            // A large leaf covers `iova` (a hole cannot remain when creating).
+            Ok(Reach::Large | Reach::Hole(_)) => return Err(MapError::AlreadyMapped { iova }),
+            Err(e) => Err(e),
+        };
+        match r {
+            // Found before anything changed, in a leaf table that already existed.
+            Err(MapError::AlreadyMapped { .. }) | Ok(()) => r,
+            Err(_) => {
+                self.undo_map(mem, iova, len);
+                r
+            }
+        }
+    }
+
+    /// Clears `[iova, iova + len)` after a failed map that found it empty (the walk
+    /// stopped at an empty entry or the slots were checked empty): restores the old state.
+    #[cold]
+    #[inline(never)]
+    fn undo_map<M: TableMemory>(&mut self, mem: &mut M, iova: u64, len: u64) {
+        let s = u128::from(iova);
+        let _ = self.clear_rec(mem, self.root, self.top(), s, s.saturating_add(len.into()));
+    }
+
+    /// Writes granule leaves for `[iova, iova + len)` into leaf table `t`, after checking
+    /// the slots are empty and the format allows every leaf.
+    // Inlined into both callers: the granule-leaf path of `map` must stay one frame.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn fill_leaves<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        t: u64,
+        iova: u64,
+        phys: u64,
+        len: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let gshift = self.geo.gshift;
+        let g = self.granule();
+        let i0 = self.geo.leaf_index(iova);
+        let n = len >> gshift;
+        // In one span: `i0 + n <= entries`.
+        let i1 = i0.saturating_add(n);
+        let mapped_at = |k: u64| iova.wrapping_add(k.wrapping_shl(gshift));
+        let fmt = &self.fmt;
+        if let Some(d) = mem.direct(t) {
+            if n == 1 {
+                // One granule (a scattered page): no loops.
+                let slot = usize::try_from(i0)
+                    .ok()
+                    .and_then(|i| d.entries.get_mut(i))
+                    .ok_or(MapError::TableMemory { addr: t })?;
+                if fmt.decode(*slot, 0).is_present() {
+                    return Err(MapError::AlreadyMapped { iova });
+                }
+                if !fmt.leaf_allowed(phys, 0) {
+                    return Err(MapError::InterruptWindow { phys });
+                }
+                *slot = fmt.encode_leaf(phys, perm, 0);
+                *d.used = d.used.saturating_add(1);
+                self.count_granules(1, true);
+                return Ok(());
+            }
+            let slots = usize::try_from(i0)
+                .ok()
+                .zip(usize::try_from(i1).ok())
+                .and_then(|(a, b)| d.entries.get_mut(a..b))
+                .ok_or(MapError::TableMemory { addr: t })?;
+            if let Some(k) = slots
+                .iter()
+                .position(|&raw| fmt.decode(raw, 0).is_present())
+            {
+                return Err(MapError::AlreadyMapped {
+                    iova: mapped_at(k as u64),
+                });
+            }
+            check_leaves_allowed(fmt, phys, n, g)?;
+            let mut p = phys;
+            for slot in slots.iter_mut() {
+                *slot = fmt.encode_leaf(p, perm, 0);
+                // Wraps only past the last slot of a range ending at 2^64.
+                p = p.wrapping_add(g);
+            }
+            *d.used = d.used.saturating_add(n);
+        } else {
+            for k in 0..n {
+                if fmt
+                    .decode(mem.read_entry(t, i0.wrapping_add(k))?, 0)
+                    .is_present()
+                {
+                    return Err(MapError::AlreadyMapped { iova: mapped_at(k) });
+                }
+            }
+            check_leaves_allowed(fmt, phys, n, g)?;
+            let mut p = phys;
+            for k in 0..n {
+                let raw = self.fmt.encode_leaf(p, perm, 0);
+                if let Err(e) = mem.write_entry(t, i0.wrapping_add(k), raw) {
+                    // Count what was written, so the caller's rollback clears it.
+                    self.add_used(mem, t, k);
+                    self.count_granules(k, true);
+                    return Err(e);
+                }
+                p = p.wrapping_add(g);
+            }
+            self.add_used(mem, t, n);
+        }
+        self.count_granules(n, true);
+        Ok(())
+    }
+
+    /// [`Self::scan`] when the fast unmap is likely to apply; [`Scan::Large`] without a
+    /// look when the range covers a whole leaf-table span (where a large leaf may sit)
+    /// and the cached walk is not to a leaf table inside it. A reservation's release
+    /// right after its links finds the cache there; a large leaf's unmap saves the scan.
+    #[inline]
+    fn scan_if_likely<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        s: u64,
+        last: u64,
+        len: u64,
+        need_all: bool,
+    ) -> Result<Scan, MapError> {
+        let whole_span = len > self.geo.span_mask && self.fmt.max_leaf_level() > 0;
+        let cached_inside = self
+            .walk
+            .span
+            .is_some_and(|sp| (self.geo.span(s)..=self.geo.span(last)).contains(&sp));
+        if whole_span && !cached_inside {
+            return Ok(Scan::Large);
+        }
+        self.scan(mem, s, last, need_all)
+    }
+
+    /// Looks at `[s, last]` leaf table by leaf table before a fast unmap: whether a large
+    /// leaf needs the general path, and (`need_all`) the first unmapped granule.
+    fn scan<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        s: u64,
+        last: u64,
+        need_all: bool,
+    ) -> Result<Scan, MapError> {
+        let mut a = s;
+        loop {
+            let mut end = last.min(a | self.geo.span_mask);
+            match self.reach_leaf(mem, a, false)? {
+                Reach::Large => return Ok(Scan::Large),
+                Reach::Hole(_) if need_all => return Ok(Scan::Unmapped(a)),
+                Reach::Hole(level) => end = last.min(a | self.geo.block_mask64(level)),
+                Reach::Leaf(t) if need_all => {
+                    let gshift = self.geo.gshift;
+                    let i0 = self.geo.index64(0, a);
+                    let i1 = self.geo.index64(0, end);
+                    for i in i0..=i1 {
+                        if !matches!(self.fmt.decode(mem.read_entry(t, i)?, 0), Pte::Leaf { .. }) {
+                            return Ok(Scan::Unmapped(
+                                a.wrapping_add(i.wrapping_sub(i0).wrapping_shl(gshift)),
+                            ));
+                        }
+                    }
+                }
+                Reach::Leaf(_) => {}
+            }
+            if end >= last {
+                return Ok(Scan::Fast);
+            }
+            a = end.wrapping_add(1);
+        }
+    }
+
+    /// Clears every granule leaf in `[s, last]` leaf table by leaf table (after a scan
+    /// found no large leaf), freeing tables left empty. Returns the bytes unmapped.
+    fn clear_runs<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        s: u64,
+        last: u64,
+    ) -> Result<u64, MapError> {
+        let mut a = s;
+        let mut bytes = 0u64;
+        loop {
+            let mut end = last.min(a | self.geo.span_mask);
+            match self.reach_leaf(mem, a, false)? {
+                Reach::Leaf(t) => {
+                    let n = self.clear_leaves(mem, t, a, end)?;
+                    bytes = bytes.saturating_add(n);
+                }
+                Reach::Hole(level) => end = last.min(a | self.geo.block_mask64(level)),
+                Reach::Large => {
+                    // The scan saw none: the tables changed behind the engine's back.
+                    // The general path stays correct.
+                    let (x, y) = (u128::from(a), u128::from(end).saturating_add(1));
+                    self.split_at(mem, x)?;
+                    self.split_at(mem, y)?;
+                    let n = self.clear_rec(mem, self.root, self.top(), x, y)?;
+                    bytes = bytes.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+                }
+            }
+            if end >= last {
+                return Ok(bytes);
+            }
+            a = end.wrapping_add(1);
+        }
+    }
+
+    /// Clears the leaves of leaf table `t` in `[a, end]` (one span); frees the table and
+    /// then every ancestor left empty (never the root). Returns the bytes unmapped.
+    fn clear_leaves<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        t: u64,
+        a: u64,
+        end: u64,
+    ) -> Result<u64, MapError> {
+        let i0 = self.geo.index64(0, a);
+        let i1 = self.geo.index64(0, end).saturating_add(1);
+        let fmt = &self.fmt;
+        let mut n = 0u64;
+        let left;
+        if let Some(d) = mem.direct(t) {
+            let slots = usize::try_from(i0)
+                .ok()
+                .zip(usize::try_from(i1).ok())
+                .and_then(|(x, y)| d.entries.get_mut(x..y))
+                .ok_or(MapError::TableMemory { addr: t })?;
+            for slot in slots.iter_mut() {
+                // A leaf in the range lies wholly inside it (granule leaves).
+                if matches!(fmt.decode(*slot, 0), Pte::Leaf { .. }) {
+                    *slot = 0;
+                    n = n.wrapping_add(1); // at most `entries`
+                }
+            }
+            *d.used = d.used.saturating_sub(n);
+            left = *d.used;
+        } else {
+            let mut r = Ok(());
+            for i in i0..i1 {
+                let step = mem.read_entry(t, i).and_then(|raw| {
+                    if matches!(fmt.decode(raw, 0), Pte::Leaf { .. }) {
+                        mem.write_entry(t, i, 0)?;
+                        n = n.wrapping_add(1); // at most `entries`
+                    }
+                    Ok(())
+                });
+                if step.is_err() {
+                    r = step;
+                    break;
+                }
+            }
+            left = self.sub_used(mem, t, n);
+            if let Err(e) = r {
+                self.count_granules(n, false);
+                return Err(e);
+            }
+        }
+        self.count_granules(n, false);
+        if left == 0 {
+            self.free_up(mem, a)?;
+        }
+        Ok(n.saturating_mul(self.granule()))
+    }
+
+    /// Frees the (empty) leaf table on the cached path to `a`, then each ancestor left
+    /// empty by that, below the root.
+    fn free_up<M: TableMemory>(&mut self, mem: &mut M, a: u64) -> Result<(), MapError> {
+        self.walk.span = None;
+        let top = self.top();
+        let mut level = 0u32;
+        while level < top {
+            let up = level.wrapping_add(1); // < top <= 5
+            let (Some(&child), Some(&parent)) = (
+                self.walk.path.get(level as usize),
+                self.walk.path.get(up as usize),
+            ) else {
+                return Ok(());
+            };
+            mem.write_entry(parent, self.geo.index64(up, a), 0)?;
+            self.drop_used(mem, child);
+            mem.free_table(child);
+            self.counts.tables = self.counts.tables.saturating_sub(1);
+            if self.sub_used(mem, parent, 1) > 0 {
+                break;
+            }
+            level = up;
         }
         Ok(())
     }
@@ -560,14 +1112,14 @@ impl<F: PageTableFormat> RadixTable<F> {
                         if let Err(err) =
                             mem.write_entry(child, k, self.fmt.encode_leaf(p, perm, cl))
                         {
-                            mem.free_table(child);
+                            Self::free_written(mem, child, k);
                             return Err(err);
                         }
                     }
                     if let Err(err) =
                         mem.write_entry(table, idx, self.fmt.encode_table(child, level))
                     {
-                        mem.free_table(child);
+                        Self::free_written(mem, child, n);
                         return Err(err);
                     }
                     self.set_used(mem, child, n);
@@ -580,6 +1132,17 @@ impl<F: PageTableFormat> RadixTable<F> {
             level = level.wrapping_sub(1);
         }
         Ok(())
+    }
+
+    /// Frees an unlinked table after clearing its first `n` entries (best effort: the
+    /// memory just failed a write), so that freed tables are empty as
+    /// [`TableMemory::free_table`] promises.
+    #[cold]
+    fn free_written<M: TableMemory>(mem: &mut M, table: u64, n: u64) {
+        for k in 0..n {
+            let _ = mem.write_entry(table, k, 0);
+        }
+        mem.free_table(table);
     }
 
     /// Clears every leaf in `[s, e)` (callers split straddling leaves first) and frees
@@ -614,6 +1177,7 @@ impl<F: PageTableFormat> RadixTable<F> {
                         let n = self.clear_rec(mem, c, level.wrapping_sub(1), a, ee)?;
                         cleared = cleared.saturating_add(n);
                         if *Self::used_slot(&mut self.used, mem, c) == 0 {
+                            self.walk.span = None;
                             mem.write_entry(table, idx, 0)?;
                             self.drop_used(mem, c);
                             mem.free_table(c);
@@ -650,7 +1214,18 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<(), MapError> {
-        let (s, e) = self.check(iova, None, len)?;
+        let last = self.check(iova, None, len)?;
+        match self.scan_if_likely(mem, iova, last, len, true)? {
+            Scan::Fast => return self.clear_runs(mem, iova, last).map(|_| ()),
+            Scan::Unmapped(a) => {
+                return Err(MapError::NotMapped {
+                    dma: a,
+                    len: self.granule(),
+                })
+            }
+            Scan::Large => {}
+        }
+        let (s, e) = Self::wide(iova, last);
         if let Some(a) = self.first(mem, self.root, self.top(), s, e, false)? {
             return Err(MapError::NotMapped {
                 dma: a,
@@ -670,7 +1245,11 @@ impl<F: PageTableFormat> RadixTable<F> {
         iova: u64,
         len: u64,
     ) -> Result<u64, MapError> {
-        let (s, e) = self.check(iova, None, len)?;
+        let last = self.check(iova, None, len)?;
+        if let Scan::Fast = self.scan_if_likely(mem, iova, last, len, false)? {
+            return self.clear_runs(mem, iova, last);
+        }
+        let (s, e) = Self::wide(iova, last);
         self.split_at(mem, s)?;
         self.split_at(mem, e)?;
         let n = self.clear_rec(mem, self.root, self.top(), s, e)?;
@@ -710,6 +1289,298 @@ impl<F: PageTableFormat> RadixTable<F> {
                     level = level.wrapping_sub(1);
                 }
             }
+        }
+    }
+}
+
+/// Whether `fmt` allows a granule leaf for each of the `n` granules from `phys`; the
+/// first refused one is the error (checked before any write).
+#[inline]
+fn check_leaves_allowed<F: PageTableFormat>(
+    fmt: &F,
+    phys: u64,
+    n: u64,
+    g: u64,
+) -> Result<(), MapError> {
+    let mut p = phys;
+    for _ in 0..n {
+        if !fmt.leaf_allowed(p, 0) {
+            return Err(MapError::InterruptWindow { phys: p });
+        }
+        p = p.wrapping_add(g);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic
+)]
+mod tests {
+    use super::*;
+    use alloc::collections::BTreeMap;
+    use alloc::vec::Vec;
+    use proptest::prelude::*;
+
+    /// A 4-level, 4 KiB format with 2 MiB / 1 GiB leaves that refuses leaves over
+    /// `[WINDOW, WINDOW + 2 MiB)`, as VT-d refuses the interrupt window.
+    struct Toy;
+    const WINDOW: u64 = 0x20_0000 * 5;
+    impl PageTableFormat for Toy {
+        fn levels(&self) -> u32 {
+            4
+        }
+        fn max_leaf_level(&self) -> u32 {
+            2
+        }
+        fn decode(&self, raw: u64, _level: u32) -> Pte {
+            match raw & 3 {
+                1 => Pte::Leaf {
+                    phys: raw & !0xfff,
+                    perm: IoPerm::from_bits(((raw >> 2) & 7) as u8),
+                },
+                2 => Pte::Table(raw & !0xfff),
+                _ => Pte::Empty,
+            }
+        }
+        fn encode_table(&self, table: u64, _level: u32) -> u64 {
+            table | 2
+        }
+        fn encode_leaf(&self, phys: u64, perm: IoPerm, _level: u32) -> u64 {
+            phys | u64::from(perm.bits()) << 2 | 1
+        }
+        fn leaf_allowed(&self, phys: u64, level: u32) -> bool {
+            let size = 1u64 << (12 + 9 * level);
+            phys.saturating_add(size) <= WINDOW || phys >= WINDOW + 0x20_0000
+        }
+    }
+
+    /// Tables in a vector; `direct` turns the slice fast path (and the memory's used
+    /// counters) on or off, so both engine paths run on the same operations.
+    struct Mem {
+        tables: Vec<Vec<u64>>,
+        used: Vec<u64>,
+        free: Vec<usize>,
+        direct: bool,
+    }
+
+    impl Mem {
+        fn new(direct: bool) -> Self {
+            Mem {
+                tables: Vec::new(),
+                used: Vec::new(),
+                free: Vec::new(),
+                direct,
+            }
+        }
+        fn slot(table: u64) -> usize {
+            (table >> 12) as usize - 1
+        }
+    }
+
+    impl TableMemory for Mem {
+        fn read_entry(&self, table: u64, index: u64) -> Result<u64, MapError> {
+            Ok(self.tables[Self::slot(table)][index as usize])
+        }
+        fn write_entry(&mut self, table: u64, index: u64, raw: u64) -> Result<(), MapError> {
+            self.tables[Self::slot(table)][index as usize] = raw;
+            Ok(())
+        }
+        fn alloc_table(&mut self) -> Result<u64, MapError> {
+            let s = match self.free.pop() {
+                Some(s) => {
+                    self.tables[s].fill(0);
+                    s
+                }
+                None => {
+                    self.tables.push(alloc::vec![0; 512]);
+                    self.used.push(0);
+                    self.tables.len() - 1
+                }
+            };
+            self.used[s] = 0;
+            Ok((s as u64 + 1) << 12)
+        }
+        fn free_table(&mut self, table: u64) {
+            let s = Self::slot(table);
+            assert!(
+                self.tables[s].iter().all(|&e| e == 0),
+                "freed a non-empty table"
+            );
+            self.free.push(s);
+        }
+        fn used_count(&mut self, table: u64) -> Option<&mut u64> {
+            if self.direct {
+                self.used.get_mut(Self::slot(table))
+            } else {
+                None
+            }
+        }
+        fn direct(&mut self, table: u64) -> Option<DirectTable<'_>> {
+            if !self.direct {
+                return None;
+            }
+            let s = Self::slot(table);
+            Some(DirectTable {
+                entries: &mut self.tables[s],
+                used: &mut self.used[s],
+            })
+        }
+    }
+
+    #[derive(Clone, Copy, Debug)]
+    enum Op {
+        Map(u64, u64, u64),
+        Unmap(u64, u64),
+        UnmapPresent(u64, u64),
+    }
+
+    /// Page numbers: often 512-aligned (large leaves), within 4 leaf-table spans.
+    fn page() -> impl Strategy<Value = u64> {
+        prop_oneof![0u64..2048, (0u64..4).prop_map(|b| b * 512)]
+    }
+    fn pages() -> impl Strategy<Value = u64> {
+        prop_oneof![1u64..40, Just(512u64), 1u64..1100]
+    }
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => (page(), page(), pages()).prop_map(|(i, p, n)| Op::Map(i, p, n)),
+            1 => (page(), pages()).prop_map(|(i, n)| Op::Unmap(i, n)),
+            1 => (page(), pages()).prop_map(|(i, n)| Op::UnmapPresent(i, n)),
+        ]
+    }
+
+    fn engine(m: &mut Mem) -> RadixTable<Toy> {
+        let root = m.alloc_table().unwrap();
+        RadixTable::new(Toy, root, 48).unwrap()
+    }
+
+    #[test]
+    fn argument_errors_come_in_order() {
+        let mut m = Mem::new(true);
+        let root = m.alloc_table().unwrap();
+        let mut t = RadixTable::new(Toy, root, 39).unwrap();
+        let r = IoPerm::READ;
+        assert_eq!(
+            t.map(&mut m, 0x1000, 0x2800, 0x1000, r),
+            Err(MapError::Misaligned {
+                value: 0x2800,
+                granule: 0x1000
+            })
+        );
+        assert_eq!(
+            t.map(&mut m, 0x1000, 0x2000, 0x1001, r),
+            Err(MapError::Misaligned {
+                value: 0x1001,
+                granule: 0x1000
+            })
+        );
+        assert_eq!(t.map(&mut m, 0x1000, 0x2000, 0, r), Err(MapError::Empty));
+        let mask = (1u64 << 39) - 1;
+        assert_eq!(
+            t.map(&mut m, mask - 0xfff, 0, 0x2000, r),
+            Err(MapError::AboveDmaMask {
+                dma: mask - 0xfff,
+                len: 0x2000,
+                mask
+            })
+        );
+        assert_eq!(
+            t.unmap(&mut m, u64::MAX - 0xfff, 0x2000),
+            Err(MapError::AboveDmaMask {
+                dma: u64::MAX - 0xfff,
+                len: 0x2000,
+                mask
+            })
+        );
+        assert_eq!(
+            t.map(&mut m, 0, u64::MAX - 0xfff, 0x2000, r),
+            Err(MapError::AddressOverflow {
+                addr: u64::MAX - 0xfff,
+                len: 0x2000
+            })
+        );
+        // The last granule below 2^64 maps (no wrap in the fill).
+        t.map(&mut m, mask - 0xfff, u64::MAX - 0xfff, 0x1000, r)
+            .unwrap();
+        assert_eq!(t.lookup(&m, mask).unwrap().map(|x| x.0), Some(u64::MAX));
+        assert_eq!(t.unmap_present(&mut m, 0, 1 << 39), Ok(0x1000));
+        assert_eq!(t.counts(), RadixCounts::default());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        /// The slice path, the entry-by-entry path and a page model agree on every
+        /// result, translation and count (the walk cache included: operations reuse it).
+        #[test]
+        fn direct_and_entry_paths_agree_with_a_model(ops in proptest::collection::vec(op(), 1..40)) {
+            let (mut ma, mut mb) = (Mem::new(true), Mem::new(false));
+            let (mut a, mut b) = (engine(&mut ma), engine(&mut mb));
+            let mut model: BTreeMap<u64, u64> = BTreeMap::new();
+            for op in ops {
+                let (ra, rb) = match op {
+                    Op::Map(i, p, n) => {
+                        let args = (i << 12, p << 12, n << 12);
+                        let ra = a.map(&mut ma, args.0, args.1, args.2, IoPerm::READ).map(|()| 0);
+                        let rb = b.map(&mut mb, args.0, args.1, args.2, IoPerm::READ).map(|()| 0);
+                        let first = (i..i + n).find(|q| model.contains_key(q));
+                        let window = (0..n)
+                            .map(|k| args.1 + (k << 12))
+                            .find(|&x| (WINDOW..WINDOW + 0x20_0000).contains(&x));
+                        match (&ra, first) {
+                            (Err(MapError::AlreadyMapped { iova }), Some(q)) => prop_assert_eq!(*iova, q << 12),
+                            (Err(MapError::InterruptWindow { phys }), None) => {
+                                prop_assert_eq!(Some(*phys), window);
+                            }
+                            (Ok(_), None) if window.is_none() => {
+                                for k in 0..n {
+                                    model.insert(i + k, args.1 + (k << 12));
+                                }
+                            }
+                            (r, f) => prop_assert!(false, "{:?} with first mapped {:?}", r, f),
+                        }
+                        (ra, rb)
+                    }
+                    Op::Unmap(i, n) => {
+                        let ra = a.unmap(&mut ma, i << 12, n << 12).map(|()| 0);
+                        let rb = b.unmap(&mut mb, i << 12, n << 12).map(|()| 0);
+                        let hole = (i..i + n).find(|q| !model.contains_key(q));
+                        match (&ra, hole) {
+                            (Err(MapError::NotMapped { dma, .. }), Some(q)) => prop_assert_eq!(*dma, q << 12),
+                            (Ok(_), None) => {
+                                for k in 0..n {
+                                    model.remove(&(i + k));
+                                }
+                            }
+                            (r, h) => prop_assert!(false, "{:?} with first hole {:?}", r, h),
+                        }
+                        (ra, rb)
+                    }
+                    Op::UnmapPresent(i, n) => {
+                        let ra = a.unmap_present(&mut ma, i << 12, n << 12);
+                        let rb = b.unmap_present(&mut mb, i << 12, n << 12);
+                        let gone = (i..i + n).filter(|q| model.remove(q).is_some()).count() as u64;
+                        prop_assert_eq!(&ra, &Ok(gone << 12));
+                        (ra, rb)
+                    }
+                };
+                prop_assert_eq!(ra, rb);
+                prop_assert_eq!(a.counts(), b.counts());
+                prop_assert_eq!(a.counts().mapped_bytes, model.len() as u64 * 4096);
+            }
+            for q in (0..2048 + 1100).step_by(7) {
+                let want = model.get(&q).copied();
+                prop_assert_eq!(a.lookup(&ma, q << 12).unwrap().map(|x| x.0), want);
+                prop_assert_eq!(b.lookup(&mb, q << 12).unwrap().map(|x| x.0), want);
+            }
+            prop_assert_eq!(a.unmap_present(&mut ma, 0, 1 << 40), Ok(model.len() as u64 * 4096));
+            prop_assert_eq!(b.unmap_present(&mut mb, 0, 1 << 40), Ok(model.len() as u64 * 4096));
+            prop_assert_eq!(a.counts(), RadixCounts::default());
+            prop_assert_eq!(b.counts(), RadixCounts::default());
         }
     }
 }

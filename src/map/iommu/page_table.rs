@@ -15,7 +15,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
-use crate::map::pgtable::{PageTableFormat, Pte, RadixTable, TableMemory};
+use crate::map::pgtable::{DirectTable, PageTableFormat, Pte, RadixTable, TableMemory};
 use crate::map::{IoPerm, MapError};
 
 /// Largest leaf level (0 = granule, 1 = 2 MiB, 2 = 1 GiB for 4 KiB granules).
@@ -155,10 +155,13 @@ impl TableMemory for HeapTables {
 
     fn alloc_table(&mut self) -> Result<u64, MapError> {
         let slot = match self.free.pop() {
+            // The engine frees only tables it has cleared (`TableMemory::free_table`;
+            // heap writes never fail): no zeroing on reuse. Debug builds check it.
             Some(s) => {
-                if let Some(t) = self.tables.get_mut(s) {
-                    t.fill(0);
-                }
+                debug_assert!(self
+                    .tables
+                    .get(s)
+                    .is_some_and(|t| t.iter().all(|&e| e == 0)));
                 s
             }
             None => {
@@ -188,6 +191,15 @@ impl TableMemory for HeapTables {
     fn used_count(&mut self, table: u64) -> Option<&mut u64> {
         let s = self.slot(table)?;
         self.used.get_mut(s)
+    }
+
+    #[inline]
+    fn direct(&mut self, table: u64) -> Option<DirectTable<'_>> {
+        let s = self.slot(table)?;
+        Some(DirectTable {
+            entries: self.tables.get_mut(s)?,
+            used: self.used.get_mut(s)?,
+        })
     }
 }
 

@@ -383,6 +383,8 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdTables<M, P> 
 
     /// The memory holding the tables, mutably (see [`VtdMapper::memory_mut`](super::VtdMapper::memory_mut)).
     pub fn memory_mut(&mut self) -> &mut M {
+        // The caller may change the tables: the engine must walk afresh.
+        self.pt.forget_walk();
         &mut self.mem
     }
 
