@@ -399,17 +399,21 @@ impl SoftIommu {
     }
 }
 
-/// Granule-aligned `[iova, phys, len)` covering `phys` placed at `dma`.
-// Proof: u128 sums of u64 values; `gl >= 4096`; the rounded end is at least `p` (it is
-// at least `phys.addr() >= p`).
+/// Bytes from `addr` rounded down to `g` to `addr + len` rounded up to `g`: the granules
+/// a range touches.
+// Proof: u128 sums of u64 values; `gl >= 4096`; the rounded end is at least the rounded
+// start (it is at least `addr`).
 #[allow(clippy::arithmetic_side_effects)]
-fn granule_span(g: PageSize, dma: DmaAddr, phys: PhysRange) -> (DmaAddr, PhysAddr, u64) {
-    let iova = dma.align_down(g);
-    let p = phys.addr().align_down(g);
-    let end = phys.addr().as_u64() as u128 + phys.len() as u128;
+fn granule_len(g: PageSize, addr: u64, len: u64) -> u64 {
     let gl = g.get() as u128;
-    let len = (((end + (gl - 1)) & !(gl - 1)) - p.as_u64() as u128) as u64;
-    (iova, p, len)
+    let start = addr as u128 & !(gl - 1);
+    (((addr as u128 + len as u128 + (gl - 1)) & !(gl - 1)) - start) as u64
+}
+
+/// Granule-aligned `[iova, phys, len)` covering `phys` placed at `dma`.
+fn granule_span(g: PageSize, dma: DmaAddr, phys: PhysRange) -> (DmaAddr, PhysAddr, u64) {
+    let len = granule_len(g, phys.addr().as_u64(), phys.len());
+    (dma.align_down(g), phys.addr().align_down(g), len)
 }
 
 impl DmaMapper for SoftIommu {
@@ -497,12 +501,7 @@ impl DmaMapper for SoftIommu {
         let unmap = |dma: DmaRange| {
             let mut i = self.inner.borrow_mut();
             let iova = dma.addr().align_down(g);
-            let gl = g.get() as u128;
-            // u128 sums of values below 2^64 and `gl >= 4096`; the rounded end is above
-            // `iova`, which `dma.addr()` rounded down.
-            #[allow(clippy::arithmetic_side_effects)]
-            let len = (((dma.addr().as_u64() as u128 + dma.len() as u128 + (gl - 1)) & !(gl - 1))
-                - iova.as_u64() as u128) as u64;
+            let len = granule_len(g, dma.addr().as_u64(), dma.len());
             i.pt.unmap(iova, len)
                 .map_err(|_| MapError::NotLinked { offset, len: size })?;
             i.stats.unmaps = i.stats.unmaps.saturating_add(1);

@@ -114,19 +114,21 @@ const G: PageSize = PageSize::SIZE_4K;
 
 /// Granule-aligned `(iova, phys, len)` covering `phys` placed at `dma`.
 fn granule_span(dma: u64, phys: PhysRange) -> Result<(u64, u64, u64), MapError> {
-    let mask = G.mask();
-    let p = phys.addr().as_u64() & !mask;
-    let end = phys
-        .addr()
-        .as_u64()
-        .checked_add(phys.len())
-        .and_then(|e| e.checked_add(mask))
-        .map(|e| e & !mask)
-        .ok_or(MapError::AddressOverflow {
+    let (p, len) =
+        granule_extent(phys.addr().as_u64(), phys.len()).ok_or(MapError::AddressOverflow {
             addr: phys.addr().as_u64(),
             len: phys.len(),
         })?;
-    Ok((dma & !mask, p, end.wrapping_sub(p)))
+    Ok((dma & !G.mask(), p, len))
+}
+
+/// `[start, start + len)`: the granules `[addr, addr + bytes)` touches, or `None` when the
+/// rounded-up end passes 2^64 (beyond any VT-d address width).
+fn granule_extent(addr: u64, bytes: u64) -> Option<(u64, u64)> {
+    let mask = G.mask();
+    let start = addr & !mask;
+    let end = addr.checked_add(bytes)?.checked_add(mask)? & !mask;
+    Some((start, end.wrapping_sub(start)))
 }
 
 impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> VtdMapper<M, P> {
@@ -408,15 +410,8 @@ impl<M: MemoryReader<Phys> + MemoryWriter<Phys>, P: PageSource> DmaMapper for Vt
         self.own(&self.inner.borrow(), space)?;
         let unmap = |dma: DmaRange| {
             let mut i = self.inner.borrow_mut();
-            let start = dma.addr().as_u64() & !G.mask();
-            let end = dma
-                .addr()
-                .as_u64()
-                .checked_add(dma.len())
-                .and_then(|e| e.checked_add(G.mask()))
-                .map(|e| e & !G.mask())
+            let (start, len) = granule_extent(dma.addr().as_u64(), dma.len())
                 .ok_or(MapError::NotLinked { offset, len: size })?;
-            let len = end.wrapping_sub(start);
             i.t.unmap(start, len).map_err(|e| match e {
                 MapError::NotMapped { .. } => MapError::NotLinked { offset, len: size },
                 e => e,
