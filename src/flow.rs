@@ -26,36 +26,68 @@ use crate::nvme::{DecodeError, InvalidPageSize, NvmeStatus, PrpError, SglError};
 use crate::rdma::{Mlx5Error, MrError, SgeError};
 use crate::sg::{SgDmaError, SgExportError, SgImportError};
 
-/// Any error a physvec flow meets, wrapped without loss.
-///
-/// ```
-/// use physvec::map::{self, DataDirection, SoftIommu};
-/// use physvec::nvme::{self, MemoryPageSize, PrpListPage};
-/// use physvec::{DmaAddr, DmaConstraints, PageSize, PhysVec, RangeBuilder};
-///
-/// // One `?` per layer, one error type for the caller.
-/// fn submit(pfns: &[u64]) -> Result<[u8; 16], physvec::Error> {
-///     let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new())?;
-///     for &pfn in pfns {
-///         b.push_pfn(pfn, PageSize::SIZE_4K)?;
-///     }
-///     let phys = b.finish();
-///     let iommu = SoftIommu::new_4k();
-///     let io = map::map(&iommu, &phys, DataDirection::ToDevice)?;
-///     let mut list = [0u64; 512];
-///     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
-///     let prp = nvme::encode_prp(io.dma().iter().copied(), MemoryPageSize::SIZE_4K, pool)?;
-///     let dptr = prp.data_pointer().to_bytes();
-///     io.unmap()?;
-///     Ok(dptr)
-/// }
-/// assert!(submit(&[0x100, 0x101, 0x300]).is_ok());
-/// let e = submit(&[]).unwrap_err();
-/// assert_eq!(physvec::error::ErrorInfo::kind(&e), "empty");
-/// ```
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum Error {
+/// Defines [`Error`] from one list of variants, with a `From` per wrapped type and
+/// [`Error::inner`], so the list is written once.
+macro_rules! variants {
+    ($(#[$edoc:meta])* ; $($(#[$doc:meta])* $v:ident($t:ty)),* $(,)?) => {
+        $(#[$edoc])*
+        #[derive(Debug)]
+        #[non_exhaustive]
+        pub enum Error {
+            $($(#[$doc])* $v($t),)*
+        }
+
+        $(impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::$v(e)
+            }
+        })*
+
+        impl Error {
+            /// The wrapped error, as the trait every error implements.
+            ///
+            /// ```
+            /// let e: physvec::Error = physvec::AddrError::Overflow { addr: u64::MAX, delta: 1 }.into();
+            /// assert_eq!(e.inner().kind(), "address_overflow");
+            /// ```
+            pub fn inner(&self) -> &dyn ErrorInfo {
+                match self {
+                    $(Error::$v(e) => e,)*
+                }
+            }
+        }
+    };
+}
+
+variants!(
+    /// Any error a physvec flow meets, wrapped without loss.
+    ///
+    /// ```
+    /// use physvec::map::{self, DataDirection, SoftIommu};
+    /// use physvec::nvme::{self, MemoryPageSize, PrpListPage};
+    /// use physvec::{DmaAddr, DmaConstraints, PageSize, PhysVec, RangeBuilder};
+    ///
+    /// // One `?` per layer, one error type for the caller.
+    /// fn submit(pfns: &[u64]) -> Result<[u8; 16], physvec::Error> {
+    ///     let mut b = RangeBuilder::new(DmaConstraints::new(), PhysVec::new())?;
+    ///     for &pfn in pfns {
+    ///         b.push_pfn(pfn, PageSize::SIZE_4K)?;
+    ///     }
+    ///     let phys = b.finish();
+    ///     let iommu = SoftIommu::new_4k();
+    ///     let io = map::map(&iommu, &phys, DataDirection::ToDevice)?;
+    ///     let mut list = [0u64; 512];
+    ///     let pool = [PrpListPage::new(DmaAddr::new(0x8_0000), &mut list)];
+    ///     let prp = nvme::encode_prp(io.dma().iter().copied(), MemoryPageSize::SIZE_4K, pool)?;
+    ///     let dptr = prp.data_pointer().to_bytes();
+    ///     io.unmap()?;
+    ///     Ok(dptr)
+    /// }
+    /// assert!(submit(&[0x100, 0x101, 0x300]).is_ok());
+    /// let e = submit(&[]).unwrap_err();
+    /// assert_eq!(physvec::error::ErrorInfo::kind(&e), "empty");
+    /// ```
+    ;
     /// Address arithmetic.
     Addr(AddrError),
     /// A range constructor.
@@ -91,51 +123,6 @@ pub enum Error {
     /// mlx5 MTT / KLM.
     Mlx5(Mlx5Error),
     /// RDMA scatter/gather entries.
-    Sge(SgeError),
-}
-
-macro_rules! variants {
-    ($($v:ident($t:ty)),* $(,)?) => {
-        $(impl From<$t> for Error {
-            fn from(e: $t) -> Self {
-                Error::$v(e)
-            }
-        })*
-
-        impl Error {
-            /// The wrapped error, as the trait every error implements.
-            ///
-            /// ```
-            /// let e: physvec::Error = physvec::AddrError::Overflow { addr: u64::MAX, delta: 1 }.into();
-            /// assert_eq!(e.inner().kind(), "address_overflow");
-            /// ```
-            pub fn inner(&self) -> &dyn ErrorInfo {
-                match self {
-                    $(Error::$v(e) => e,)*
-                }
-            }
-        }
-    };
-}
-
-variants!(
-    Addr(AddrError),
-    Range(RangeError),
-    View(ViewError),
-    Constraints(ConstraintsError),
-    DmaMask(DmaMaskError),
-    Build(BuildError),
-    TotalLen(TotalLenOverflow),
-    Map(MapError),
-    Prp(PrpError),
-    Sgl(SglError),
-    PageSize(InvalidPageSize),
-    Decode(DecodeError),
-    SgExport(SgExportError),
-    SgImport(SgImportError),
-    SgDma(SgDmaError),
-    Mr(MrError),
-    Mlx5(Mlx5Error),
     Sge(SgeError),
 );
 
