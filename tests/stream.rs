@@ -232,3 +232,146 @@ fn fused<M: DmaMapper>(m: &M, phys: &[PhysRange], sgl: bool) -> (Out, Out) {
     })();
     (list, stream)
 }
+
+/// A mapper without [`DmaMapper::linear`]: the fused paths take the general route
+/// (`MapStream::push` then the writer's `push`) for every range.
+struct NoLinear<'a>(&'a DirectMapper);
+
+impl DmaMapper for NoLinear<'_> {
+    fn granule(&self) -> PageSize {
+        self.0.granule()
+    }
+    fn dma_mask(&self) -> DmaMask {
+        self.0.dma_mask()
+    }
+    fn map_phys(
+        &self,
+        phys: PhysRange,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> Result<DmaRange, MapError> {
+        self.0.map_phys(phys, dir, attrs)
+    }
+    fn need_unmap(&self) -> bool {
+        self.0.need_unmap()
+    }
+    fn unmap_phys(&self, dma: DmaRange, dir: DataDirection, attrs: Attrs) -> Result<(), MapError> {
+        self.0.unmap_phys(dma, dir, attrs)
+    }
+}
+
+/// Mostly whole scattered pages (the fused loop's input), with the ranges that must
+/// stop it: odd lengths and offsets, a BAR page (P2P), pages at and above a 36-bit
+/// mask.
+fn page_layout() -> impl Strategy<Value = Vec<PhysRange>> {
+    prop::collection::vec((0u64..0x40, 0u8..24), 1..40).prop_map(|v| {
+        v.into_iter()
+            .map(|(page, what)| match what {
+                0 => PhysRange::new(0x100_0000 + page * 0x2000 + 0x800, 0x800),
+                1 => PhysRange::new(0x100_0000 + page * 0x2000, 0x800),
+                2 => PhysRange::new(0x100_0000 + page * 0x2000, 0x2000),
+                3 => PhysRange::new(BAR.addr().as_u64() + page * 0x1000, 0x1000),
+                // The last page under the mask (offset 0) and the first above it.
+                4 => PhysRange::new((1 << 36) - 0x1000 - (page % 2) * 0x1000, 0x1000),
+                5 => PhysRange::new((1 << 36) + (page % 2) * 0x1000, 0x1000),
+                // A run long enough for the vectorised fill.
+                6 => PhysRange::new(0x200_0000 + page * 0x10_0000, 0x2_1000),
+                // Two pages whose last one is the last under the mask, or above it.
+                7 => PhysRange::new((1 << 36) - 0x2000 + (page % 2) * 0x1000, 0x2000),
+                _ => PhysRange::new(0x100_0000 + page * 0x2000, 0x1000),
+            })
+            .collect()
+    })
+}
+
+/// The fused PRP path through `m`: data pointer, list pages (partial lists on errors
+/// included) and error. The first list page starts `first_slots` slots before the end
+/// of its memory page, so short transfers chain too.
+fn fused_prp<M: DmaMapper>(
+    m: &M,
+    phys: &[PhysRange],
+    total: u64,
+    p2p_kind: u8,
+    first_slots: u64,
+) -> Out {
+    let regions = regions(p2p_kind);
+    let p2p = P2pProviders::new(&regions);
+    let opts = StreamOptions::new(DataDirection::FromDevice);
+    let mut pages = vec![vec![0u64; 512]; 3];
+    let r = (|| -> Result<(u64, u64), String> {
+        let s = MapStream::start(m, &p2p, phys[0], total, opts, Vec::<DmaRange>::new())
+            .map_err(|e| e.to_string())?;
+        let pool = pages.iter_mut().enumerate().map(|(i, p)| {
+            let bus = 0x8_0000 + 0x1000 * i as u64;
+            if i == 0 {
+                let skip = 512 - first_slots as usize;
+                PrpListPage::new(DmaAddr::new(bus + 8 * skip as u64), &mut p[skip..])
+            } else {
+                PrpListPage::new(DmaAddr::new(bus), p)
+            }
+        });
+        let (io, p) = map_prp(s, phys.iter().copied(), MemoryPageSize::SIZE_4K, pool)
+            .map_err(|e| e.to_string())?;
+        assert!(io.dma().is_empty(), "a direct mapping keeps nothing");
+        Ok((p.prp1.as_u64(), p.prp2.as_u64()))
+    })();
+    r.map(|(a, b)| (a, b, pages.concat())).map_err(|e: String| {
+        format!(
+            "{e}; pages {:x?}",
+            pages
+                .concat()
+                .iter()
+                .filter(|&&x| x != 0)
+                .collect::<Vec<_>>()
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The fused direct loop (pages straight from the input into the list page) is
+    /// exactly the general path: same PRPs, same list bytes, same errors at the same
+    /// range, for wrong totals, P2P pages, pages above the mask and chained lists.
+    #[test]
+    fn linear_loop_equals_general_path(
+        phys in page_layout(),
+        off in prop::sample::select(vec![0u64, 0x1_0000_0000, 0x800, 0u64.wrapping_sub(1 << 36)]),
+        total_delta in prop::sample::select(vec![0i64, 0, 0, -0x1000, 0x1000, -1, 0x800]),
+        p2p_kind in 0u8..3,
+        first_slots in prop::sample::select(vec![512u64, 8, 2, 1]),
+        bits in prop::sample::select(vec![36u32, 64]),
+    ) {
+        // 64 bits with the last offset: pages at 2^36 wrap past 2^64.
+        let mask = DmaMask::bits(bits).unwrap();
+        let d = DirectMapper::new(off, mask);
+        prop_assert!(d.linear().is_some());
+        let sum: u64 = phys.iter().map(|r| r.len()).sum();
+        let total = sum.saturating_add_signed(total_delta);
+        let fast = fused_prp(&d, &phys, total, p2p_kind, first_slots);
+        let general = fused_prp(&NoLinear(&d), &phys, total, p2p_kind, first_slots);
+        prop_assert_eq!(fast, general);
+    }
+}
+
+/// 600 whole pages, most through the fused loop: the list chains from page to page and
+/// the output is the list encoder's.
+#[test]
+fn linear_loop_chains_list_pages() {
+    let phys: Vec<PhysRange> = (0..600u64)
+        .map(|i| PhysRange::new(0x100_0000 + i * 0x3000, 0x1000))
+        .collect();
+    let d = DirectMapper::new(0x1000_0000, DmaMask::BITS_64);
+    let total = 600 * 0x1000;
+    let fast = fused_prp(&d, &phys, total, 0, 512).unwrap();
+    assert_eq!(
+        fast,
+        fused_prp(&NoLinear(&d), &phys, total, 0, 512).unwrap()
+    );
+    // PRP1 is page 0; the first list page holds pages 1..=511 and the chain pointer.
+    assert_eq!(fast.0, 0x1100_0000);
+    assert_eq!(fast.1, 0x8_0000);
+    assert_eq!(fast.2[510], (0x1100_0000u64 + 511 * 0x3000).to_le());
+    assert_eq!(fast.2[511], 0x8_1000u64.to_le());
+    assert_eq!(fast.2[512], (0x1100_0000u64 + 512 * 0x3000).to_le());
+}

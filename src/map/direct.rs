@@ -22,7 +22,7 @@ use core::fmt;
 
 use arrayvec::ArrayVec;
 
-use super::{Attrs, DataDirection, DmaMapper, MapError};
+use super::{Attrs, DataDirection, DmaMapper, LinearMap, MapError};
 use crate::addr::{PageSize, Phys, PhysAddr};
 use crate::mask::DmaMask;
 use crate::mem::{MemoryError, MemoryReader, MemoryWriter};
@@ -427,6 +427,17 @@ impl DmaMapper for DirectMapper {
     #[inline]
     fn need_unmap(&self) -> bool {
         self.bounce.is_some()
+    }
+
+    /// `phys + dma_offset` under the mask, without a bounce pool (with one, mappings
+    /// above the mask are bounced and need unmapping).
+    #[inline]
+    fn linear(&self) -> Option<LinearMap> {
+        if self.bounce.is_some() {
+            None
+        } else {
+            Some(LinearMap::new(self.dma_offset, self.dma_mask))
+        }
     }
 
     #[inline]

@@ -74,6 +74,7 @@ mod direct;
 mod error;
 #[cfg(feature = "alloc")]
 mod iommu;
+mod linear;
 mod list;
 mod mapping;
 mod p2p;
@@ -96,6 +97,7 @@ pub use direct::{BouncePool, DirectMapper};
 pub use error::MapError;
 #[cfg(feature = "alloc")]
 pub use iommu::{IoPageTable, IommuConfig, IommuStats, IovaAllocator, SoftFormat, SoftIommu};
+pub use linear::LinearMap;
 #[cfg(feature = "alloc")]
 pub use list::map;
 pub use list::map_into;
@@ -420,6 +422,31 @@ pub trait DmaMapper {
         true
     }
 
+    /// `Some` when this mapper maps every range of ordinary memory as `phys + offset`
+    /// with nothing to undo: the fused per-I/O paths ([`map_prp`](crate::nvme::map_prp))
+    /// then translate pages inside their own loop instead of calling
+    /// [`DmaMapper::map_phys`] per range. The default is `None`, always correct.
+    ///
+    /// # Implementer notes
+    /// Return `Some(lin)` only if, for every `phys` for which [`LinearMap::map`] returns
+    /// `Some(d)`, `map_phys(phys, dir, attrs)` returns `Ok(d)` for every `dir` and
+    /// `attrs`, with no effect at all (nothing allocated, counted or recorded), and
+    /// [`DmaMapper::need_unmap`] is `false`. Where `LinearMap::map` returns `None` the
+    /// callers fall back to `map_phys`, which then reports the error or does the work
+    /// (bouncing, say).
+    ///
+    /// ```
+    /// use physvec::map::{DirectMapper, DmaMapper, LinearMap, SoftIommu};
+    /// use physvec::DmaMask;
+    /// let d = DirectMapper::new(0x1000, DmaMask::BITS_64);
+    /// assert_eq!(d.linear(), Some(LinearMap::new(0x1000, DmaMask::BITS_64)));
+    /// assert_eq!(SoftIommu::new_4k().linear(), None);
+    /// ```
+    #[inline]
+    fn linear(&self) -> Option<LinearMap> {
+        None
+    }
+
     /// Undoes [`DmaMapper::map_phys`] (`dma_unmap_phys`); `dma` is exactly the range it
     /// returned.
     ///
@@ -488,6 +515,10 @@ impl<M: DmaMapper + ?Sized> DmaMapper for &M {
     #[inline]
     fn need_unmap(&self) -> bool {
         (**self).need_unmap()
+    }
+    #[inline]
+    fn linear(&self) -> Option<LinearMap> {
+        (**self).linear()
     }
     fn unmap_phys(&self, dma: DmaRange, dir: DataDirection, attrs: Attrs) -> Result<(), MapError> {
         (**self).unmap_phys(dma, dir, attrs)

@@ -38,7 +38,9 @@
 )]
 
 use super::mapping::{Mapping, State};
-use super::{Attrs, DataDirection, DmaMapper, MapError, P2pClassifier, P2pMapType, SyncError};
+use super::{
+    Attrs, DataDirection, DmaMapper, LinearMap, MapError, P2pClassifier, P2pMapType, SyncError,
+};
 use crate::addr::Dma;
 use crate::range::{DmaRange, PhysRange};
 use crate::sink::RangeSink;
@@ -224,6 +226,8 @@ pub struct MapStream<'m, 'c, M: DmaMapper, K: RangeSink<Dma>, C: P2pClassifier +
     /// Per-range mapping of ordinary memory with nothing to store, not failed: the
     /// common case [`MapStream::push`] takes in a few instructions.
     direct: bool,
+    /// The mapper's [`LinearMap`] when `direct` (for the fused writers).
+    lin: Option<LinearMap>,
 }
 
 impl<'m, 'c, M, K, C> MapStream<'m, 'c, M, K, C>
@@ -277,6 +281,7 @@ where
         let store = keep_all || (matches!(state, State::PerRange) && mapper.need_unmap());
         let direct = matches!(state, State::PerRange) && !store && kind == P2pMapType::None;
         Ok(Self {
+            lin: if direct { mapper.linear() } else { None },
             direct,
             m: Mapping::new(mapper, sink, state, opts.dir, attrs, kind),
             p2p,
@@ -366,6 +371,42 @@ where
     /// ```
     pub fn total(&self) -> u64 {
         self.total
+    }
+
+    /// For the fused writers: the mapper's linear translation while the stream maps
+    /// ordinary memory range by range, keeps nothing and has not failed. A range
+    /// `phys` whose [`P2pClassifier::map_type`] is `None` and whose `LinearMap::map`
+    /// is `Some(d)`, of at most [`MapStream::remaining`] bytes, would be mapped by
+    /// [`MapStream::push`] to `d` with no other effect; the writer then accounts for
+    /// it with [`MapStream::advance_linear`] instead.
+    #[inline(always)]
+    pub(crate) fn linear(&self) -> Option<LinearMap> {
+        if self.direct {
+            self.lin
+        } else {
+            None
+        }
+    }
+
+    /// The P2P classifier the stream checks every range with.
+    #[inline(always)]
+    pub(crate) fn classifier(&self) -> &'c C {
+        self.p2p
+    }
+
+    /// Bytes still to come (the announced total minus what was pushed).
+    #[inline(always)]
+    pub(crate) fn remaining(&self) -> u64 {
+        self.total.saturating_sub(self.seen)
+    }
+
+    /// Accounts for `ranges` ranges of `bytes` bytes in all that a fused writer mapped
+    /// itself through [`MapStream::linear`] (at most [`MapStream::remaining`] bytes),
+    /// as if each had been pushed.
+    #[inline(always)]
+    pub(crate) fn advance_linear(&mut self, ranges: usize, bytes: u64) {
+        self.seen = self.seen.saturating_add(bytes);
+        self.index = self.index.wrapping_add(ranges);
     }
 
     /// Maps the next range and returns its DMA range (`blk_rq_dma_map_iter_next`).
@@ -509,6 +550,7 @@ where
         self.m.total = 0;
         self.failed = Some(e);
         self.direct = false;
+        self.lin = None;
         e
     }
 

@@ -418,7 +418,7 @@ where
 /// Entries before the first 64-byte boundary are written one by one, so that the vector
 /// stores never straddle a cache line (a split store costs about twice as much).
 #[inline]
-fn fill(dst: &mut [u64], first: u64, ps: u64) {
+pub(super) fn fill(dst: &mut [u64], first: u64, ps: u64) {
     let steps: [u64; 8] = core::array::from_fn(|j| (j as u64).wrapping_mul(ps));
     let mut v = first;
     // Entries up to the next cache-line boundary (the address is only inspected).
@@ -567,6 +567,23 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
             }
         }
         false
+    }
+
+    /// The open page's slots that take data without a chain decision, from the next
+    /// one on (empty before the first page is opened): a fused loop writes into them
+    /// directly, then reports how many with [`Writer::advance_fast`].
+    #[inline(always)]
+    pub(super) fn fast_slots(&mut self) -> &mut [u64] {
+        let (from, to) = (self.slot as usize, self.fast_end as usize);
+        self.cur.get_mut(from..to).unwrap_or_default()
+    }
+
+    /// Counts `n` entries written into [`Writer::fast_slots`] (`n` at most its length).
+    #[inline(always)]
+    pub(super) fn advance_fast(&mut self, n: u64) {
+        // `n <= fast_end - slot <= remaining`: neither wraps.
+        self.slot = self.slot.saturating_add(n);
+        self.remaining = self.remaining.saturating_sub(n);
     }
 
     /// Writes `count` list entries `first, first + page, ...` if the open page takes

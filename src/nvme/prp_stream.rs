@@ -14,9 +14,11 @@
 use core::borrow::Borrow;
 
 use super::page::MemoryPageSize;
-use super::prp::{by_value, prp_entries, Prp, PrpError, PrpIncompatibility, PrpListPage, Writer};
+use super::prp::{
+    by_value, fill, prp_entries, Prp, PrpError, PrpIncompatibility, PrpListPage, Writer,
+};
 use crate::addr::Dma;
-use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
+use crate::map::{DmaMapper, LinearMap, MapStream, Mapping, P2pClassifier, P2pMapType};
 use crate::range::{DmaRange, PhysRange};
 use crate::sink::RangeSink;
 
@@ -181,6 +183,100 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
             && self.n != 2
             && self.prev_last.is_some_and(|l| l & mask == mask);
         result
+    }
+
+    /// The fused direct loop of [`map_prp`]: while the writer is on its fast path, takes
+    /// ranges from `it` that are whole, aligned memory pages (or runs of them) of
+    /// ordinary memory (`p2p` says `None`) mapped by `lin`, at most `max_bytes` in all,
+    /// and writes their DMA addresses straight into the open list page: one
+    /// monomorphic loop, no call per page. Returns the ranges taken (each a whole
+    /// number of pages) and the next range, which needs the general path (`None`: `it`
+    /// is exhausted). Each range taken is exactly what [`MapStream::push`] then
+    /// [`PrpWriter::push`] would have done with it.
+    #[inline(always)]
+    fn take_linear_pages<I, C>(
+        &mut self,
+        it: &mut I,
+        lin: LinearMap,
+        p2p: &C,
+        max_bytes: u64,
+    ) -> (usize, Option<PhysRange>)
+    where
+        I: Iterator<Item = PhysRange>,
+        C: P2pClassifier + ?Sized,
+    {
+        let (ps, mask) = (self.ps, self.mask);
+        let shift = self.mps.page_size().shift();
+        let top = lin.last_page_start(self.mps.page_size());
+        let slots = self.w.fast_slots();
+        let (true, Some(top)) = (self.fast && !slots.is_empty(), top) else {
+            return (0, it.next());
+        };
+        let off = lin.offset();
+        let room = usize::try_from(max_bytes >> shift).unwrap_or(usize::MAX);
+        let room = room.min(slots.len());
+        let slots = slots.get_mut(..room).unwrap_or_default();
+        let mut rest = &mut *slots;
+        // Entries beyond the first of multi-page ranges.
+        let mut extra = 0u64;
+        let next = loop {
+            let Some(r) = it.next() else {
+                break None;
+            };
+            let len = r.len();
+            let d = r.addr().as_u64().wrapping_add(off);
+            // Aligned on the device side, no wrap, ordinary memory.
+            if d & mask != 0 || d < off || p2p.map_type(r) != P2pMapType::None {
+                break Some(r);
+            }
+            if len == ps && d <= top {
+                // One page: one entry, if there is a slot.
+                let Some((slot, tail)) = core::mem::take(&mut rest).split_first_mut() else {
+                    break Some(r);
+                };
+                *slot = d.to_le();
+                rest = tail;
+            } else {
+                // Whole pages: `count >= 2` entries, the last page under the mask, all
+                // in free slots.
+                let count = usize::try_from(len >> shift).unwrap_or(usize::MAX);
+                let fits = len & mask == 0
+                    && count <= rest.len()
+                    && d.checked_add(len.wrapping_sub(ps))
+                        .is_some_and(|lp| lp <= top);
+                if !fits {
+                    break Some(r);
+                }
+                // `count <= rest.len()`: always splits.
+                let Some((dst, tail)) = core::mem::take(&mut rest).split_at_mut_checked(count)
+                else {
+                    break Some(r);
+                };
+                if count <= 32 {
+                    let mut v = d;
+                    for e in dst.iter_mut() {
+                        *e = v.to_le();
+                        v = v.wrapping_add(ps);
+                    }
+                } else {
+                    fill(dst, d, ps);
+                }
+                rest = tail;
+                extra = extra.wrapping_add(count as u64).wrapping_sub(1);
+            }
+        };
+        let used = room.saturating_sub(rest.len());
+        let last = used.checked_sub(1).and_then(|i| slots.get(i)).copied();
+        if let Some(last) = last {
+            let used = used as u64;
+            self.w.advance_fast(used);
+            self.fast_pages = self.fast_pages.wrapping_add(used);
+            self.fast_extra = self.fast_extra.wrapping_add(extra);
+            self.fast_last = u64::from_le(last);
+        }
+        // Each range taken wrote one entry plus its extra ones.
+        let ranges = (used as u64).wrapping_sub(extra) as usize;
+        (ranges, next)
     }
 
     /// Brings the counters up to date after fast-path pages.
@@ -375,9 +471,31 @@ where
     P: IntoIterator<Item = PrpListPage<'a>>,
 {
     let mut w = PrpWriter::new(mps, stream.total(), pool);
-    for r in phys {
-        let d = stream.push(r)?;
-        w.push(d)?;
+    let mut it = phys.into_iter();
+    match stream.linear() {
+        // Direct mapping with nothing to keep: whole pages go from the input to the list
+        // page in one loop; everything else through the stream and the writer.
+        Some(lin) => loop {
+            let p2p = stream.classifier();
+            let before = w.fast_pages;
+            let (ranges, next) = w.take_linear_pages(&mut it, lin, p2p, stream.remaining());
+            if ranges != 0 {
+                // Whole pages, at most `remaining` bytes: no overflow.
+                let pages = w.fast_pages.wrapping_sub(before);
+                stream.advance_linear(ranges, pages.saturating_mul(mps.get()));
+            }
+            let Some(r) = next else {
+                break;
+            };
+            let d = stream.push(r)?;
+            w.push(d)?;
+        },
+        None => {
+            for r in it {
+                let d = stream.push(r)?;
+                w.push(d)?;
+            }
+        }
     }
     let io = stream.finish()?;
     let prp = w.finish()?;
