@@ -293,11 +293,12 @@ fn fused_prp<M: DmaMapper>(
     total: u64,
     p2p_kind: u8,
     first_slots: u64,
+    list_pages: usize,
 ) -> Out {
     let regions = regions(p2p_kind);
     let p2p = P2pProviders::new(&regions);
     let opts = StreamOptions::new(DataDirection::FromDevice);
-    let mut pages = vec![vec![0u64; 512]; 3];
+    let mut pages = vec![vec![0u64; 512]; list_pages];
     let r = (|| -> Result<(u64, u64), String> {
         let s = MapStream::start(m, &p2p, phys[0], total, opts, Vec::<DmaRange>::new())
             .map_err(|e| e.to_string())?;
@@ -341,6 +342,7 @@ proptest! {
         p2p_kind in 0u8..3,
         first_slots in prop::sample::select(vec![512u64, 8, 2, 1]),
         bits in prop::sample::select(vec![36u32, 64]),
+        list_pages in prop::sample::select(vec![3usize, 3, 1, 0]),
     ) {
         // 64 bits with the last offset: pages at 2^36 wrap past 2^64.
         let mask = DmaMask::bits(bits).unwrap();
@@ -348,8 +350,8 @@ proptest! {
         prop_assert!(d.linear().is_some());
         let sum: u64 = phys.iter().map(|r| r.len()).sum();
         let total = sum.saturating_add_signed(total_delta);
-        let fast = fused_prp(&d, &phys, total, p2p_kind, first_slots);
-        let general = fused_prp(&NoLinear(&d), &phys, total, p2p_kind, first_slots);
+        let fast = fused_prp(&d, &phys, total, p2p_kind, first_slots, list_pages);
+        let general = fused_prp(&NoLinear(&d), &phys, total, p2p_kind, first_slots, list_pages);
         prop_assert_eq!(fast, general);
     }
 }
@@ -363,10 +365,10 @@ fn linear_loop_chains_list_pages() {
         .collect();
     let d = DirectMapper::new(0x1000_0000, DmaMask::BITS_64);
     let total = 600 * 0x1000;
-    let fast = fused_prp(&d, &phys, total, 0, 512).unwrap();
+    let fast = fused_prp(&d, &phys, total, 0, 512, 3).unwrap();
     assert_eq!(
         fast,
-        fused_prp(&NoLinear(&d), &phys, total, 0, 512).unwrap()
+        fused_prp(&NoLinear(&d), &phys, total, 0, 512, 3).unwrap()
     );
     // PRP1 is page 0; the first list page holds pages 1..=511 and the chain pointer.
     assert_eq!(fast.0, 0x1100_0000);

@@ -245,7 +245,7 @@ where
     /// # Errors
     /// [`MapError::Empty`] for `total == 0`, [`MapError::P2pNotSupported`] (index 0),
     /// and whatever [`DmaMapper::reserve`] reports.
-    #[inline]
+    #[inline(always)]
     pub fn start(
         mapper: &'m M,
         p2p: &'c C,
@@ -561,8 +561,22 @@ where
     /// [`MapError::StreamLength`] when the ranges pushed do not add up to the announced
     /// total, the stream's earlier error, or whatever the sync reports. Everything is
     /// unwound then.
-    #[inline]
+    #[inline(always)]
     pub fn finish(mut self) -> Result<Mapping<'m, M, K>, MapError> {
+        if self.failed.is_none()
+            && self.seen == self.total
+            && !matches!(self.m.state, State::Linking(_))
+        {
+            // Nothing to sync: the common direct case, inline at the call site.
+            self.m.total = self.seen;
+            return Ok(self.m);
+        }
+        self.finish_general()
+    }
+
+    /// [`MapStream::finish`] in general: errors and the sync.
+    #[inline(never)]
+    fn finish_general(mut self) -> Result<Mapping<'m, M, K>, MapError> {
         if let Some(e) = self.failed {
             return Err(e);
         }

@@ -578,6 +578,12 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         self.cur.get_mut(from..to).unwrap_or_default()
     }
 
+    /// Whether no list page has been opened yet.
+    #[inline(always)]
+    pub(super) fn unopened(&self) -> bool {
+        self.used == 0 && self.remaining != 0
+    }
+
     /// Counts `n` entries written into [`Writer::fast_slots`] (`n` at most its length).
     #[inline(always)]
     pub(super) fn advance_fast(&mut self, n: u64) {
@@ -691,18 +697,24 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> Writer<'a, P> {
         Ok(())
     }
 
+    /// Opens the first list page (PRP2 then points at it).
+    pub(super) fn open_first(&mut self) -> Result<(), PrpError> {
+        let page = self.take_page()?;
+        let bus = page.bus.as_u64();
+        if bus & 7 != 0 {
+            return Err(PrpError::ListPageMisaligned { index: 0, bus });
+        }
+        // `bus & mask < mps`: at least one slot.
+        let cap = self.mps.get().saturating_sub(bus & self.mps.mask()) / 8;
+        self.prp2 = bus;
+        self.first_slots = cap;
+        self.open(page, cap)?;
+        Ok(())
+    }
+
     fn push(&mut self, entry: u64) -> Result<(), PrpError> {
         if self.used == 0 {
-            let page = self.take_page()?;
-            let bus = page.bus.as_u64();
-            if bus & 7 != 0 {
-                return Err(PrpError::ListPageMisaligned { index: 0, bus });
-            }
-            // `bus & mask < mps`: at least one slot.
-            let cap = self.mps.get().saturating_sub(bus & self.mps.mask()) / 8;
-            self.prp2 = bus;
-            self.first_slots = cap;
-            self.open(page, cap)?;
+            self.open_first()?;
         }
         if self.slot.saturating_add(1) == self.cap && self.remaining > 1 {
             let next = self.take_page()?;

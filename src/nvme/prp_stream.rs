@@ -208,6 +208,15 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
         let (ps, mask) = (self.ps, self.mask);
         let shift = self.mps.page_size().shift();
         let top = lin.last_page_start(self.mps.page_size());
+        if self.fast && self.w.unopened() {
+            // The first list entry: open the first list page here rather than through
+            // the general path (a pool error is deferred to `finish`, as there).
+            if let Err(e) = self.w.open_first() {
+                self.deferred = Some(e);
+                self.fast = false;
+                return (0, it.next());
+            }
+        }
         let slots = self.w.fast_slots();
         let (true, Some(top)) = (self.fast && !slots.is_empty(), top) else {
             return (0, it.next());
@@ -456,7 +465,7 @@ impl<'a, P: Iterator<Item = PrpListPage<'a>>> PrpWriter<'a, P> {
 /// io.unmap()?;
 /// # Ok::<(), physvec::Error>(())
 /// ```
-#[inline]
+#[inline(always)]
 pub fn map_prp<'m, 'a, M, K, C, I, P>(
     mut stream: MapStream<'m, '_, M, K, C>,
     phys: I,
