@@ -26,6 +26,7 @@
 use alloc::collections::BTreeMap;
 
 use super::{IoPerm, MapError};
+use crate::range::PhysRange;
 
 /// log2 of the default granule (4 KiB).
 pub const GRANULE_SHIFT: u32 = 12;
@@ -562,6 +563,159 @@ impl<F: PageTableFormat> RadixTable<F> {
             return self.map_leaf_run(mem, iova, phys, len, perm);
         }
         self.map_general(mem, iova, last, phys, perm)
+    }
+
+    /// Maps granules at consecutive IOVAs from `iova`: the granule at IOVA
+    /// `iova + k * granule` to the physical granule `pages[k]` (one granule each), with
+    /// `perm`. This is the link of scattered pages in one pass: one walk per leaf table
+    /// (none while the cached walk reaches it) and one loop over its slots, instead of a
+    /// walk and a call per page.
+    ///
+    /// Equivalent to one [`RadixTable::map`]`(iova + k * granule, pages[k], granule)`
+    /// per page, in order, stopping at the first error: returns how many granules were
+    /// mapped (they stay mapped) and that error (nothing changed for the page it names,
+    /// nothing after it tried). A `pages[k]` that is not one granule long is refused
+    /// with [`MapError::Misaligned`].
+    ///
+    /// ```
+    /// # use physvec::map::vtd::VtdFormat;
+    /// # use physvec::map::{IoPerm, MapError, RadixTable, TableMemory};
+    /// # use physvec::PhysRange;
+    /// # use std::collections::HashMap;
+    /// # #[derive(Default)]
+    /// # struct Heap { entries: HashMap<(u64, u64), u64>, next: u64 }
+    /// # impl TableMemory for Heap {
+    /// #     fn read_entry(&self, t: u64, i: u64) -> Result<u64, MapError> { Ok(self.entries.get(&(t, i)).copied().unwrap_or(0)) }
+    /// #     fn write_entry(&mut self, t: u64, i: u64, raw: u64) -> Result<(), MapError> { self.entries.insert((t, i), raw); Ok(()) }
+    /// #     fn alloc_table(&mut self) -> Result<u64, MapError> { self.next += 0x1000; Ok(self.next) }
+    /// #     fn free_table(&mut self, t: u64) { self.entries.retain(|k, _| k.0 != t); }
+    /// # }
+    /// let mut mem = Heap::default(); // any `TableMemory`
+    /// let root = mem.alloc_table()?;
+    /// let mut t = RadixTable::new(VtdFormat::new(48, true)?, root, 48)?;
+    /// let pages = [PhysRange::new(0x7000, 0x1000), PhysRange::new(0x3000, 0x1000)];
+    /// let (n, r) = t.map_granules(&mut mem, 0x4000_0000, &pages, IoPerm::READ);
+    /// assert_eq!((n, r), (2, Ok(())));
+    /// assert_eq!(t.lookup(&mem, 0x4000_1234)?.map(|(p, ..)| p), Some(0x3234));
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn map_granules<M: TableMemory>(
+        &mut self,
+        mem: &mut M,
+        iova: u64,
+        pages: &[PhysRange],
+        perm: IoPerm,
+    ) -> (usize, Result<(), MapError>) {
+        let g = self.granule();
+        let (gmask, gshift) = (self.geo.gmask, self.geo.gshift);
+        let mut done = 0usize;
+        let mut a = iova;
+        while let Some(rest) = pages.get(done..).filter(|r| !r.is_empty()) {
+            let first = rest.first().map_or(0, |r| r.addr().as_u64());
+            let first_len = rest.first().map_or(0, |r| r.len());
+            // The checks of `map` for one granule, then the page's length.
+            if let Err(e) = self.check(a, Some(first), g) {
+                return (done, Err(e));
+            }
+            if first_len != g {
+                return (
+                    done,
+                    Err(MapError::Misaligned {
+                        value: first_len,
+                        granule: g,
+                    }),
+                );
+            }
+            let t = match self.reach_leaf(mem, a, true) {
+                Ok(Reach::Leaf(t)) => t,
+                Ok(Reach::Large | Reach::Hole(_)) => {
+                    return (done, Err(MapError::AlreadyMapped { iova: a }))
+                }
+                Err(e) => {
+                    self.undo_map(mem, a, g);
+                    return (done, Err(e));
+                }
+            };
+            // The pages of this leaf table's span, none above the IOVA limit (`a` is
+            // under it, checked).
+            let i0 = self.geo.leaf_index(a);
+            let in_span = self.geo.entries().saturating_sub(i0);
+            let under_limit = (self.va_mask.wrapping_sub(a) >> gshift).saturating_add(1);
+            let m = usize::try_from(in_span.min(under_limit))
+                .unwrap_or(usize::MAX)
+                .min(rest.len());
+            let chunk = rest.get(..m).unwrap_or_default();
+            let fmt = &self.fmt;
+            let Some(d) = mem.direct(t) else {
+                // Table memory without direct access: one map per page.
+                for r in chunk {
+                    let p = r.addr().as_u64();
+                    let e = match self.check(a, Some(p), g) {
+                        Ok(_) if r.len() != g => Err(MapError::Misaligned {
+                            value: r.len(),
+                            granule: g,
+                        }),
+                        Ok(_) => self.map(mem, a, p, g, perm),
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = e {
+                        return (done, Err(e));
+                    }
+                    done = done.saturating_add(1);
+                    a = a.wrapping_add(g);
+                }
+                continue;
+            };
+            let slots = usize::try_from(i0)
+                .ok()
+                .and_then(|i| d.entries.get_mut(i..i.saturating_add(m)))
+                .unwrap_or_default();
+            let mut written = 0u64;
+            let mut failed = None;
+            for (slot, r) in slots.iter_mut().zip(chunk) {
+                let p = r.addr().as_u64();
+                // The checks of `map` for one granule at `a + written * g`.
+                let at = a.wrapping_add(written << gshift);
+                let e = if p & gmask != 0 {
+                    Some(MapError::Misaligned {
+                        value: p,
+                        granule: g,
+                    })
+                } else if r.len() != g {
+                    Some(MapError::Misaligned {
+                        value: r.len(),
+                        granule: g,
+                    })
+                } else if fmt.decode(*slot, 0).is_present() {
+                    Some(MapError::AlreadyMapped { iova: at })
+                } else if !fmt.leaf_allowed(p, 0) {
+                    Some(MapError::InterruptWindow { phys: p })
+                } else {
+                    None
+                };
+                if let Some(e) = e {
+                    failed = Some((at, e));
+                    break;
+                }
+                *slot = fmt.encode_leaf(p, perm, 0);
+                written = written.wrapping_add(1);
+            }
+            if slots.len() < m && failed.is_none() {
+                failed = Some((a, MapError::TableMemory { addr: t }));
+            }
+            *d.used = d.used.saturating_add(written);
+            self.count_granules(written, true);
+            done = done.saturating_add(usize::try_from(written).unwrap_or(usize::MAX));
+            a = a.wrapping_add(written << gshift);
+            if let Some((at, e)) = failed {
+                if !matches!(e, MapError::AlreadyMapped { .. }) && written == 0 {
+                    // A leaf table this call created stays only if something is in it.
+                    self.undo_map(mem, at, g);
+                }
+                return (done, Err(e));
+            }
+        }
+        (done, Ok(()))
     }
 
     /// [`RadixTable::map`] of a checked range that may use large leaves or cross leaf
@@ -1581,6 +1735,74 @@ mod tests {
             prop_assert_eq!(b.unmap_present(&mut mb, 0, 1 << 40), Ok(model.len() as u64 * 4096));
             prop_assert_eq!(a.counts(), RadixCounts::default());
             prop_assert_eq!(b.counts(), RadixCounts::default());
+        }
+
+        /// `map_granules` is one `map` per page, in order, up to the first error: same
+        /// count, same error, same translations and counts afterwards, on the slice path
+        /// and the entry path (pages crossing leaf tables, already mapped slots, the
+        /// refused window, misaligned and wrong-length pages, the IOVA limit).
+        #[test]
+        fn map_granules_is_map_per_page(
+            pre in proptest::collection::vec((0u64..1100, 0u64..2048), 0..6),
+            start in prop_oneof![0u64..1100, Just((1u64 << 27) - 3), 0u64..20],
+            small in any::<bool>(),
+            pages in proptest::collection::vec(
+                prop_oneof![
+                    200 => (0u64..4096).prop_map(|p| (p << 12, 0x1000u64)),
+                    1 => (0u64..4096).prop_map(|p| ((p << 12) + 0x800, 0x1000u64)),
+                    1 => (0u64..4096).prop_map(|p| (p << 12, 0x2000u64)),
+                    1 => Just((WINDOW + 0x3000, 0x1000u64)),
+                ],
+                1..700,
+            ),
+            direct in any::<bool>(),
+        ) {
+            let (mut ma, mut mb) = (Mem::new(direct), Mem::new(direct));
+            let root_a = ma.alloc_table().unwrap();
+            let root_b = mb.alloc_table().unwrap();
+            // 39 IOVA bits: `start` near 2^27 pages runs into the limit; 16 bits: a
+            // limit inside one leaf table's span.
+            let bits = if small { 16 } else { 39 };
+            let mut a = RadixTable::new(Toy, root_a, bits).unwrap();
+            let mut b = RadixTable::new(Toy, root_b, bits).unwrap();
+            for &(i, p) in &pre {
+                let _ = a.map(&mut ma, i << 12, p << 12, 0x1000, IoPerm::READ);
+                let _ = b.map(&mut mb, i << 12, p << 12, 0x1000, IoPerm::READ);
+            }
+            let ranges: Vec<PhysRange> =
+                pages.iter().map(|&(p, l)| PhysRange::new(p, l)).collect();
+            let (n, ra) = a.map_granules(&mut ma, start << 12, &ranges, IoPerm::WRITE);
+            let mut rb = Ok(());
+            let mut nb = 0;
+            for r in &ranges {
+                let iova = (start + nb as u64) << 12;
+                let p = r.addr().as_u64();
+                // A page must be one granule: its length is checked after the
+                // arguments of a one-granule map (alignment, IOVA limit).
+                rb = match b.map(&mut mb, iova, p, 0x1000, IoPerm::WRITE) {
+                    Ok(()) if r.len() != 0x1000 => {
+                        b.unmap(&mut mb, iova, 0x1000).unwrap();
+                        Err(MapError::Misaligned { value: r.len(), granule: 0x1000 })
+                    }
+                    Err(MapError::AlreadyMapped { .. } | MapError::InterruptWindow { .. }) if r.len() != 0x1000 => {
+                        Err(MapError::Misaligned { value: r.len(), granule: 0x1000 })
+                    }
+                    other => other,
+                };
+                if rb.is_err() {
+                    break;
+                }
+                nb += 1;
+            }
+            prop_assert_eq!((n, ra), (nb, rb));
+            prop_assert_eq!(a.counts(), b.counts());
+            for k in 0..(ranges.len() as u64 + 2) {
+                let q = (start + k) << 12;
+                prop_assert_eq!(a.lookup(&ma, q).unwrap(), b.lookup(&mb, q).unwrap());
+            }
+            let top = 1u64 << bits;
+            prop_assert_eq!(a.unmap_present(&mut ma, 0, top), b.unmap_present(&mut mb, 0, top));
+            prop_assert_eq!(a.counts(), RadixCounts::default());
         }
     }
 }

@@ -17,6 +17,7 @@ use core::fmt;
 use crate::addr::{DmaAddr, PageSize, PhysAddr};
 use crate::map::pgtable::{DirectTable, PageTableFormat, Pte, RadixTable, TableMemory};
 use crate::map::{IoPerm, MapError};
+use crate::range::PhysRange;
 
 /// Largest leaf level (0 = granule, 1 = 2 MiB, 2 = 1 GiB for 4 KiB granules).
 pub(super) const MAX_LEAF_LEVEL: u32 = 2;
@@ -318,6 +319,31 @@ impl IoPageTable {
     ) -> Result<(), MapError> {
         self.pt
             .map(&mut self.mem, iova.as_u64(), phys.as_u64(), len, perm)
+    }
+
+    /// Maps scattered granules at consecutive IOVAs: `pages[k]` (one granule each) at
+    /// `iova + k * granule`, in one pass per leaf table
+    /// ([`RadixTable::map_granules`](crate::map::RadixTable::map_granules)). Returns how
+    /// many were mapped and the first error, as that many [`IoPageTable::map`] calls
+    /// would.
+    ///
+    /// ```
+    /// use physvec::map::{IoPageTable, IoPerm};
+    /// use physvec::{DmaAddr, PageSize, PhysRange};
+    /// let mut pt = IoPageTable::new(PageSize::SIZE_4K, 48, false)?;
+    /// let pages = [PhysRange::new(0x9000, 0x1000), PhysRange::new(0x2000, 0x1000)];
+    /// assert_eq!(pt.map_granules(DmaAddr::new(0x10_0000), &pages, IoPerm::READ), (2, Ok(())));
+    /// assert_eq!(pt.lookup(DmaAddr::new(0x10_1008)).map(|(p, ..)| p.as_u64()), Some(0x2008));
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn map_granules(
+        &mut self,
+        iova: DmaAddr,
+        pages: &[PhysRange],
+        perm: IoPerm,
+    ) -> (usize, Result<(), MapError>) {
+        self.pt
+            .map_granules(&mut self.mem, iova.as_u64(), pages, perm)
     }
 
     /// Unmaps `[iova, iova + len)`; every granule of it must be mapped. Larger leaves
