@@ -328,6 +328,52 @@ pub trait DmaMapper {
         Err(MapError::NoIovaSpace)
     }
 
+    /// Links consecutive ranges: `phys[k]` at `offset` plus the lengths of
+    /// `phys[..k]`, exactly as `phys.len()` calls of [`DmaMapper::link`] in order that
+    /// stop at the first error. Returns how many were linked (they stay linked) and that
+    /// error (nothing is linked for the range it concerns, nothing after it is tried).
+    ///
+    /// The default calls `link` per range. A mapper may do the whole batch in one pass;
+    /// the [`SoftIommu`] maps runs of scattered granules with one page-table pass per
+    /// leaf table ([`IovaSpace::link_granules_with`] keeps the bookkeeping).
+    ///
+    /// # Implementer notes
+    /// An override must be observably the same as the default: the same links, the same
+    /// count, the same error.
+    ///
+    /// ```
+    /// use physvec::map::{DataDirection, Attrs, DmaMapper, SoftIommu};
+    /// use physvec::{PhysAddr, PhysRange};
+    /// let iommu = SoftIommu::new_4k();
+    /// let pages = [PhysRange::new(0x9000, 0x1000), PhysRange::new(0x3000, 0x1000), PhysRange::new(0x7000, 0x1000)];
+    /// let mut space = iommu.reserve(PhysAddr::new(0x9000), 0x3000)?.unwrap();
+    /// let (n, r) = iommu.link_many(&mut space, &pages, 0, DataDirection::ToDevice, Attrs::empty());
+    /// assert_eq!((n, r), (3, Ok(())));
+    /// let space = iommu.sync(space, 0, 0x3000).map_err(|e| e.error)?;
+    /// let second = physvec::DmaAddr::new(space.addr().as_u64() + 0x1008);
+    /// assert_eq!(iommu.translate(second).map(|p| p.as_u64()), Some(0x3008));
+    /// iommu.destroy(space, DataDirection::ToDevice, Attrs::empty())?;
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    fn link_many(
+        &self,
+        space: &mut IovaSpace<Linking>,
+        phys: &[PhysRange],
+        offset: u64,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> (usize, Result<(), MapError>) {
+        let mut at = offset;
+        for (k, &r) in phys.iter().enumerate() {
+            if let Err(e) = self.link(space, r, at, dir, attrs) {
+                return (k, Err(e));
+            }
+            // Linked, so `at + len <= size`: no overflow.
+            at = at.saturating_add(r.len());
+        }
+        (phys.len(), Ok(()))
+    }
+
     /// Makes the links of `[offset, offset + size)` visible to the device
     /// (`dma_iova_sync`, one IOTLB sync). Consumes the [`Linking`] state.
     ///
@@ -474,6 +520,16 @@ impl<M: DmaMapper + ?Sized> DmaMapper for &M {
         attrs: Attrs,
     ) -> Result<(), MapError> {
         (**self).link(space, phys, offset, dir, attrs)
+    }
+    fn link_many(
+        &self,
+        space: &mut IovaSpace<Linking>,
+        phys: &[PhysRange],
+        offset: u64,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> (usize, Result<(), MapError>) {
+        (**self).link_many(space, phys, offset, dir, attrs)
     }
     fn sync(
         &self,

@@ -242,6 +242,78 @@ impl IovaSpace<Linking> {
         Ok(())
     }
 
+    /// The bookkeeping of a batch of [`IovaSpace::link_with`] calls for scattered whole
+    /// granules, for a mapper that maps them in one pass
+    /// ([`DmaMapper::link_many`](super::DmaMapper::link_many)).
+    ///
+    /// Takes the longest prefix of `phys` whose ranges are each exactly one granule at
+    /// a granule-aligned address and that fits in the reservation from `offset`, when
+    /// the space is not sealed and `offset` lands on a granule boundary of the IOVA
+    /// (every link of such a prefix passes the merge-boundary rule, so none needs its
+    /// own check). Calls `map(dma, prefix)` once; it returns how many granules it
+    /// mapped, from the first, and its error. Records those as linked and returns the
+    /// count and the error. `(0, Ok(()))` without calling `map` when no prefix of two
+    /// or more qualifies: link `phys[0]` with [`IovaSpace::link_with`] then.
+    ///
+    /// ```
+    /// use physvec::map::{IovaSpace, MapperId};
+    /// use physvec::{DmaAddr, PageSize, PhysRange};
+    /// let mut s = IovaSpace::new(MapperId::fresh(), DmaAddr::new(0x10_0000), 0, 0x4000, PageSize::SIZE_4K)?;
+    /// let pages = [PhysRange::new(0x9000, 0x1000), PhysRange::new(0x3000, 0x1000), PhysRange::new(0x5000, 0x800)];
+    /// let (n, r) = s.link_granules_with(&pages, 0, |dma, batch| {
+    ///     assert_eq!((dma.as_u64(), batch.len()), (0x10_0000, 2)); // the last one is short
+    ///     (batch.len(), Ok(()))
+    /// });
+    /// assert_eq!((n, r, s.linked_bytes()), (2, Ok(()), 0x2000));
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn link_granules_with<F>(
+        &mut self,
+        phys: &[PhysRange],
+        offset: u64,
+        map: F,
+    ) -> (usize, Result<(), MapError>)
+    where
+        F: FnOnce(DmaAddr, &[PhysRange]) -> (usize, Result<(), MapError>),
+    {
+        let g = self.granule;
+        let gm = g.mask();
+        // `pad + offset` is granule aligned (the IOVA of the first link; with `offset`
+        // 0 the physical offset must be `pad`, i.e. 0 here).
+        let at = self.pad.checked_add(offset);
+        let (None, Some(0)) = (self.sealed_end, at.map(|a| a & gm)) else {
+            return (0, Ok(()));
+        };
+        let fit = self.size.saturating_sub(offset) >> g.shift();
+        let whole = phys
+            .iter()
+            .take(usize::try_from(fit).unwrap_or(usize::MAX))
+            .take_while(|r| r.len() == g.get() && r.addr().as_u64() & gm == 0)
+            .count();
+        let Some(batch) = phys.get(..whole).filter(|b| b.len() >= 2) else {
+            return (0, Ok(()));
+        };
+        // `offset < size` (a granule fits) and `iova_base + pad + size <= 2^64`.
+        let dma = DmaAddr::new(
+            self.iova_base
+                .as_u64()
+                .saturating_add(self.pad)
+                .saturating_add(offset),
+        );
+        let (n, r) = map(dma, batch);
+        let n = n.min(batch.len());
+        if n > 0 {
+            // `n` granules from `offset` fit in the reservation (`n <= fit`).
+            let bytes = (n as u64).saturating_mul(g.get());
+            self.linked = self.linked.saturating_add(bytes);
+            self.links = self
+                .links
+                .saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+            self.high_end = self.high_end.max(offset.saturating_add(bytes));
+        }
+        (n, r)
+    }
+
     /// Checks that `[offset, offset + len)` may be synced: at least one link exists and
     /// the range lies in the reservation.
     ///

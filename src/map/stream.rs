@@ -409,6 +409,101 @@ where
         self.index = self.index.wrapping_add(ranges);
     }
 
+    /// Links the next ranges as one batch ([`DmaMapper::link_many`]) when the stream is
+    /// coalescing into an IOVA range, and returns their DMA range: the contiguous piece
+    /// of the reservation they fill. Exactly [`MapStream::push`] of each range in turn
+    /// (the same links, errors and unwinding), with one mapper call for the batch.
+    /// `None` (nothing done) when the stream maps range by range (push them then) or
+    /// `phys` is empty.
+    ///
+    /// # Errors
+    /// As [`MapStream::push`]; the stream is unwound then.
+    ///
+    /// ```
+    /// use physvec::map::{DataDirection, MapStream, NoP2p, SoftIommu, StreamOptions};
+    /// use physvec::{DmaArray, PhysRange};
+    /// let iommu = SoftIommu::new_4k();
+    /// let pages = [PhysRange::new(0x5000, 0x1000), PhysRange::new(0x9000, 0x1000), PhysRange::new(0x2000, 0x1000)];
+    /// let opts = StreamOptions::new(DataDirection::ToDevice);
+    /// let mut s = MapStream::start(&iommu, &NoP2p, pages[0], 0x3000, opts, DmaArray::<0>::new())?;
+    /// let d = s.push_batch(&pages).expect("an IOVA stream")?;
+    /// assert_eq!(d.len(), 0x3000);
+    /// s.finish()?.unmap()?;
+    /// assert!(iommu.is_idle());
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn push_batch(&mut self, phys: &[PhysRange]) -> Option<Result<DmaRange, MapError>> {
+        if !matches!(self.m.state, State::Linking(_)) || self.failed.is_some() || phys.is_empty() {
+            return None;
+        }
+        Some(self.link_batch(phys))
+    }
+
+    /// [`MapStream::push_batch`] in the linking state.
+    #[inline(never)]
+    fn link_batch(&mut self, phys: &[PhysRange]) -> Result<DmaRange, MapError> {
+        // Every range of the I/O's kind and the batch inside the announced total:
+        // otherwise range by range, for the exact error and its position.
+        let mut bytes = 0u64;
+        let mut plain = true;
+        for &r in phys {
+            match bytes.checked_add(r.len()) {
+                Some(b) if self.p2p.map_type(r) == self.kind => bytes = b,
+                _ => {
+                    plain = false;
+                    break;
+                }
+            }
+        }
+        let offset = self.seen;
+        let end = offset.checked_add(bytes).filter(|&e| e <= self.total);
+        let (true, Some(end), Some(&first)) = (plain, end, phys.first()) else {
+            return self.push_each(phys);
+        };
+        let (dir, attrs) = (self.m.dir, self.m.attrs);
+        let State::Linking(space) = &mut self.m.state else {
+            return Err(MapError::SyncBeforeLink);
+        };
+        let (n, r) = self.m.mapper.link_many(space, phys, offset, dir, attrs);
+        let base = space.addr().as_u64();
+        if let Err(e) = r {
+            return Err(self.fail(e));
+        }
+        self.seen = end;
+        self.index = self.index.wrapping_add(n);
+        // The reservation holds `[0, total)` from its address: no overflow.
+        match base
+            .checked_add(offset)
+            .map(|a| DmaRange::try_new(a, bytes))
+        {
+            Some(Ok(d)) => Ok(d),
+            _ => {
+                let e = MapError::AddressOverflow {
+                    addr: first.addr().as_u64(),
+                    len: bytes,
+                };
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// [`MapStream::push`] of each range; the DMA range they fill.
+    #[cold]
+    fn push_each(&mut self, phys: &[PhysRange]) -> Result<DmaRange, MapError> {
+        let mut out: Option<DmaRange> = None;
+        for &r in phys {
+            let d = self.push(r)?;
+            out = Some(match out {
+                // Contiguous pieces of one reservation: the union does not overflow.
+                Some(o) => {
+                    DmaRange::new_unchecked(o.addr().as_u64(), o.len().saturating_add(d.len()))
+                }
+                None => d,
+            });
+        }
+        out.ok_or(MapError::Empty)
+    }
+
     /// Maps the next range and returns its DMA range (`blk_rq_dma_map_iter_next`).
     /// Through IOVA the returned ranges are contiguous pieces of one reservation, not
     /// yet visible to the device: [`MapStream::finish`] syncs.

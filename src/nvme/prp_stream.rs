@@ -499,6 +499,25 @@ where
             let d = stream.push(r)?;
             w.push(d)?;
         },
+        // Through an IOMMU: the first range alone (PRP1's alignment is checked before
+        // anything past it), then batches of ranges linked in one mapper call each; their
+        // DMA side is one contiguous piece of the reservation, written as one run.
+        None if stream.is_coalesced() => {
+            if let Some(r) = it.next() {
+                let d = stream.push(r)?;
+                w.push(d)?;
+            }
+            let mut batch = arrayvec::ArrayVec::<PhysRange, LINK_BATCH>::new();
+            loop {
+                batch.clear();
+                batch.extend(it.by_ref().take(LINK_BATCH));
+                let d = match stream.push_batch(&batch) {
+                    Some(d) => d?,
+                    None => break,
+                };
+                w.push(d)?;
+            }
+        }
         None => {
             for r in it {
                 let d = stream.push(r)?;
@@ -510,6 +529,9 @@ where
     let prp = w.finish()?;
     Ok((io, prp))
 }
+
+/// Ranges [`map_prp`] links per mapper call through an IOMMU (on the stack: 1 KiB).
+const LINK_BATCH: usize = 64;
 
 /// PRP entries of a PRP-compatible transfer of `total` bytes starting at `first`: the
 /// memory pages `[offset(first), offset(first) + total)` touches.

@@ -287,6 +287,24 @@ impl SoftIommu {
     /// Checks that `space` is a live reservation of this IOMMU (same mapper, same
     /// extent as a live record); returns its slot.
     #[inline]
+    /// [`DmaMapper::link`] under an already held borrow.
+    fn link_one(
+        &self,
+        i: &mut Inner,
+        space: &mut IovaSpace<Linking>,
+        phys: PhysRange,
+        offset: u64,
+        perm: IoPerm,
+    ) -> Result<(), MapError> {
+        let g = self.cfg.granule;
+        space.link_with(phys, offset, |dma, phys| {
+            let (iova, p, len) = granule_span(g, dma, phys);
+            i.pt.map(iova, p, len, perm)?;
+            i.stats.maps = i.stats.maps.saturating_add(1);
+            Ok(())
+        })
+    }
+
     fn own<St: SpaceState>(&self, i: &Inner, space: &IovaSpace<St>) -> Result<usize, MapError> {
         let key = Some((space.iova_base().as_u64(), space.reserved_len()));
         let hint = space.slot() as usize;
@@ -461,14 +479,56 @@ impl DmaMapper for SoftIommu {
     ) -> Result<(), MapError> {
         let mut i = self.inner.borrow_mut();
         self.own(&i, space)?;
-        let g = self.cfg.granule;
+        self.link_one(
+            &mut i,
+            space,
+            phys,
+            offset,
+            IoPerm::for_transfer(dir, attrs),
+        )
+    }
+
+    /// One borrow and one ownership check for the batch; runs of scattered granules
+    /// are mapped with one page-table pass per leaf table
+    /// ([`IoPageTable::map_granules`]), every other range as by [`DmaMapper::link`].
+    fn link_many(
+        &self,
+        space: &mut IovaSpace<Linking>,
+        phys: &[PhysRange],
+        offset: u64,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> (usize, Result<(), MapError>) {
+        let mut i = self.inner.borrow_mut();
+        if let Err(e) = self.own(&i, space) {
+            return (0, Err(e));
+        }
         let perm = IoPerm::for_transfer(dir, attrs);
-        space.link_with(phys, offset, |dma, phys| {
-            let (iova, p, len) = granule_span(g, dma, phys);
-            i.pt.map(iova, p, len, perm)?;
-            i.stats.maps = i.stats.maps.saturating_add(1);
-            Ok(())
-        })
+        let (mut done, mut at) = (0usize, offset);
+        while let Some(rest) = phys.get(done..).filter(|r| !r.is_empty()) {
+            let (n, r) = space.link_granules_with(rest, at, |dma, pages| {
+                let (n, r) = i.pt.map_granules(dma, pages, perm);
+                i.stats.maps = i.stats.maps.saturating_add(n as u64);
+                (n, r)
+            });
+            done = done.saturating_add(n);
+            // Linked granules fit in the reservation: no overflow.
+            at = at.saturating_add((n as u64).saturating_mul(self.cfg.granule.get()));
+            if r.is_err() {
+                return (done, r);
+            }
+            if n == 0 {
+                let Some(&one) = rest.first() else {
+                    break;
+                };
+                if let Err(e) = self.link_one(&mut i, space, one, at, perm) {
+                    return (done, Err(e));
+                }
+                done = done.saturating_add(1);
+                at = at.saturating_add(one.len());
+            }
+        }
+        (done, Ok(()))
     }
 
     fn sync(
