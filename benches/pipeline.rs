@@ -114,6 +114,18 @@ pub fn physvec_io<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, Kept)>(
     dptr: Dptr,
     inspect: F,
 ) -> Result<(Dptr16, Kept), String> {
+    physvec_io_inlined(q, req, dptr, inspect)
+}
+
+/// [`physvec_io`], always inlined into its caller (the second call site of the
+/// callgrind comparison).
+#[inline(always)]
+pub fn physvec_io_inlined<M: DmaMapper, F: FnOnce(Dptr16, Lists<'_>, Kept)>(
+    q: &mut PvQueue<'_, M>,
+    req: &Req<'_>,
+    dptr: Dptr,
+    inspect: F,
+) -> Result<(Dptr16, Kept), String> {
     let PvQueue {
         mapper,
         p2p,
