@@ -147,6 +147,21 @@ pub fn benches(c: &mut Criterion) {
                 .expect("unmap")
         })
     });
+    // The same 512 scattered links as one batch (`map_granules`, what
+    // `SoftIommu::link_many` does for a stream's pages): one pass over the leaf table.
+    let pages: Vec<physvec::PhysRange> = scattered
+        .iter()
+        .map(|&pfn| physvec::PhysRange::new(pfn << 12, 4096))
+        .collect();
+    g.bench_function("pgtable/512_scattered_link_batch_and_unmap", |b| {
+        b.iter(|| {
+            let (n, r) = pt.map_granules(DmaAddr::new(base), black_box(&pages), IoPerm::READ);
+            r.expect("map");
+            assert_eq!(n, 512);
+            pt.unmap_present(DmaAddr::new(base), 2 << 20)
+                .expect("unmap")
+        })
+    });
     // One contiguous 2 MiB run that must use 4 KiB leaves (physical address not 2 MiB
     // aligned): one walk, one pass over the leaf table.
     g.bench_function("pgtable/2m_contiguous_run_4k_leaves", |b| {
