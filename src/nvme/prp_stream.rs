@@ -485,6 +485,15 @@ where
         // Direct mapping with nothing to keep: whole pages go from the input to the list
         // page in one loop; everything else through the stream and the writer.
         Some(lin) => loop {
+            if w.prev_last.is_none() {
+                // The first range (PRP1) always takes the general path.
+                let Some(r) = it.next() else {
+                    break;
+                };
+                let d = stream.push(r)?;
+                w.push(d)?;
+                continue;
+            }
             let p2p = stream.classifier();
             let before = w.fast_pages;
             let (ranges, next) = w.take_linear_pages(&mut it, lin, p2p, stream.remaining());
