@@ -377,3 +377,124 @@ fn linear_loop_chains_list_pages() {
     assert_eq!(fast.2[511], 0x8_1000u64.to_le());
     assert_eq!(fast.2[512], (0x1100_0000u64 + 512 * 0x3000).to_le());
 }
+
+/// Ranges with byte offsets and lengths that break the dword rule, and contiguous runs.
+fn sgl_layout() -> impl Strategy<Value = Vec<PhysRange>> {
+    prop::collection::vec((0u64..64, 0u8..5, 0u8..5, any::<bool>()), 1..24).prop_map(|v| {
+        let mut out: Vec<PhysRange> = Vec::new();
+        for (page, off, len, contiguous) in v {
+            let len = [0x1000u64, 0x800, 0x3000, 0x200, 0x3][len as usize];
+            let a = match out.last() {
+                Some(p) if contiguous => p.addr().as_u64() + p.len(),
+                _ => 0x100_0000 + page * 0x4000 + [0u64, 0x800, 0x200, 0x4, 0x3][off as usize],
+            };
+            out.push(PhysRange::new(a, len));
+        }
+        out
+    })
+}
+
+/// `map_sgl` (list pages, data pointer, errors) against `map_into` + `encode_sgl`.
+fn sgl_both<M: DmaMapper>(
+    m: &M,
+    phys: &[PhysRange],
+    opts: SglOptions,
+    pool_pages: usize,
+    slots: usize,
+) -> (Out, Out) {
+    let dir = DataDirection::ToDevice;
+    let view = RangeView::full(phys).unwrap();
+    let p2p = physvec::map::NoP2p;
+    let coalesce = if merge_boundary_ok(view, m.granule()) {
+        Coalesce::IfPossible
+    } else {
+        Coalesce::Never
+    };
+    let run = |fused: bool| -> Out {
+        let mut pages = vec![vec![SglDescriptor::default(); slots]; pool_pages];
+        let pool = pages
+            .iter_mut()
+            .enumerate()
+            .map(|(i, p)| SglSegmentPage::new(DmaAddr::new(0x9_0000 + 0x1000 * i as u64), p));
+        let s = if fused {
+            let segments = 1 + phys
+                .windows(2)
+                .filter(|w| !w[0].is_contiguous_with(w[1]))
+                .count() as u64;
+            let opts_s = StreamOptions::new(dir).with_coalesce(coalesce);
+            let s = MapStream::start(m, &p2p, phys[0], view.len(), opts_s, Vec::<DmaRange>::new())
+                .map_err(|e| e.to_string())?;
+            map_sgl(s, phys.iter().copied(), segments, opts, pool)
+                .map(|(_, s)| s)
+                .map_err(|e| e.to_string())?
+        } else {
+            let io = map_into(m, view, dir, Attrs::empty(), &p2p, Vec::<DmaRange>::new())
+                .map_err(|e| e.to_string())?;
+            encode_sgl(io.dma(), opts, pool).map_err(|e| e.to_string())?
+        };
+        let b = s.dptr.to_bytes();
+        let words: Vec<u64> = pages
+            .concat()
+            .iter()
+            .flat_map(|d| {
+                d.to_bytes()
+                    .chunks(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        Ok((
+            u64::from_le_bytes(b[..8].try_into().unwrap()),
+            u64::from_le_bytes(b[8..].try_into().unwrap()),
+            words,
+        ))
+    };
+    (run(false), run(true))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The fused SGL path (its in-place data-run fast path included) equals the list
+    /// encoder for every capability set, key, chain workaround and pool shape: same
+    /// data pointer, same segment pages, same error naming the same range.
+    #[test]
+    fn fused_sgl_equals_list_for_every_option(
+        phys in sgl_layout(),
+        direct in any::<bool>(),
+        caps in prop::sample::select(vec![0x1u32, 0x2, 0x2, 0x5, 0x6, 0x6, 0x0]),
+        key in prop::sample::select(vec![None, None, Some(0xabcdu32)]),
+        workaround in any::<bool>(),
+        pool_pages in 0usize..4,
+        slots in 1usize..5,
+    ) {
+        let opts = SglOptions::new(physvec::nvme::SglCapabilities::from_raw(caps))
+            .with_key(key)
+            .with_qemu_chain_workaround(workaround);
+        let iommu = SoftIommu::new_4k();
+        let d = DirectMapper::new(0x1_0000_0000, DmaMask::BITS_64);
+        let (list, fused) = if direct {
+            sgl_both(&d, &phys, opts, pool_pages, slots)
+        } else {
+            sgl_both(&iommu, &phys, opts, pool_pages, slots)
+        };
+        prop_assert_eq!(list, fused);
+        prop_assert!(iommu.is_idle());
+    }
+}
+/// A misaligned range that starts a new data run after the fast path emitted the
+/// previous one: the error names that range, as the list encoder does.
+#[test]
+fn fused_sgl_names_the_range_that_breaks_the_dword_rule() {
+    let d = DirectMapper::new(0x1_0000_0000, DmaMask::BITS_64);
+    let phys = [
+        PhysRange::new(0x100_0000, 0x1000),
+        PhysRange::new(0x100_8000, 0x1000),
+        PhysRange::new(0x101_0000, 0x1000),
+        PhysRange::new(0x101_8003, 0x1000),
+    ];
+    let opts = SglOptions::new(physvec::nvme::SglCapabilities::from_raw(0x2));
+    let (list, fused) = sgl_both(&d, &phys, opts, 2, 4);
+    assert_eq!(list, fused);
+    assert!(fused.unwrap_err().starts_with("segment 3:"));
+}

@@ -529,7 +529,10 @@ where
         }
         None => {
             for r in it {
-                let d = stream.push(r)?;
+                let d = match stream.push_fast(r) {
+                    Some(d) => d,
+                    None => stream.push_general(r)?,
+                };
                 w.push(d)?;
             }
         }

@@ -18,7 +18,7 @@ use super::sgl::{
 };
 use crate::addr::{Dma, DmaAddr};
 use crate::map::{DmaMapper, MapStream, Mapping, P2pClassifier};
-use crate::range::PhysRange;
+use crate::range::{DmaRange, PhysRange};
 use crate::sink::RangeSink;
 
 /// Writes SGL1 and the segment pages as items arrive: no list, no second pass, no
@@ -118,6 +118,65 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
         }
     }
 
+    /// [`SglWriter::push`] of a data range, with the common cases in place: a range
+    /// contiguous with the pending data run extends it, and any other range closes the
+    /// pending run through the fast emit path and becomes the pending one. The pending
+    /// run is updated field by field (no copy of the whole run through memory).
+    #[inline(always)]
+    pub(crate) fn push_data(&mut self, r: DmaRange) -> Result<(), SglError> {
+        let i = self.index;
+        if self.failed.is_none() {
+            if let Some(Run {
+                item: SglItem::Data(p),
+                ..
+            }) = self.pending
+            {
+                // (the run's item, whether `r` starts a new run)
+                let next = match p.merge(r) {
+                    Some(m) => Some((m, false)),
+                    None if self.emit_fast(p) => Some((r, true)),
+                    None => None,
+                };
+                if let (Some((item, new_run)), Some(run)) = (next, &mut self.pending) {
+                    if new_run {
+                        run.first = i;
+                    }
+                    run.item = SglItem::Data(item);
+                    run.last = i;
+                    self.index = i.saturating_add(1);
+                    return Ok(());
+                }
+            }
+        }
+        self.push(r)
+    }
+
+    /// [`SglWriter::close`]'s fast path for a data run: one unkeyed Data Block that
+    /// passes the alignment rule, written into a free slot of the open page. `false`
+    /// (nothing written) when the run needs the general path.
+    #[inline(always)]
+    fn emit_fast(&mut self, r: DmaRange) -> bool {
+        let aligned = !self.opts.caps.dword_aligned() || (r.addr().as_u64() | r.len()) & 3 == 0;
+        if self.opts.key.is_none()
+            && aligned
+            && self.deferred.is_none()
+            && !self.excess
+            && self.emitted < self.total
+            && self.total != 1
+        {
+            // A Data Block holds up to `MAX_LENGTH` = `u32::MAX` bytes: any length
+            // that fits in a `u32` is one descriptor.
+            if let Ok(len) = u32::try_from(r.len()) {
+                if let Some(slot) = self.head.next() {
+                    *slot = SglDescriptor::data_block(r.addr(), len);
+                    self.emitted = self.emitted.wrapping_add(1);
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
     /// Appends the next item: a data range (`DmaRange`) or a bit bucket ([`SglItem`]).
     ///
     /// # Errors
@@ -174,23 +233,8 @@ impl<'a, P: Iterator<Item = SglSegmentPage<'a>>> SglWriter<'a, P> {
     #[inline(always)]
     fn close(&mut self, run: Run) -> Result<(), SglError> {
         if let SglItem::Data(r) = run.item {
-            let aligned = !self.opts.caps.dword_aligned() || (r.addr().as_u64() | r.len()) & 3 == 0;
-            if self.opts.key.is_none()
-                && aligned
-                && self.deferred.is_none()
-                && !self.excess
-                && self.emitted < self.total
-                && self.total != 1
-            {
-                // A Data Block holds up to `MAX_LENGTH` = `u32::MAX` bytes: any length
-                // that fits in a `u32` is one descriptor.
-                if let Ok(len) = u32::try_from(r.len()) {
-                    if let Some(slot) = self.head.next() {
-                        *slot = SglDescriptor::data_block(r.addr(), len);
-                        self.emitted = self.emitted.wrapping_add(1);
-                        return Ok(());
-                    }
-                }
+            if self.emit_fast(r) {
+                return Ok(());
             }
         }
         self.close_general(run)
@@ -466,8 +510,11 @@ where
     };
     let mut w = SglWriter::new(opts, runs, pool);
     for r in phys {
-        let d = stream.push(r)?;
-        w.push(d)?;
+        let d = match stream.push_fast(r) {
+            Some(d) => d,
+            None => stream.push_general(r)?,
+        };
+        w.push_data(d)?;
     }
     let io = stream.finish()?;
     let sgl = w.finish()?;
