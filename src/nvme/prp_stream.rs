@@ -542,8 +542,9 @@ where
     Ok((io, prp))
 }
 
-/// Ranges [`map_prp`] links per mapper call through an IOMMU (on the stack: 1 KiB).
-const LINK_BATCH: usize = 64;
+/// Ranges [`map_prp`] and [`map_sgl`](super::map_sgl) link per mapper call through an
+/// IOMMU (on the stack: 1 KiB).
+pub(super) const LINK_BATCH: usize = 64;
 
 /// PRP entries of a PRP-compatible transfer of `total` bytes starting at `first`: the
 /// memory pages `[offset(first), offset(first) + total)` touches.

@@ -12,6 +12,7 @@
 )]
 
 use super::descriptor::{SglDescriptor, SglItem};
+use super::prp_stream::LINK_BATCH;
 use super::runs::Run;
 use super::sgl::{
     pages_for, sgl_descriptors, Sgl, SglError, SglOptions, SglSegmentPage, MAX_SEGMENT_SLOTS,
@@ -509,7 +510,27 @@ where
         segments
     };
     let mut w = SglWriter::new(opts, runs, pool);
-    for r in phys {
+    let mut it = phys.into_iter();
+    if stream.is_coalesced() {
+        // Through an IOMMU: the first range alone, then batches of ranges linked in one
+        // mapper call each; their DMA side is one contiguous piece of the reservation,
+        // which extends the one data run.
+        if let Some(r) = it.next() {
+            let d = stream.push(r)?;
+            w.push_data(d)?;
+        }
+        let mut batch = arrayvec::ArrayVec::<PhysRange, LINK_BATCH>::new();
+        loop {
+            batch.clear();
+            batch.extend(it.by_ref().take(LINK_BATCH));
+            let d = match stream.push_batch(&batch) {
+                Some(d) => d?,
+                None => break,
+            };
+            w.push_data(d)?;
+        }
+    }
+    for r in it {
         let d = match stream.push_fast(r) {
             Some(d) => d,
             None => stream.push_general(r)?,
