@@ -537,9 +537,9 @@ where
             }
         }
     }
-    let io = stream.finish()?;
+    stream.finish_in_place()?;
     let prp = w.finish()?;
-    Ok((io, prp))
+    Ok((stream.into_mapping(), prp))
 }
 
 /// Ranges [`map_prp`] and [`map_sgl`](super::map_sgl) link per mapper call through an

@@ -537,9 +537,9 @@ where
         };
         w.push_data(d)?;
     }
-    let io = stream.finish()?;
+    stream.finish_in_place()?;
     let sgl = w.finish()?;
-    Ok((io, sgl))
+    Ok((stream.into_mapping(), sgl))
 }
 
 /// Encodes a transfer as an SGL: `items` are data ranges and bit buckets in transfer
