@@ -19,14 +19,16 @@
 //! |---|---|
 //! | `mod.rs` | [`DmaMapper`], [`DataDirection`], [`Attrs`] |
 //! | `space.rs` | [`IovaSpace`], the reservation with a typestate ([`Linking`] / [`Synced`]) |
-//! | `mapping.rs` | [`map`], [`map_into`], [`Mapping`]: the list entry point (classify, then one stream) |
-//! | `stream.rs` | [`MapStream`]: the one mapping implementation, range by range |
+//! | `list.rs` | [`map`], [`map_into`]: the list entry point (classify, then one stream) |
+//! | `mapping.rs` | [`Mapping`]: one mapped I/O and what its release undoes |
+//! | `stream.rs` | [`MapStream`]: the one mapping implementation, range by range or in link batches |
 //! | `error.rs` | [`MapError`] |
 //! | `iommu/` | [`SoftIommu`] (`alloc`): radix I/O page table, IOVA allocator, IOTLB |
 //! | `pgtable.rs` | [`RadixTable`] (`alloc`): the radix engine over a [`PageTableFormat`] in caller memory |
 //! | `vtd/` | [`vtd`]: Intel VT-d tables, the VT-d mapper, the hardware walker, invalidations, faults |
 //! | `perm.rs` | [`IoPerm`]: leaf permissions |
 //! | `direct.rs` | [`DirectMapper`]: `dma = phys + offset`, DMA mask, swiotlb bounce pool |
+//! | `linear.rs` | [`LinearMap`]: a mapper's `phys + offset` translation as a value, for the fused per-I/O loops |
 //! | `p2p.rs` | [`P2pMapType`], [`P2pClassifier`], [`P2pProviders`]: PCI P2PDMA kinds |
 //! | `checked.rs` | [`Checked`] (`alloc`): `CONFIG_DMA_API_DEBUG` for any mapper |
 //! | `vfio.rs` | `vfio` (feature `vfio`, Linux): [`VirtRange`](crate::VirtRange) → IOVA through VFIO type1 |
