@@ -92,6 +92,65 @@ fn allocation_free_paths_do_not_allocate() {
     assert_eq!(n, 0, "views allocated");
     assert_eq!(sum, 0x20000);
 
+    // The streaming per-I/O paths (issue 13): pages -> MapStream -> PRP / SGL writer,
+    // direct (the fused page loop) and through the software IOMMU (link batches), with
+    // list pages and per-request storage set up once, as a driver does.
+    use physvec::map::{DataDirection, DirectMapper, MapStream, NoP2p, SoftIommu, StreamOptions};
+    use physvec::nvme::{map_prp, map_sgl, MemoryPageSize, PrpListPage, SglDescriptor};
+    use physvec::nvme::{SglOptions, SglSegmentPage};
+    use physvec::{DmaAddr, DmaArray, DmaMask};
+    let pages: Vec<PhysRange> = (0..512u64)
+        .map(|i| PhysRange::new(0x100_0000 + i * 0x3000, 0x1000))
+        .collect();
+    let total = 512 * 0x1000;
+    let mut list = vec![0u64; 1024];
+    let mut segs = vec![SglDescriptor::default(); 600];
+    let direct = DirectMapper::new(0, DmaMask::BITS_64);
+    let iommu = SoftIommu::new_4k();
+    let opts = StreamOptions::new(DataDirection::ToDevice);
+    let mut prp_io = |list: &mut [u64], iommu_mode: bool| {
+        let (a, b) = list.split_at_mut(512);
+        let pool = [
+            PrpListPage::new(DmaAddr::new(0x7000_0000), a),
+            PrpListPage::new(DmaAddr::new(0x7000_1000), b),
+        ];
+        if iommu_mode {
+            let s = MapStream::start(&iommu, &NoP2p, pages[0], total, opts, DmaArray::<4>::new())
+                .unwrap();
+            let (m, prp) =
+                map_prp(s, pages.iter().copied(), MemoryPageSize::SIZE_4K, pool).unwrap();
+            m.unmap().unwrap();
+            prp.data_entries()
+        } else {
+            let s = MapStream::start(&direct, &NoP2p, pages[0], total, opts, DmaArray::<4>::new())
+                .unwrap();
+            let (m, prp) =
+                map_prp(s, pages.iter().copied(), MemoryPageSize::SIZE_4K, pool).unwrap();
+            m.unmap().unwrap();
+            prp.data_entries()
+        }
+    };
+    let (entries, n) = allocations(|| prp_io(&mut list, false));
+    assert_eq!(n, 0, "direct pages -> PRP allocated");
+    assert_eq!(entries, 512);
+    // The first I/O through the IOMMU builds its page-table tables (kept afterwards, as
+    // a real IOMMU's are); the next one allocates nothing.
+    prp_io(&mut list, true);
+    let (entries, n) = allocations(|| prp_io(&mut list, true));
+    assert_eq!(n, 0, "pages -> IOMMU link batches -> PRP allocated");
+    assert_eq!(entries, 512);
+    assert!(iommu.is_idle());
+    let (descs, n) = allocations(|| {
+        let s =
+            MapStream::start(&direct, &NoP2p, pages[0], total, opts, DmaArray::<4>::new()).unwrap();
+        let pool = [SglSegmentPage::new(DmaAddr::new(0x7100_0000), &mut segs)];
+        let (m, sgl) = map_sgl(s, pages.iter().copied(), 512, SglOptions::default(), pool).unwrap();
+        m.unmap().unwrap();
+        sgl.data_descriptors()
+    });
+    assert_eq!(n, 0, "direct pages -> SGL allocated");
+    assert_eq!(descs, 512);
+
     // Spilling is the one path that allocates, and the counter sees it.
     let (_, n) = allocations(|| {
         let mut v = physvec::RangeVec::<physvec::Phys, 2>::new();
