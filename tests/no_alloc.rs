@@ -108,7 +108,7 @@ fn allocation_free_paths_do_not_allocate() {
     let direct = DirectMapper::new(0, DmaMask::BITS_64);
     let iommu = SoftIommu::new_4k();
     let opts = StreamOptions::new(DataDirection::ToDevice);
-    let mut prp_io = |list: &mut [u64], iommu_mode: bool| {
+    let prp_io = |list: &mut [u64], iommu_mode: bool| {
         let (a, b) = list.split_at_mut(512);
         let pool = [
             PrpListPage::new(DmaAddr::new(0x7000_0000), a),
