@@ -189,3 +189,27 @@ fn batch_across_leaf_tables() {
     assert_eq!(fast.0, vec![(1500, Ok(()))]);
     assert_eq!(fast, run(&PerLink(&b), &b, &[(0, &batch)], size));
 }
+
+/// Whole-granule runs in a batch: each is mapped as its own `link` would map it, a 2 MiB
+/// run at a 2 MiB-aligned IOVA and physical address with one large leaf, 64 KiB runs
+/// with granule leaves, single pages in one pass; the same leaves, counts and
+/// translations as one `link` per range.
+#[test]
+fn batch_with_runs_and_large_leaves() {
+    let cfg = IommuConfig {
+        large_leaves: true,
+        ..IommuConfig::default()
+    };
+    let a = SoftIommu::new(cfg).unwrap();
+    let b = SoftIommu::new(cfg).unwrap();
+    let mut batch = vec![PhysRange::new(0x4000_0000, 0x20_0000)];
+    batch.extend((0..40u64).map(|k| PhysRange::new(0x5000_0000 + k * 0x7000, 0x1000)));
+    batch.extend((0..8u64).map(|k| PhysRange::new(0x6000_0000 + k * 0x2_0000, 0x1_0000)));
+    batch.push(PhysRange::new(0x7000_0000, 0x20_0000));
+    let size: u64 = batch.iter().map(|r| r.len()).sum();
+    let fast = run(&a, &a, &[(0, &batch)], size);
+    assert_eq!(fast.0, vec![(batch.len(), Ok(()))]);
+    // The first run lands 2 MiB-aligned: one large leaf; the rest are 4 KiB leaves.
+    assert!(fast.3.contains("leaves: [680, 1, 0]"), "{}", fast.3);
+    assert_eq!(fast, run(&PerLink(&b), &b, &[(0, &batch)], size));
+}
