@@ -498,3 +498,57 @@ fn fused_sgl_names_the_range_that_breaks_the_dword_rule() {
     assert_eq!(list, fused);
     assert!(fused.unwrap_err().starts_with("segment 3:"));
 }
+
+/// A direct mapper that counts `map_phys` calls (and hands out its linear map).
+struct CountingDirect(DirectMapper, std::cell::Cell<usize>);
+
+impl DmaMapper for CountingDirect {
+    fn granule(&self) -> PageSize {
+        self.0.granule()
+    }
+    fn dma_mask(&self) -> DmaMask {
+        self.0.dma_mask()
+    }
+    fn map_phys(
+        &self,
+        phys: PhysRange,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> Result<DmaRange, MapError> {
+        self.1.set(self.1.get() + 1);
+        self.0.map_phys(phys, dir, attrs)
+    }
+    fn need_unmap(&self) -> bool {
+        self.0.need_unmap()
+    }
+    fn linear(&self) -> Option<physvec::map::LinearMap> {
+        self.0.linear()
+    }
+    fn unmap_phys(&self, dma: DmaRange, dir: DataDirection, attrs: Attrs) -> Result<(), MapError> {
+        self.0.unmap_phys(dma, dir, attrs)
+    }
+}
+
+/// The fused direct path really is one loop: 600 pages (two list pages) through
+/// `map_prp` or `map_sgl` never call `map_phys`, through a reference to the mapper
+/// too, and give what the general path gives.
+#[test]
+fn linear_path_is_taken() {
+    let phys: Vec<PhysRange> = (0..600u64)
+        .map(|i| PhysRange::new(0x100_0000 + i * 0x3000, 0x1000))
+        .collect();
+    let total = 600 * 0x1000;
+    let d = CountingDirect(
+        DirectMapper::new(0x1000_0000, DmaMask::BITS_64),
+        Default::default(),
+    );
+    let via_ref = &d;
+    let fast = fused_prp(&via_ref, &phys, total, 0, 512, 3);
+    assert_eq!(d.1.get(), 0, "map_phys called on the fused PRP path");
+    let plain = DirectMapper::new(0x1000_0000, DmaMask::BITS_64);
+    assert_eq!(fast, fused_prp(&NoLinear(&plain), &phys, total, 0, 512, 3));
+    let (list, fused) = sgl_both(&via_ref, &phys, SglOptions::default(), 3, 256);
+    assert_eq!(list, fused);
+    // The list path (map_into) maps every range with map_phys; the fused SGL path none.
+    assert_eq!(d.1.get(), 600, "map_phys called on the fused SGL path");
+}
