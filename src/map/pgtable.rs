@@ -1667,6 +1667,43 @@ mod tests {
     }
 
     #[test]
+    fn map_granules_leaves_no_new_table_behind_on_a_refused_first_page() {
+        let mut m = Mem::new(true);
+        let mut t = engine(&mut m);
+        t.map(&mut m, 0, 0x7_7000, 0x1000, IoPerm::READ).unwrap();
+        let before = t.counts();
+        // The first page of a fresh leaf table (IOVA 2 MiB) falls in the refused window.
+        let pages = [
+            PhysRange::new(WINDOW + 0x1000, 0x1000),
+            PhysRange::new(0x5000, 0x1000),
+        ];
+        let (n, r) = t.map_granules(&mut m, 0x20_0000, &pages, IoPerm::READ);
+        assert_eq!(
+            (n, r),
+            (
+                0,
+                Err(MapError::InterruptWindow {
+                    phys: WINDOW + 0x1000
+                })
+            )
+        );
+        assert_eq!(
+            t.counts(),
+            before,
+            "the leaf table made for the batch was not freed"
+        );
+        // A refused page after a written one keeps the (non-empty) table.
+        let pages = [
+            PhysRange::new(0x5000, 0x1000),
+            PhysRange::new(WINDOW, 0x1000),
+        ];
+        let (n, r) = t.map_granules(&mut m, 0x20_0000, &pages, IoPerm::READ);
+        assert_eq!((n, r), (1, Err(MapError::InterruptWindow { phys: WINDOW })));
+        assert_eq!(t.counts().tables, before.tables + 1);
+        assert_eq!(t.counts().mapped_bytes, 0x2000);
+    }
+
+    #[test]
     fn map_granules_stops_at_a_mapped_slot() {
         let mut m = Mem::new(true);
         let mut t = engine(&mut m);

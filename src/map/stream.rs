@@ -469,6 +469,11 @@ where
         if let Err(e) = r {
             return Err(self.fail(e));
         }
+        if n < phys.len() {
+            // A mapper that stopped early without an error (outside its contract):
+            // account for what it linked, link the rest one by one.
+            return self.finish_partial_batch(phys, n, base, offset);
+        }
         self.seen = end;
         self.index = self.index.wrapping_add(n);
         // The reservation holds `[0, total)` from its address: no overflow.
@@ -482,6 +487,33 @@ where
                     addr: first.addr().as_u64(),
                     len: bytes,
                 };
+                Err(self.fail(e))
+            }
+        }
+    }
+
+    /// After a `link_many` that linked only `phys[..n]` without an error: accounts for
+    /// those, pushes the rest one by one and returns the DMA range of the whole batch.
+    #[cold]
+    #[inline(never)]
+    fn finish_partial_batch(
+        &mut self,
+        phys: &[PhysRange],
+        n: usize,
+        base: u64,
+        offset: u64,
+    ) -> Result<DmaRange, MapError> {
+        let (done, rest) = phys.split_at(n.min(phys.len()));
+        let done_bytes = done.iter().fold(0u64, |b, r| b.saturating_add(r.len()));
+        // Linked, so inside the announced total.
+        self.seen = offset.saturating_add(done_bytes);
+        self.index = self.index.wrapping_add(done.len());
+        let tail = self.push_each(rest)?;
+        let len = done_bytes.saturating_add(tail.len());
+        match base.checked_add(offset).map(|a| DmaRange::try_new(a, len)) {
+            Some(Ok(d)) => Ok(d),
+            _ => {
+                let e = MapError::AddressOverflow { addr: base, len };
                 Err(self.fail(e))
             }
         }
