@@ -1520,6 +1520,8 @@ mod tests {
         used: Vec<u64>,
         free: Vec<usize>,
         direct: bool,
+        /// Lend only this many entries through `direct` (a broken memory).
+        short: Option<usize>,
     }
 
     impl Mem {
@@ -1529,6 +1531,7 @@ mod tests {
                 used: Vec::new(),
                 free: Vec::new(),
                 direct,
+                short: None,
             }
         }
         fn slot(table: u64) -> usize {
@@ -1579,8 +1582,9 @@ mod tests {
                 return None;
             }
             let s = Self::slot(table);
+            let n = self.short.unwrap_or(self.tables[s].len());
             Some(DirectTable {
-                entries: &mut self.tables[s],
+                entries: &mut self.tables[s][..n],
                 used: &mut self.used[s],
             })
         }
@@ -1701,6 +1705,21 @@ mod tests {
         assert_eq!((n, r), (1, Err(MapError::InterruptWindow { phys: WINDOW })));
         assert_eq!(t.counts().tables, before.tables + 1);
         assert_eq!(t.counts().mapped_bytes, 0x2000);
+    }
+
+    /// A memory that lends fewer entries than a table has: the batch reports the table
+    /// instead of writing past what it was lent or panicking.
+    #[test]
+    fn map_granules_reports_a_short_direct_table() {
+        let mut m = Mem::new(true);
+        let mut t = engine(&mut m);
+        m.short = Some(8);
+        let pages: Vec<PhysRange> = (0..16)
+            .map(|k| PhysRange::new(0x10_0000 + (k << 12), 0x1000))
+            .collect();
+        let (n, r) = t.map_granules(&mut m, 0x40_0000, &pages, IoPerm::READ);
+        assert!(matches!(r, Err(MapError::TableMemory { .. })), "{r:?}");
+        assert!(n <= 8);
     }
 
     #[test]
