@@ -552,3 +552,46 @@ fn linear_path_is_taken() {
     // The list path (map_into) maps every range with map_phys; the fused SGL path none.
     assert_eq!(d.1.get(), 600, "map_phys called on the fused SGL path");
 }
+
+/// `map_sgl` told the wrong number of DMA runs: too few or too many is
+/// `SglError::StreamLength`, whatever the pool, and nothing written past the
+/// announced count is handed to the device.
+#[test]
+fn fused_sgl_with_a_wrong_segment_count_is_refused() {
+    let d = DirectMapper::new(0, DmaMask::BITS_64);
+    let phys: Vec<PhysRange> = (0..40u64)
+        .map(|k| PhysRange::new(0x100_0000 + k * 0x3000, 0x1000))
+        .collect();
+    let total = 40 * 0x1000;
+    for segments in [39u64, 41, 1, 2] {
+        let mut seg = vec![SglDescriptor::default(); 64];
+        let s = MapStream::start(
+            &d,
+            &physvec::map::NoP2p,
+            phys[0],
+            total,
+            StreamOptions::new(DataDirection::ToDevice),
+            Vec::<DmaRange>::new(),
+        )
+        .unwrap();
+        let pool = [SglSegmentPage::new(DmaAddr::new(0x9_0000), &mut seg)];
+        let r = map_sgl(
+            s,
+            phys.iter().copied(),
+            segments,
+            SglOptions::default(),
+            pool,
+        );
+        let e = r
+            .err()
+            .unwrap_or_else(|| panic!("{segments} segments accepted"));
+        assert!(
+            matches!(
+                e,
+                physvec::Error::Sgl(physvec::nvme::SglError::StreamLength { declared, streamed })
+                    if declared == segments && streamed != segments
+            ),
+            "{segments}: {e:?}"
+        );
+    }
+}
