@@ -155,3 +155,86 @@ fn clean_use_through_map_reports_nothing() {
     assert!(c.violations().is_empty());
     c.check_leaks().unwrap();
 }
+
+#[test]
+fn links_that_touch_are_not_overlapping_in_any_order() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
+    // Linked from the top down: each link ends exactly where the one above starts.
+    c.link(&mut s, PhysRange::new(0x12000, 0x1000), 0x2000, TO, NO)
+        .unwrap();
+    c.link(&mut s, PhysRange::new(0x11000, 0x1000), 0x1000, TO, NO)
+        .unwrap();
+    c.link(&mut s, PhysRange::new(0x10000, 0x1000), 0, TO, NO)
+        .unwrap();
+    let s = c.sync(s, 0, 0x3000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+    assert!(c.violations().is_empty());
+    c.check_leaks().unwrap();
+}
+
+#[test]
+fn sync_of_part_of_a_link_and_across_a_hole() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x10000, 0x2000), 0, TO, NO)
+        .unwrap();
+    c.link(&mut s, PhysRange::new(0x20000, 0x1000), 0x3000, TO, NO)
+        .unwrap();
+    // [0x2000, 0x3000) was never linked: a sync across it is a violation.
+    let e = c.sync(s, 0x1000, 0x3000).unwrap_err();
+    assert_eq!(
+        e.error,
+        MapError::SyncOutOfRange {
+            offset: 0x1000,
+            len: 0x3000
+        }
+    );
+    // The second half of the first link alone is fine.
+    let s = c.sync(e.space, 0x1000, 0x1000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+    assert_eq!(
+        c.violations(),
+        [MapError::SyncOutOfRange {
+            offset: 0x1000,
+            len: 0x3000
+        }]
+    );
+    c.check_leaks().unwrap();
+}
+
+#[test]
+fn unlink_of_parts_of_links_keeps_the_rest_tracked() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x10000, 0x2000), 0, TO, NO)
+        .unwrap();
+    c.link(&mut s, PhysRange::new(0x20000, 0x2000), 0x2000, TO, NO)
+        .unwrap();
+    // The tail of the first link and the head of the second.
+    c.unlink(&mut s, 0x1000, 0x2000, TO, NO).unwrap();
+    // What was unlinked may be linked again ...
+    c.link(&mut s, PhysRange::new(0x30000, 0x1000), 0x1000, TO, NO)
+        .unwrap();
+    // ... what is still unlinked may not be unlinked again ...
+    assert_eq!(
+        c.unlink(&mut s, 0x2000, 0x1000, TO, NO),
+        Err(MapError::NotLinked {
+            offset: 0x2000,
+            len: 0x1000
+        })
+    );
+    // ... and the untouched head and tail are still linked: freeing reports exactly them
+    // plus the new link (the IOMMU tears them down and says so too).
+    assert_eq!(c.free(s), Err(MapError::StillLinked { bytes: 0x3000 }));
+    assert_eq!(
+        c.violations(),
+        [
+            MapError::NotLinked {
+                offset: 0x2000,
+                len: 0x1000
+            },
+            MapError::StillLinked { bytes: 0x3000 }
+        ]
+    );
+}
