@@ -238,3 +238,37 @@ fn unlink_of_parts_of_links_keeps_the_rest_tracked() {
         ]
     );
 }
+
+#[test]
+fn an_unlinked_head_or_tail_can_be_linked_again_by_a_larger_link() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x11000, 0x2000), 0x1000, TO, NO)
+        .unwrap();
+    // Unlink the head of the link, then link [0, 0x2000): it only touches what is left.
+    c.unlink(&mut s, 0x1000, 0x1000, TO, NO).unwrap();
+    c.link(&mut s, PhysRange::new(0x20000, 0x2000), 0, TO, NO)
+        .unwrap();
+    // Unlink the tail of the first link, then link [0x2000, 0x4000).
+    c.unlink(&mut s, 0x2000, 0x1000, TO, NO).unwrap();
+    c.link(&mut s, PhysRange::new(0x30000, 0x2000), 0x2000, TO, NO)
+        .unwrap();
+    let s = c.sync(s, 0, 0x4000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+    assert!(c.violations().is_empty());
+    c.check_leaks().unwrap();
+}
+
+#[test]
+fn the_wrapper_reports_the_inner_mappers_limits_and_its_own_state() {
+    let d = map::DirectMapper::new(0, physvec::DmaMask::BITS_32);
+    let c = Checked::new(d).with_on_leak(OnLeak::Ignore);
+    // A driver sizes its buffers by the mask: the wrapper must not change it.
+    assert_eq!(c.dma_mask(), physvec::DmaMask::BITS_32);
+    let _m = c.map_phys(PhysRange::new(0x5000, 0x10), TO, NO).unwrap();
+    let _ = c.unmap_phys(physvec::DmaRange::new(0xdead_0000, 0x10), TO, NO);
+    let text = format!("{c:?}");
+    assert!(text.starts_with("Checked"), "{text}");
+    assert!(text.contains("live_mappings: 1"), "{text}");
+    assert!(text.contains("violations: 1"), "{text}");
+}
