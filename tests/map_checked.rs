@@ -272,3 +272,20 @@ fn the_wrapper_reports_the_inner_mappers_limits_and_its_own_state() {
     assert!(text.contains("live_mappings: 1"), "{text}");
     assert!(text.contains("violations: 1"), "{text}");
 }
+
+#[test]
+fn an_empty_sync_is_a_recorded_violation() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x1000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x1000, 0x1000), 0, TO, NO)
+        .unwrap();
+    let empty = MapError::SyncOutOfRange {
+        offset: 0x800,
+        len: 0,
+    };
+    let e = c.sync(s, 0x800, 0).unwrap_err();
+    assert_eq!(e.error, empty);
+    assert_eq!(c.violations(), [empty]);
+    let s = c.sync(e.space, 0, 0x1000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+}
