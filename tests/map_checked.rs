@@ -289,3 +289,57 @@ fn an_empty_sync_is_a_recorded_violation() {
     let s = c.sync(e.space, 0, 0x1000).unwrap();
     c.destroy(s, TO, NO).unwrap();
 }
+
+#[test]
+fn unlink_and_destroy_in_the_wrong_direction_name_the_address() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x3000).unwrap().unwrap();
+    let base = s.addr().as_u64();
+    c.link(&mut s, PhysRange::new(0x10000, 0x1000), 0, TO, NO)
+        .unwrap();
+    c.link(&mut s, PhysRange::new(0x21000, 0x2000), 0x1000, TO, NO)
+        .unwrap();
+    let from = DataDirection::FromDevice;
+    let wrong = MapError::DirectionMismatch {
+        dma: base + 0x2000,
+        mapped: TO,
+        unmapped: from,
+    };
+    assert_eq!(c.unlink(&mut s, 0x2000, 0x1000, from, NO), Err(wrong));
+    // The refused unlink left the IOMMU alone.
+    assert_eq!(
+        c.inner().translate(physvec::DmaAddr::new(base + 0x2000)),
+        Some(PhysAddr::new(0x22000))
+    );
+    c.unlink(&mut s, 0, 0x1000, TO, NO).unwrap();
+    // Destroy reports the first link of another direction, by its address.
+    let s = c.sync(s, 0x1000, 0x2000).unwrap();
+    c.destroy(s, from, NO).unwrap();
+    assert_eq!(
+        c.violations(),
+        [
+            wrong,
+            MapError::DirectionMismatch {
+                dma: base + 0x1000,
+                mapped: TO,
+                unmapped: from,
+            }
+        ]
+    );
+    c.check_leaks().unwrap();
+}
+
+#[test]
+fn a_double_unmap_is_recognised_after_other_unmaps() {
+    let c = checked();
+    let a = c.map_phys(PhysRange::new(0x1000, 0x800), TO, NO).unwrap();
+    let b = c.map_phys(PhysRange::new(0x9000, 0x800), TO, NO).unwrap();
+    c.unmap_phys(a, TO, NO).unwrap();
+    c.unmap_phys(b, TO, NO).unwrap();
+    assert_eq!(
+        c.unmap_phys(a, TO, NO),
+        Err(MapError::DoubleUnmap {
+            dma: a.addr().as_u64()
+        })
+    );
+}

@@ -381,3 +381,12 @@ fn merge_boundary_violations_in_manual_links_are_errors() {
     iommu.destroy(s, dir, a).unwrap();
     assert!(iommu.is_idle());
 }
+
+#[test]
+fn bounce_pool_debug_shows_its_geometry_and_use() {
+    let p = BouncePool::new(PhysAddr::new(0x10_0000), PageSize::SIZE_4K, 4).unwrap();
+    let text = format!("{p:?}");
+    assert!(text.starts_with("BouncePool"), "{text}");
+    assert!(text.contains("nslots: 4"), "{text}");
+    assert!(text.contains("live: 0"), "{text}");
+}
