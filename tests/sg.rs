@@ -321,3 +321,40 @@ fn import_errors_say_what_and_where() {
         "Unreadable { addr: 0x4000 }"
     );
 }
+
+#[test]
+fn import_bio_vecs_counts_every_bvec_and_rolls_back_on_error() {
+    use physvec::sg::{import_bio_vecs, BioVec, SgImportError};
+    let page = |pfn: u64| physvec::sg::PageModel::page_of(&VM, pfn).unwrap();
+    let bv = [
+        BioVec {
+            bv_page: page(5),
+            bv_len: 0x200,
+            bv_offset: 0xe00,
+        },
+        // A multi-page bvec: the offset is past the first page.
+        BioVec {
+            bv_page: page(5),
+            bv_len: 0x1000,
+            bv_offset: 0x1000,
+        },
+        BioVec {
+            bv_page: page(9),
+            bv_len: 0x80,
+            bv_offset: 0x10,
+        },
+    ];
+    let mut out: Vec<PhysRange> = Vec::new();
+    assert_eq!(import_bio_vecs(&bv, &VM, &mut out), Ok(3));
+    assert_eq!(
+        out,
+        [PhysRange::new(0x5e00, 0x1200), PhysRange::new(0x9010, 0x80)]
+    );
+    let bad = [bv[0], BioVec { bv_len: 0, ..bv[2] }];
+    let mut out: Vec<PhysRange> = vec![PhysRange::new(0x1000, 0x10)];
+    assert_eq!(
+        import_bio_vecs(&bad, &VM, &mut out),
+        Err(SgImportError::EmptyEntry { index: 1 })
+    );
+    assert_eq!(out, [PhysRange::new(0x1000, 0x10)]);
+}
