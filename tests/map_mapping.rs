@@ -390,3 +390,30 @@ fn bounce_pool_debug_shows_its_geometry_and_use() {
     assert!(text.contains("nslots: 4"), "{text}");
     assert!(text.contains("live: 0"), "{text}");
 }
+
+#[test]
+fn bounce_pool_accounts_for_every_bounce() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
+    assert_eq!(pool.range(), PhysRange::new(0x100_0000, 0x8000));
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let a = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x1800), to, Attrs::empty())
+        .unwrap();
+    let b = d
+        .map_phys(PhysRange::new(0x2_0000_0000, 0x10), to, Attrs::empty())
+        .unwrap();
+    // Below the mask: not bounced.
+    let c = d
+        .map_phys(PhysRange::new(0x5000, 0x10), to, Attrs::empty())
+        .unwrap();
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (2, 3, 2));
+    d.unmap_phys(a, to, Attrs::empty()).unwrap();
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (1, 1, 2));
+    d.unmap_phys(b, to, Attrs::empty()).unwrap();
+    d.unmap_phys(c, to, Attrs::empty()).unwrap();
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (0, 0, 2));
+}
