@@ -407,6 +407,9 @@ fn bounce_pool_accounts_for_every_bounce() {
     let c = d
         .map_phys(PhysRange::new(0x5000, 0x10), to, Attrs::empty())
         .unwrap();
+    // First fit: slots 0-1 and 2 of the pool.
+    assert_eq!(a, DmaRange::new(0x100_0000, 0x1800));
+    assert_eq!(b, DmaRange::new(0x100_2000, 0x10));
     let p = d.bounce_pool().unwrap();
     assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (2, 3, 2));
     d.unmap_phys(a, to, Attrs::empty()).unwrap();
@@ -416,4 +419,36 @@ fn bounce_pool_accounts_for_every_bounce() {
     d.unmap_phys(c, to, Attrs::empty()).unwrap();
     let p = d.bounce_pool().unwrap();
     assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (0, 0, 2));
+}
+
+#[test]
+fn bounce_pool_uses_every_slot_and_no_more() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    let high = |i: u64, len: u64| PhysRange::new(0x1_0000_0000 + i * 0x10_0000, len);
+    // More than the pool: refused up front.
+    assert_eq!(
+        d.map_phys(high(0, 0x8001), to, no),
+        Err(MapError::BounceExhausted { len: 0x8001 })
+    );
+    // Exactly the pool.
+    let all = d.map_phys(high(0, 0x8000), to, no).unwrap();
+    assert_eq!(all, DmaRange::new(0x100_0000, 0x8000));
+    d.unmap_phys(all, to, no).unwrap();
+    // Six single slots, then two slots fit only at the very end of the pool.
+    let singles: Vec<DmaRange> = (0..6)
+        .map(|i| d.map_phys(high(i, 0x1000), to, no).unwrap())
+        .collect();
+    let last_two = d.map_phys(high(7, 0x2000), to, no).unwrap();
+    assert_eq!(last_two, DmaRange::new(0x100_6000, 0x2000));
+    assert_eq!(
+        d.map_phys(high(8, 0x10), to, no),
+        Err(MapError::BounceExhausted { len: 0x10 })
+    );
+    for m in singles.into_iter().chain([last_two]) {
+        d.unmap_phys(m, to, no).unwrap();
+    }
+    assert_eq!(d.bounce_pool().unwrap().used_slots(), 0);
 }
