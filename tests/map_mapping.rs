@@ -452,3 +452,44 @@ fn bounce_pool_uses_every_slot_and_no_more() {
     }
     assert_eq!(d.bounce_pool().unwrap().used_slots(), 0);
 }
+
+#[test]
+fn direct_mapper_offset_mmio_and_equal_length_bounces() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    assert_eq!(d.dma_offset(), 0x1000_0000);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    assert_eq!(
+        d.map_phys(PhysRange::new(0x5000, 0x10), to, no),
+        Ok(DmaRange::new(0x1000_5000, 0x10))
+    );
+    // MMIO (a BAR) above the mask is never bounced: copying would not reach the device.
+    assert_eq!(
+        d.map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, Attrs::MMIO),
+        Err(MapError::AboveDmaMask {
+            dma: 0x1_1000_0000,
+            len: 0x10,
+            mask: u32::MAX as u64
+        })
+    );
+    assert_eq!(d.bounce_pool().unwrap().live(), 0);
+    // Two bounces of the same length: unmapping the second frees its slot, not the first's.
+    let a = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, no)
+        .unwrap();
+    let b = d
+        .map_phys(PhysRange::new(0x2_0000_0000, 0x10), to, no)
+        .unwrap();
+    assert_eq!(
+        (a.addr().as_u64(), b.addr().as_u64()),
+        (0x1100_0000, 0x1100_1000)
+    );
+    d.unmap_phys(b, to, no).unwrap();
+    let c = d
+        .map_phys(PhysRange::new(0x3_0000_0000, 0x10), to, no)
+        .unwrap();
+    assert_eq!(c, b);
+    d.unmap_phys(a, to, no).unwrap();
+    d.unmap_phys(c, to, no).unwrap();
+}
