@@ -493,3 +493,48 @@ fn direct_mapper_offset_mmio_and_equal_length_bounces() {
     d.unmap_phys(a, to, no).unwrap();
     d.unmap_phys(c, to, no).unwrap();
 }
+
+#[test]
+fn bounce_copies_exactly_the_mapped_bytes_each_way() {
+    use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let no = Attrs::empty();
+    // 0x310 bytes: two full 256-byte copy chunks and a short one. The memory holds exactly
+    // the original and its bounce slot, so a byte too many is an error.
+    let len = 0x310;
+    let orig = PhysRange::new(0x1_0000_0000, len);
+    let payload: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+    let mut ram = SparseMemory::<physvec::Phys>::default();
+    ram.add(orig.addr(), payload.clone());
+    ram.add_zeroed(PhysAddr::new(0x100_0000), len as usize);
+
+    let out = d.map_phys(orig, DataDirection::ToDevice, no).unwrap();
+    // The device does not write: nothing to copy back.
+    assert_eq!(d.sync_for_cpu(out, &mut ram), Ok(false));
+    assert_eq!(d.sync_for_device(out, &mut ram), Ok(true));
+    let mut buf = vec![0u8; len as usize];
+    ram.read(PhysAddr::new(0x100_0000), &mut buf).unwrap();
+    assert_eq!(buf, payload);
+    d.unmap_phys(out, DataDirection::ToDevice, no).unwrap();
+
+    let back = d.map_phys(orig, DataDirection::FromDevice, no).unwrap();
+    // The device does not read: nothing to copy in.
+    assert_eq!(d.sync_for_device(back, &mut ram), Ok(false));
+    ram.write(PhysAddr::new(0x100_0000), &vec![0xee; len as usize])
+        .unwrap();
+    assert_eq!(d.sync_for_cpu(back, &mut ram), Ok(true));
+    ram.read(orig.addr(), &mut buf).unwrap();
+    assert_eq!(buf, vec![0xee; len as usize]);
+    d.unmap_phys(back, DataDirection::FromDevice, no).unwrap();
+    // Not bounced: nothing to copy either way.
+    let low = d
+        .map_phys(
+            PhysRange::new(0x5000, 0x10),
+            DataDirection::Bidirectional,
+            no,
+        )
+        .unwrap();
+    assert_eq!(d.sync_for_device(low, &mut ram), Ok(false));
+    assert_eq!(d.sync_for_cpu(low, &mut ram), Ok(false));
+}
