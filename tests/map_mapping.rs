@@ -538,3 +538,167 @@ fn bounce_copies_exactly_the_mapped_bytes_each_way() {
     assert_eq!(d.sync_for_device(low, &mut ram), Ok(false));
     assert_eq!(d.sync_for_cpu(low, &mut ram), Ok(false));
 }
+
+#[test]
+fn p2p_ranges_touching_a_bar_by_one_byte_are_not_ram() {
+    use physvec::map::P2pClassifier;
+    let regions = [P2pRegion {
+        bar: PhysRange::new(0xf000_0000, 0x10_0000),
+        map: P2pMapType::BusAddr {
+            bus_offset: 0x1000_0000,
+        },
+    }];
+    let p = P2pProviders::new(&regions);
+    // The last byte is the BAR's first byte; the first byte is the BAR's last byte.
+    assert_eq!(
+        p.map_type(PhysRange::new(0xefff_f000, 0x1001)),
+        P2pMapType::NotSupported
+    );
+    assert_eq!(
+        p.map_type(PhysRange::new(0xf00f_ffff, 0x10)),
+        P2pMapType::NotSupported
+    );
+    // One byte short of it on either side: RAM.
+    assert_eq!(
+        p.map_type(PhysRange::new(0xefff_f000, 0x1000)),
+        P2pMapType::None
+    );
+    assert_eq!(
+        p.map_type(PhysRange::new(0xf010_0000, 0x10)),
+        P2pMapType::None
+    );
+    // A borrowed classifier classifies as the classifier.
+    let by_ref: &P2pProviders<'_> = &p;
+    let inside = PhysRange::new(0xf000_1000, 0x1000);
+    assert_eq!(P2pClassifier::map_type(&by_ref, inside), regions[0].map);
+    // The stable names (JSON output of the CLI).
+    assert_eq!(
+        [
+            P2pMapType::None,
+            regions[0].map,
+            P2pMapType::ThruHostBridge,
+            P2pMapType::NotSupported
+        ]
+        .map(P2pMapType::as_str),
+        ["none", "bus_addr", "thru_host_bridge", "not_supported"]
+    );
+}
+
+#[test]
+fn a_mapping_reports_its_p2p_kind_and_debug() {
+    let regions = [P2pRegion {
+        bar: PhysRange::new(0xf000_0000, 0x10_0000),
+        map: P2pMapType::BusAddr {
+            bus_offset: 0x1000_0000,
+        },
+    }];
+    let p2p = P2pProviders::new(&regions);
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+    let phys = [PhysRange::new(0xf000_1000, 0x200)];
+    let m = map::map_into(
+        &d,
+        RangeView::full(&phys).unwrap(),
+        DataDirection::ToDevice,
+        Attrs::empty(),
+        &p2p,
+        DmaArray::<2>::new(),
+    )
+    .unwrap();
+    assert_eq!(m.p2p(), regions[0].map);
+    assert_eq!(m.dma(), [DmaRange::new(0x1_0000_1000, 0x200)]);
+    let text = format!("{m:?}");
+    assert!(text.starts_with("Mapping"), "{text}");
+    assert!(text.contains("BusAddr"), "{text}");
+    assert!(text.contains("ToDevice"), "{text}");
+}
+
+#[test]
+fn unmap_reports_what_the_mapper_reports() {
+    let c = map::Checked::new(SoftIommu::new_4k()).with_on_leak(map::OnLeak::Ignore);
+    // A gap inside a granule: one mapping per range.
+    let phys = [
+        PhysRange::new(0x1000, 0x800),
+        PhysRange::new(0x3000, 0x1000),
+    ];
+    let m = map::map(&c, &phys, DataDirection::ToDevice).unwrap();
+    assert_eq!(m.kind(), MappingKind::PerRange);
+    let first = m.dma()[0];
+    // Unmapped behind the mapping's back: its own unmap must say so.
+    c.unmap_phys(first, DataDirection::ToDevice, Attrs::empty())
+        .unwrap();
+    assert_eq!(
+        m.unmap(),
+        Err(MapError::DoubleUnmap {
+            dma: first.addr().as_u64()
+        })
+    );
+}
+
+/// A mapper that declares `need_unmap() == false` and counts `unmap_phys` calls.
+struct NoUnmap(Cell<usize>);
+
+impl DmaMapper for NoUnmap {
+    fn granule(&self) -> PageSize {
+        PageSize::SIZE_4K
+    }
+    fn dma_mask(&self) -> physvec::DmaMask {
+        physvec::DmaMask::BITS_64
+    }
+    fn map_phys(&self, p: PhysRange, _: DataDirection, _: Attrs) -> Result<DmaRange, MapError> {
+        Ok(p.cast())
+    }
+    fn need_unmap(&self) -> bool {
+        false
+    }
+    fn unmap_phys(&self, _: DmaRange, _: DataDirection, _: Attrs) -> Result<(), MapError> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_mapper_that_needs_no_unmap_is_not_called_to_unmap() {
+    let d = NoUnmap(Cell::new(0));
+    let phys = [
+        PhysRange::new(0x1000, 0x800),
+        PhysRange::new(0x3000, 0x1000),
+    ];
+    let m = map::map(&d, &phys, DataDirection::ToDevice).unwrap();
+    assert_eq!(m.dma().len(), 2);
+    m.unmap().unwrap();
+    drop(map::map(&d, &phys, DataDirection::ToDevice).unwrap());
+    assert_eq!(d.0.get(), 0);
+}
+
+#[test]
+fn direct_unmap_of_what_it_never_mapped_is_refused() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    // Physical address 0 maps to exactly the offset.
+    let zero = d.map_phys(PhysRange::new(0, 0x10), to, no).unwrap();
+    assert_eq!(zero, DmaRange::new(0x1000_0000, 0x10));
+    assert_eq!(d.unmap_phys(zero, to, no), Ok(()));
+    // Below the offset: no physical address maps there.
+    let below = DmaRange::new(0xfff_f000, 0x10);
+    assert_eq!(
+        d.unmap_phys(below, to, no),
+        Err(MapError::NotMapped {
+            dma: 0xfff_f000,
+            len: 0x10
+        })
+    );
+    // A bounce slot after its bounce was unmapped: a stale unmap.
+    let b = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, no)
+        .unwrap();
+    d.unmap_phys(b, to, no).unwrap();
+    assert_eq!(
+        d.unmap_phys(b, to, no),
+        Err(MapError::NotMapped {
+            dma: b.addr().as_u64(),
+            len: 0x10
+        })
+    );
+}
