@@ -343,3 +343,24 @@ fn a_double_unmap_is_recognised_after_other_unmaps() {
         })
     );
 }
+
+#[test]
+fn unlink_leaves_links_on_either_side_as_they_were() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x5000).unwrap().unwrap();
+    // Links with holes between them: [0, 0x1000), [0x2000, 0x3000), [0x4000, 0x5000).
+    for (phys, offset) in [(0x10000, 0), (0x12000, 0x2000), (0x14000, 0x4000)] {
+        c.link(&mut s, PhysRange::new(phys, 0x1000), offset, TO, NO)
+            .unwrap();
+    }
+    c.unlink(&mut s, 0x2000, 0x1000, TO, NO).unwrap();
+    // The holes and the unlinked range are free; the neighbours did not grow into them.
+    for (phys, offset) in [(0x21000, 0x1000), (0x22000, 0x2000), (0x23000, 0x3000)] {
+        c.link(&mut s, PhysRange::new(phys, 0x1000), offset, TO, NO)
+            .unwrap();
+    }
+    let s = c.sync(s, 0, 0x5000).unwrap();
+    c.destroy(s, TO, NO).unwrap();
+    assert!(c.violations().is_empty());
+    c.check_leaks().unwrap();
+}
