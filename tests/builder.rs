@@ -241,3 +241,12 @@ fn a_sink_refusing_a_piece_leaves_the_builder_unchanged() {
     let sink = b.finish();
     assert_eq!(sink.total_len(), u64::MAX - 0x1000);
 }
+
+#[test]
+fn constraints_debug_shows_sizes_and_masks_in_hex() {
+    let c = seg(0x1000).with_segment_boundary_mask(0xffff);
+    let text = format!("{c:?}");
+    assert!(text.starts_with("DmaConstraints"), "{text}");
+    assert!(text.contains("max_segment_size: 0x1000"), "{text}");
+    assert!(text.contains("segment_boundary_mask: 0xffff"), "{text}");
+}
