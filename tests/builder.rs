@@ -250,3 +250,29 @@ fn constraints_debug_shows_sizes_and_masks_in_hex() {
     assert!(text.contains("max_segment_size: 0x1000"), "{text}");
     assert!(text.contains("segment_boundary_mask: 0xffff"), "{text}");
 }
+
+#[test]
+fn a_boundary_window_as_small_as_the_alignment_is_valid() {
+    // Aligned to 4 KiB, never crossing a 4 KiB boundary: every segment is one block.
+    let c = DmaConstraints::new()
+        .with_alignment(0x1000)
+        .unwrap()
+        .with_segment_boundary_mask(0xfff);
+    assert_eq!(c.validate(), Ok(c));
+    let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
+    b.push_raw(0x10_0000, 0x2000).unwrap();
+    assert_eq!(
+        b.segments(),
+        [
+            PhysRange::new(0x10_0000, 0x1000),
+            PhysRange::new(0x10_1000, 0x1000)
+        ]
+    );
+    // One byte smaller is below the alignment.
+    assert!(DmaConstraints::new()
+        .with_alignment(0x1000)
+        .unwrap()
+        .with_segment_boundary_mask(0x7ff)
+        .validate()
+        .is_err());
+}
