@@ -276,3 +276,13 @@ fn a_boundary_window_as_small_as_the_alignment_is_valid() {
         .validate()
         .is_err());
 }
+
+#[test]
+fn segment_ok_refuses_each_broken_rule_alone() {
+    let c = DmaConstraints::new().with_alignment(0x200).unwrap();
+    assert!(c.segment_ok(0x200, 0x10));
+    // Misaligned start, nothing else wrong.
+    assert!(!c.segment_ok(0x100, 0x10));
+    // Empty, nothing else wrong.
+    assert!(!c.segment_ok(0x200, 0));
+}
