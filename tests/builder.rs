@@ -286,3 +286,15 @@ fn segment_ok_refuses_each_broken_rule_alone() {
     // Empty, nothing else wrong.
     assert!(!c.segment_ok(0x200, 0));
 }
+
+#[test]
+fn dma_bit_mask_is_the_kernels_macro() {
+    use physvec::dma_bit_mask;
+    assert_eq!(dma_bit_mask(0), 0);
+    assert_eq!(dma_bit_mask(1), 1);
+    assert_eq!(dma_bit_mask(12), 0xfff);
+    assert_eq!(dma_bit_mask(32), 0xffff_ffff);
+    assert_eq!(dma_bit_mask(63), u64::MAX >> 1);
+    assert_eq!(dma_bit_mask(64), u64::MAX);
+    assert_eq!(dma_bit_mask(65), u64::MAX);
+}
