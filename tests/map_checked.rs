@@ -364,3 +364,23 @@ fn unlink_leaves_links_on_either_side_as_they_were() {
     assert!(c.violations().is_empty());
     c.check_leaks().unwrap();
 }
+
+#[test]
+fn unlink_of_the_tail_of_a_link_keeps_its_head() {
+    let c = checked();
+    let mut s = c.reserve(PhysAddr::new(0), 0x4000).unwrap().unwrap();
+    c.link(&mut s, PhysRange::new(0x11000, 0x2000), 0x1000, TO, NO)
+        .unwrap();
+    c.unlink(&mut s, 0x2000, 0x1000, TO, NO).unwrap();
+    // The head [0x1000, 0x2000) is still linked, the tail is free again.
+    c.link(&mut s, PhysRange::new(0x22000, 0x2000), 0x2000, TO, NO)
+        .unwrap();
+    assert_eq!(
+        c.link(&mut s, PhysRange::new(0x31000, 0x1000), 0x1000, TO, NO),
+        Err(MapError::OverlappingLink {
+            offset: 0x1000,
+            len: 0x1000
+        })
+    );
+    assert_eq!(c.free(s), Err(MapError::StillLinked { bytes: 0x3000 }));
+}
