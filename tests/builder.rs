@@ -166,3 +166,135 @@ proptest! {
         }
     }
 }
+
+fn seg(max: u64) -> DmaConstraints {
+    DmaConstraints::new().with_max_segment_size(max)
+}
+
+#[test]
+fn inputs_counts_what_was_accepted_and_errors_carry_it() {
+    let c = DmaConstraints::new().with_alignment(0x200).unwrap();
+    let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
+    b.push_raw(0x1000, 0x200).unwrap();
+    b.push_raw(0x4000, 0x200).unwrap();
+    assert_eq!(b.inputs(), 2);
+    let e = b.push_raw(0x5001, 0x10).unwrap_err();
+    assert_eq!(e.index(), 2);
+    assert_eq!(b.inputs(), 2);
+}
+
+#[test]
+fn an_address_equal_to_the_alignment_mask_is_unaligned() {
+    // 0x1ff is `alignment - 1`: off the 512-byte alignment by 511 bytes.
+    let c = DmaConstraints::new().with_alignment(0x200).unwrap();
+    let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
+    assert_eq!(
+        b.push_raw(0x1ff, 0x10),
+        Err(BuildError::Unaligned {
+            index: 0,
+            addr: 0x1ff,
+            alignment: 0x200
+        })
+    );
+    assert!(b.segments().is_empty());
+}
+
+#[test]
+fn a_range_split_into_exactly_the_free_slots_fits() {
+    // 0x2000 bytes at a 4 KiB max segment size need two segments: a sink with two free
+    // slots and a limit of two segments both hold them.
+    let c = seg(0x1000).with_max_segments(2);
+    let mut b = RangeBuilder::new(c, PhysArray::<2>::new()).unwrap();
+    b.push_raw(0x10_0000, 0x2000).unwrap();
+    assert_eq!(
+        b.segments(),
+        [
+            PhysRange::new(0x10_0000, 0x1000),
+            PhysRange::new(0x10_1000, 0x1000)
+        ]
+    );
+    assert!(matches!(
+        b.push_raw(0x20_0000, 0x10),
+        Err(BuildError::TooManySegments { index: 1, .. })
+    ));
+    let mut b = RangeBuilder::new(seg(0x1000), PhysArray::<2>::new()).unwrap();
+    b.push_raw(0x10_0000, 0x2000).unwrap();
+    assert_eq!(b.segments().len(), 2);
+}
+
+#[test]
+fn a_sink_refusing_a_piece_leaves_the_builder_unchanged() {
+    // The sink already holds almost 2^64 bytes; the builder's own total is small, so only
+    // the sink notices that its total would overflow.
+    let mut sink = PhysVec::new();
+    sink.push(PhysRange::new(0, u64::MAX - 0x1800));
+    let mut b = RangeBuilder::new(seg(0x1000), sink).unwrap();
+    b.push_raw(0x10_0000, 0x800).unwrap();
+    // Contiguous: 0x800 bytes join the tail (the sink accepts that), the remaining 0x1000
+    // bytes would be a new segment the sink refuses.
+    assert_eq!(
+        b.push_raw(0x10_0800, 0x1800),
+        Err(BuildError::TotalOverflow { index: 1 })
+    );
+    assert_eq!(b.segments(), [PhysRange::new(0x10_0000, 0x800)]);
+    assert_eq!(b.total_len(), 0x800);
+    let sink = b.finish();
+    assert_eq!(sink.total_len(), u64::MAX - 0x1000);
+}
+
+#[test]
+fn constraints_debug_shows_sizes_and_masks_in_hex() {
+    let c = seg(0x1000).with_segment_boundary_mask(0xffff);
+    let text = format!("{c:?}");
+    assert!(text.starts_with("DmaConstraints"), "{text}");
+    assert!(text.contains("max_segment_size: 0x1000"), "{text}");
+    assert!(text.contains("segment_boundary_mask: 0xffff"), "{text}");
+}
+
+#[test]
+fn a_boundary_window_as_small_as_the_alignment_is_valid() {
+    // Aligned to 4 KiB, never crossing a 4 KiB boundary: every segment is one block.
+    let c = DmaConstraints::new()
+        .with_alignment(0x1000)
+        .unwrap()
+        .with_segment_boundary_mask(0xfff);
+    assert_eq!(c.validate(), Ok(c));
+    let mut b = RangeBuilder::new(c, PhysVec::new()).unwrap();
+    b.push_raw(0x10_0000, 0x2000).unwrap();
+    assert_eq!(
+        b.segments(),
+        [
+            PhysRange::new(0x10_0000, 0x1000),
+            PhysRange::new(0x10_1000, 0x1000)
+        ]
+    );
+    // One byte smaller is below the alignment.
+    assert!(DmaConstraints::new()
+        .with_alignment(0x1000)
+        .unwrap()
+        .with_segment_boundary_mask(0x7ff)
+        .validate()
+        .is_err());
+}
+
+#[test]
+fn segment_ok_refuses_each_broken_rule_alone() {
+    let c = DmaConstraints::new().with_alignment(0x200).unwrap();
+    assert!(c.segment_ok(0x200, 0x10));
+    // Misaligned start, nothing else wrong.
+    assert!(!c.segment_ok(0x100, 0x10));
+    // Empty, nothing else wrong.
+    assert!(!c.segment_ok(0x200, 0));
+}
+
+#[test]
+fn dma_bit_mask_is_the_kernels_macro() {
+    use physvec::dma_bit_mask;
+    assert_eq!(dma_bit_mask(0), 0);
+    assert_eq!(dma_bit_mask(1), 1);
+    assert_eq!(dma_bit_mask(12), 0xfff);
+    assert_eq!(dma_bit_mask(32), 0xffff_ffff);
+    assert_eq!(dma_bit_mask(63), u64::MAX >> 1);
+    assert_eq!(dma_bit_mask(64), u64::MAX);
+    assert_eq!(dma_bit_mask(65), u64::MAX);
+}

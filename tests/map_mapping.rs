@@ -381,3 +381,324 @@ fn merge_boundary_violations_in_manual_links_are_errors() {
     iommu.destroy(s, dir, a).unwrap();
     assert!(iommu.is_idle());
 }
+
+#[test]
+fn bounce_pool_debug_shows_its_geometry_and_use() {
+    let p = BouncePool::new(PhysAddr::new(0x10_0000), PageSize::SIZE_4K, 4).unwrap();
+    let text = format!("{p:?}");
+    assert!(text.starts_with("BouncePool"), "{text}");
+    assert!(text.contains("nslots: 4"), "{text}");
+    assert!(text.contains("live: 0"), "{text}");
+}
+
+#[test]
+fn bounce_pool_accounts_for_every_bounce() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
+    assert_eq!(pool.range(), PhysRange::new(0x100_0000, 0x8000));
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let a = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x1800), to, Attrs::empty())
+        .unwrap();
+    let b = d
+        .map_phys(PhysRange::new(0x2_0000_0000, 0x10), to, Attrs::empty())
+        .unwrap();
+    // Below the mask: not bounced.
+    let c = d
+        .map_phys(PhysRange::new(0x5000, 0x10), to, Attrs::empty())
+        .unwrap();
+    // First fit: slots 0-1 and 2 of the pool.
+    assert_eq!(a, DmaRange::new(0x100_0000, 0x1800));
+    assert_eq!(b, DmaRange::new(0x100_2000, 0x10));
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (2, 3, 2));
+    d.unmap_phys(a, to, Attrs::empty()).unwrap();
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (1, 1, 2));
+    d.unmap_phys(b, to, Attrs::empty()).unwrap();
+    d.unmap_phys(c, to, Attrs::empty()).unwrap();
+    let p = d.bounce_pool().unwrap();
+    assert_eq!((p.live(), p.used_slots(), p.total_bounced()), (0, 0, 2));
+}
+
+#[test]
+fn bounce_pool_uses_every_slot_and_no_more() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 8).unwrap();
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    let high = |i: u64, len: u64| PhysRange::new(0x1_0000_0000 + i * 0x10_0000, len);
+    // More than the pool: refused up front.
+    assert_eq!(
+        d.map_phys(high(0, 0x8001), to, no),
+        Err(MapError::BounceExhausted { len: 0x8001 })
+    );
+    // Exactly the pool.
+    let all = d.map_phys(high(0, 0x8000), to, no).unwrap();
+    assert_eq!(all, DmaRange::new(0x100_0000, 0x8000));
+    d.unmap_phys(all, to, no).unwrap();
+    // Six single slots, then two slots fit only at the very end of the pool.
+    let singles: Vec<DmaRange> = (0..6)
+        .map(|i| d.map_phys(high(i, 0x1000), to, no).unwrap())
+        .collect();
+    let last_two = d.map_phys(high(7, 0x2000), to, no).unwrap();
+    assert_eq!(last_two, DmaRange::new(0x100_6000, 0x2000));
+    assert_eq!(
+        d.map_phys(high(8, 0x10), to, no),
+        Err(MapError::BounceExhausted { len: 0x10 })
+    );
+    for m in singles.into_iter().chain([last_two]) {
+        d.unmap_phys(m, to, no).unwrap();
+    }
+    assert_eq!(d.bounce_pool().unwrap().used_slots(), 0);
+}
+
+#[test]
+fn direct_mapper_offset_mmio_and_equal_length_bounces() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    assert_eq!(d.dma_offset(), 0x1000_0000);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    assert_eq!(
+        d.map_phys(PhysRange::new(0x5000, 0x10), to, no),
+        Ok(DmaRange::new(0x1000_5000, 0x10))
+    );
+    // MMIO (a BAR) above the mask is never bounced: copying would not reach the device.
+    assert_eq!(
+        d.map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, Attrs::MMIO),
+        Err(MapError::AboveDmaMask {
+            dma: 0x1_1000_0000,
+            len: 0x10,
+            mask: u32::MAX as u64
+        })
+    );
+    assert_eq!(d.bounce_pool().unwrap().live(), 0);
+    // Two bounces of the same length: unmapping the second frees its slot, not the first's.
+    let a = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, no)
+        .unwrap();
+    let b = d
+        .map_phys(PhysRange::new(0x2_0000_0000, 0x10), to, no)
+        .unwrap();
+    assert_eq!(
+        (a.addr().as_u64(), b.addr().as_u64()),
+        (0x1100_0000, 0x1100_1000)
+    );
+    d.unmap_phys(b, to, no).unwrap();
+    let c = d
+        .map_phys(PhysRange::new(0x3_0000_0000, 0x10), to, no)
+        .unwrap();
+    assert_eq!(c, b);
+    d.unmap_phys(a, to, no).unwrap();
+    d.unmap_phys(c, to, no).unwrap();
+}
+
+#[test]
+fn bounce_copies_exactly_the_mapped_bytes_each_way() {
+    use physvec::mem::{MemoryReader, MemoryWriter, SparseMemory};
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let no = Attrs::empty();
+    // 0x310 bytes: two full 256-byte copy chunks and a short one. The memory holds exactly
+    // the original and its bounce slot, so a byte too many is an error.
+    let len = 0x310;
+    let orig = PhysRange::new(0x1_0000_0000, len);
+    let payload: Vec<u8> = (0..len).map(|i| i as u8 ^ 0x5a).collect();
+    let mut ram = SparseMemory::<physvec::Phys>::default();
+    ram.add(orig.addr(), payload.clone());
+    ram.add_zeroed(PhysAddr::new(0x100_0000), len as usize);
+
+    let out = d.map_phys(orig, DataDirection::ToDevice, no).unwrap();
+    // The device does not write: nothing to copy back.
+    assert_eq!(d.sync_for_cpu(out, &mut ram), Ok(false));
+    assert_eq!(d.sync_for_device(out, &mut ram), Ok(true));
+    let mut buf = vec![0u8; len as usize];
+    ram.read(PhysAddr::new(0x100_0000), &mut buf).unwrap();
+    assert_eq!(buf, payload);
+    d.unmap_phys(out, DataDirection::ToDevice, no).unwrap();
+
+    let back = d.map_phys(orig, DataDirection::FromDevice, no).unwrap();
+    // The device does not read: nothing to copy in.
+    assert_eq!(d.sync_for_device(back, &mut ram), Ok(false));
+    ram.write(PhysAddr::new(0x100_0000), &vec![0xee; len as usize])
+        .unwrap();
+    assert_eq!(d.sync_for_cpu(back, &mut ram), Ok(true));
+    ram.read(orig.addr(), &mut buf).unwrap();
+    assert_eq!(buf, vec![0xee; len as usize]);
+    d.unmap_phys(back, DataDirection::FromDevice, no).unwrap();
+    // Not bounced: nothing to copy either way.
+    let low = d
+        .map_phys(
+            PhysRange::new(0x5000, 0x10),
+            DataDirection::Bidirectional,
+            no,
+        )
+        .unwrap();
+    assert_eq!(d.sync_for_device(low, &mut ram), Ok(false));
+    assert_eq!(d.sync_for_cpu(low, &mut ram), Ok(false));
+}
+
+#[test]
+fn p2p_ranges_touching_a_bar_by_one_byte_are_not_ram() {
+    use physvec::map::P2pClassifier;
+    let regions = [P2pRegion {
+        bar: PhysRange::new(0xf000_0000, 0x10_0000),
+        map: P2pMapType::BusAddr {
+            bus_offset: 0x1000_0000,
+        },
+    }];
+    let p = P2pProviders::new(&regions);
+    // The last byte is the BAR's first byte; the first byte is the BAR's last byte.
+    assert_eq!(
+        p.map_type(PhysRange::new(0xefff_f000, 0x1001)),
+        P2pMapType::NotSupported
+    );
+    assert_eq!(
+        p.map_type(PhysRange::new(0xf00f_ffff, 0x10)),
+        P2pMapType::NotSupported
+    );
+    // One byte short of it on either side: RAM.
+    assert_eq!(
+        p.map_type(PhysRange::new(0xefff_f000, 0x1000)),
+        P2pMapType::None
+    );
+    assert_eq!(
+        p.map_type(PhysRange::new(0xf010_0000, 0x10)),
+        P2pMapType::None
+    );
+    // A borrowed classifier classifies as the classifier.
+    let by_ref: &P2pProviders<'_> = &p;
+    let inside = PhysRange::new(0xf000_1000, 0x1000);
+    assert_eq!(P2pClassifier::map_type(&by_ref, inside), regions[0].map);
+    // The stable names (JSON output of the CLI).
+    assert_eq!(
+        [
+            P2pMapType::None,
+            regions[0].map,
+            P2pMapType::ThruHostBridge,
+            P2pMapType::NotSupported
+        ]
+        .map(P2pMapType::as_str),
+        ["none", "bus_addr", "thru_host_bridge", "not_supported"]
+    );
+}
+
+#[test]
+fn a_mapping_reports_its_p2p_kind_and_debug() {
+    let regions = [P2pRegion {
+        bar: PhysRange::new(0xf000_0000, 0x10_0000),
+        map: P2pMapType::BusAddr {
+            bus_offset: 0x1000_0000,
+        },
+    }];
+    let p2p = P2pProviders::new(&regions);
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_64);
+    let phys = [PhysRange::new(0xf000_1000, 0x200)];
+    let m = map::map_into(
+        &d,
+        RangeView::full(&phys).unwrap(),
+        DataDirection::ToDevice,
+        Attrs::empty(),
+        &p2p,
+        DmaArray::<2>::new(),
+    )
+    .unwrap();
+    assert_eq!(m.p2p(), regions[0].map);
+    assert_eq!(m.dma(), [DmaRange::new(0x1_0000_1000, 0x200)]);
+    let text = format!("{m:?}");
+    assert!(text.starts_with("Mapping"), "{text}");
+    assert!(text.contains("BusAddr"), "{text}");
+    assert!(text.contains("ToDevice"), "{text}");
+}
+
+#[test]
+fn unmap_reports_what_the_mapper_reports() {
+    let c = map::Checked::new(SoftIommu::new_4k()).with_on_leak(map::OnLeak::Ignore);
+    // A gap inside a granule: one mapping per range.
+    let phys = [
+        PhysRange::new(0x1000, 0x800),
+        PhysRange::new(0x3000, 0x1000),
+    ];
+    let m = map::map(&c, &phys, DataDirection::ToDevice).unwrap();
+    assert_eq!(m.kind(), MappingKind::PerRange);
+    let first = m.dma()[0];
+    // Unmapped behind the mapping's back: its own unmap must say so.
+    c.unmap_phys(first, DataDirection::ToDevice, Attrs::empty())
+        .unwrap();
+    assert_eq!(
+        m.unmap(),
+        Err(MapError::DoubleUnmap {
+            dma: first.addr().as_u64()
+        })
+    );
+}
+
+/// A mapper that declares `need_unmap() == false` and counts `unmap_phys` calls.
+struct NoUnmap(Cell<usize>);
+
+impl DmaMapper for NoUnmap {
+    fn granule(&self) -> PageSize {
+        PageSize::SIZE_4K
+    }
+    fn dma_mask(&self) -> physvec::DmaMask {
+        physvec::DmaMask::BITS_64
+    }
+    fn map_phys(&self, p: PhysRange, _: DataDirection, _: Attrs) -> Result<DmaRange, MapError> {
+        Ok(p.cast())
+    }
+    fn need_unmap(&self) -> bool {
+        false
+    }
+    fn unmap_phys(&self, _: DmaRange, _: DataDirection, _: Attrs) -> Result<(), MapError> {
+        self.0.set(self.0.get() + 1);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_mapper_that_needs_no_unmap_is_not_called_to_unmap() {
+    let d = NoUnmap(Cell::new(0));
+    let phys = [
+        PhysRange::new(0x1000, 0x800),
+        PhysRange::new(0x3000, 0x1000),
+    ];
+    let m = map::map(&d, &phys, DataDirection::ToDevice).unwrap();
+    assert_eq!(m.dma().len(), 2);
+    m.unmap().unwrap();
+    drop(map::map(&d, &phys, DataDirection::ToDevice).unwrap());
+    assert_eq!(d.0.get(), 0);
+}
+
+#[test]
+fn direct_unmap_of_what_it_never_mapped_is_refused() {
+    let pool = BouncePool::new(PhysAddr::new(0x100_0000), PageSize::SIZE_4K, 4).unwrap();
+    let d = DirectMapper::new(0x1000_0000, physvec::DmaMask::BITS_32).with_bounce_pool(pool);
+    let to = DataDirection::ToDevice;
+    let no = Attrs::empty();
+    // Physical address 0 maps to exactly the offset.
+    let zero = d.map_phys(PhysRange::new(0, 0x10), to, no).unwrap();
+    assert_eq!(zero, DmaRange::new(0x1000_0000, 0x10));
+    assert_eq!(d.unmap_phys(zero, to, no), Ok(()));
+    // Below the offset: no physical address maps there.
+    let below = DmaRange::new(0xfff_f000, 0x10);
+    assert_eq!(
+        d.unmap_phys(below, to, no),
+        Err(MapError::NotMapped {
+            dma: 0xfff_f000,
+            len: 0x10
+        })
+    );
+    // A bounce slot after its bounce was unmapped: a stale unmap.
+    let b = d
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x10), to, no)
+        .unwrap();
+    d.unmap_phys(b, to, no).unwrap();
+    assert_eq!(
+        d.unmap_phys(b, to, no),
+        Err(MapError::NotMapped {
+            dma: b.addr().as_u64(),
+            len: 0x10
+        })
+    );
+}

@@ -304,3 +304,18 @@ fn decode_errors_say_what_and_where() {
     );
     assert!(e.to_string().contains("0xf0001000"), "{e}");
 }
+
+#[test]
+fn list_pages_needed_counts_the_slots_left_on_the_first_list_page() {
+    use physvec::nvme::{prp_list_pages_needed, MemoryPageSize};
+    let mps = MemoryPageSize::SIZE_4K;
+    // A first list page starting 16 bytes before its end has 2 slots: one entry and the
+    // chain pointer, then full pages of 511 entries and a chain pointer.
+    assert_eq!(prp_list_pages_needed(3, mps, 0xff0), 1);
+    assert_eq!(prp_list_pages_needed(4, mps, 0xff0), 2);
+    assert_eq!(prp_list_pages_needed(514, mps, 0xff0), 2);
+    assert_eq!(prp_list_pages_needed(515, mps, 0xff0), 3);
+    // Half a page left: 256 slots.
+    assert_eq!(prp_list_pages_needed(257, mps, 0x800), 1);
+    assert_eq!(prp_list_pages_needed(258, mps, 0x800), 2);
+}

@@ -328,3 +328,30 @@ fn ksm_and_klm_sizes_past_usize_are_buffer_errors() {
     assert!(matches!(e, Mlx5Error::BufferTooSmall { .. }), "{e:?}");
     assert!(out.iter().all(|&b| b == 0xaa), "out changed on error");
 }
+
+#[test]
+fn mr_errors_say_what_and_where() {
+    use physvec::rdma::MrError;
+    let cases = [
+        (MrError::Empty, "empty", "no segments"),
+        (
+            MrError::InvalidSgOffset {
+                sg_offset: 0x1200,
+                len: 0x1000,
+            },
+            "invalid_sg_offset",
+            "sg_offset 0x1200 exceeds the first segment's 0x1000 bytes",
+        ),
+        (
+            MrError::PageListTooSmall { max_pages: 3 },
+            "page_list_too_small",
+            "3 pages",
+        ),
+        (MrError::LengthOverflow, "length_overflow", "u64::MAX"),
+    ];
+    for (e, kind, text) in cases {
+        assert_eq!(e.kind(), kind);
+        let shown = e.to_string();
+        assert!(shown.contains(text), "{shown}");
+    }
+}

@@ -208,3 +208,153 @@ fn every_small_chunk_size_round_trips_a_long_list() {
         assert_eq!(x.chunks, expected_chunks, "chunk size {cap}");
     }
 }
+
+/// A two-entry table (one chunk) whose DMA fields are given.
+fn dma_table(dma: [(u64, u32); 2]) -> (Vec<Scatterlist>, physvec::sg::SgTable) {
+    let page = physvec::sg::PageModel::page_of(&VM, 0x100).unwrap();
+    let mut e = vec![Scatterlist::default(); 2];
+    for (i, (addr, len)) in dma.into_iter().enumerate() {
+        e[i].page_link = page;
+        e[i].length = 0x1000;
+        e[i].dma_address = addr;
+        e[i].dma_length = len;
+    }
+    e[1].page_link |= physvec::sg::SG_END;
+    let t = physvec::sg::SgTable {
+        sgl: 0x4000_0000,
+        nents: 2,
+        orig_nents: 2,
+    };
+    (e, t)
+}
+
+#[test]
+fn import_dma_refuses_an_entry_without_a_dma_mapping() {
+    use physvec::sg::{SgImportError, DMA_MAPPING_ERROR};
+    // Either mark of "not mapped" alone is enough: a mapping error address, or a length 0.
+    for bad in [(DMA_MAPPING_ERROR, 0x1000), (0x8000_0000, 0)] {
+        let (mut e, t) = dma_table([(0x7000_0000, 0x1000), bad]);
+        let chunks = [SgChunk {
+            addr: physvec::VirtAddr::new(t.sgl),
+            entries: &mut e,
+        }];
+        let mut segs: Vec<DmaRange> = Vec::new();
+        assert_eq!(
+            import_dma(&chunks[..], &t, 16, &mut segs),
+            Err(SgImportError::NotDmaMapped { index: 1 }),
+            "{bad:x?}"
+        );
+    }
+    let (mut e, t) = dma_table([(0x7000_0000, 0x1000), (0x8000_0000, 0x200)]);
+    let chunks = [SgChunk {
+        addr: physvec::VirtAddr::new(t.sgl),
+        entries: &mut e,
+    }];
+    let mut segs: Vec<DmaRange> = Vec::new();
+    assert_eq!(import_dma(&chunks[..], &t, 16, &mut segs), Ok(2));
+    assert_eq!(
+        segs,
+        [
+            DmaRange::new(0x7000_0000, 0x1000),
+            DmaRange::new(0x8000_0000, 0x200)
+        ]
+    );
+}
+
+#[test]
+fn import_errors_say_what_and_where() {
+    use physvec::sg::SgImportError as E;
+    // `at` is the CLI's position: a byte address for walk errors, an entry index for
+    // entry errors, none for table-wide ones.
+    let cases: [(E, Option<u64>, &str); 8] = [
+        (E::Unreadable { addr: 0x4000 }, Some(0x4000), "0x4000"),
+        (E::LoopDetected { at: 0x4020 }, Some(0x4020), "0x4020"),
+        (
+            E::InvalidChain {
+                at: 0x4040,
+                target: 0x7,
+            },
+            Some(0x4040),
+            "0x4040",
+        ),
+        (E::AddressOverflow { at: 0x4060 }, Some(0x4060), "0x4060"),
+        (
+            E::BadPageLink {
+                index: 3,
+                page: 0x401,
+            },
+            Some(3),
+            "entry 3",
+        ),
+        (E::EmptyEntry { index: 4 }, Some(4), "entry 4"),
+        (E::SinkFull { index: 5 }, Some(5), "5"),
+        (
+            E::Truncated {
+                expected: 4,
+                found: 2,
+            },
+            None,
+            "2 entries",
+        ),
+    ];
+    for (e, at, text) in cases {
+        assert_eq!(e.at(), at, "{e:?}");
+        let shown = e.to_string();
+        assert!(shown.contains(text), "{shown}");
+    }
+    assert_eq!(E::EntryOverflow { index: 6 }.at(), Some(6));
+    assert_eq!(E::NotDmaMapped { index: 7 }.at(), Some(7));
+    assert_eq!(E::TooManyEntries { limit: 8 }.at(), None);
+    // Debug shows addresses and page pointers in hex.
+    assert_eq!(
+        format!(
+            "{:?}",
+            E::BadPageLink {
+                index: 2,
+                page: 0xffffea0000000401
+            }
+        ),
+        "BadPageLink { index: 2, page: 0xffffea0000000401 }"
+    );
+    assert_eq!(
+        format!("{:?}", E::Unreadable { addr: 0x4000 }),
+        "Unreadable { addr: 0x4000 }"
+    );
+}
+
+#[test]
+fn import_bio_vecs_counts_every_bvec_and_rolls_back_on_error() {
+    use physvec::sg::{import_bio_vecs, BioVec, SgImportError};
+    let page = |pfn: u64| physvec::sg::PageModel::page_of(&VM, pfn).unwrap();
+    let bv = [
+        BioVec {
+            bv_page: page(5),
+            bv_len: 0x200,
+            bv_offset: 0xe00,
+        },
+        // A multi-page bvec: the offset is past the first page.
+        BioVec {
+            bv_page: page(5),
+            bv_len: 0x1000,
+            bv_offset: 0x1000,
+        },
+        BioVec {
+            bv_page: page(9),
+            bv_len: 0x80,
+            bv_offset: 0x10,
+        },
+    ];
+    let mut out: Vec<PhysRange> = Vec::new();
+    assert_eq!(import_bio_vecs(&bv, &VM, &mut out), Ok(3));
+    assert_eq!(
+        out,
+        [PhysRange::new(0x5e00, 0x1200), PhysRange::new(0x9010, 0x80)]
+    );
+    let bad = [bv[0], BioVec { bv_len: 0, ..bv[2] }];
+    let mut out: Vec<PhysRange> = vec![PhysRange::new(0x1000, 0x10)];
+    assert_eq!(
+        import_bio_vecs(&bad, &VM, &mut out),
+        Err(SgImportError::EmptyEntry { index: 1 })
+    );
+    assert_eq!(out, [PhysRange::new(0x1000, 0x10)]);
+}
