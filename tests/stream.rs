@@ -595,3 +595,76 @@ fn fused_sgl_with_a_wrong_segment_count_is_refused() {
         );
     }
 }
+
+/// A pool that runs out several pages before the end: the fused SGL path names the
+/// same number of pages needed as the list encoder, for every page size and pool.
+#[test]
+fn fused_sgl_counts_the_pages_still_needed() {
+    let d = DirectMapper::new(0, DmaMask::BITS_64);
+    let phys: Vec<PhysRange> = (0..30u64)
+        .map(|k| PhysRange::new(0x100_0000 + k * 0x3000, 0x1000))
+        .collect();
+    for slots in [2usize, 3, 4, 7] {
+        // With pages in hand the writer knows their size: the count is exact.
+        let needed = physvec::nvme::sgl_segment_pages_needed(30, slots as u64);
+        for pool_pages in 1..4 {
+            let (list, fused) = sgl_both(&d, &phys, SglOptions::default(), pool_pages, slots);
+            assert_eq!(list, fused, "{slots} slots, {pool_pages} pages");
+            let want = format!("the SGL needs {needed} segment pages, only {pool_pages} ");
+            assert!(
+                fused.unwrap_err().starts_with(&want),
+                "{slots} slots, {pool_pages} pages: want {want}"
+            );
+        }
+    }
+}
+
+/// A run of pages that reaches past the first list page's chain slot, with more
+/// entries after it: the chain pointer stays in the last slot and the run continues in
+/// the next page (the writer's run fast path must not take a run that crosses it).
+#[test]
+fn prp_run_across_the_chain_slot() {
+    use physvec::nvme::PrpWriter;
+    let ranges = [
+        DmaRange::new(0x10_0000, 0x1000),
+        DmaRange::new(0x200_0000, 505 * 0x1000),
+        // Fits in the page's slots but not before the chain slot.
+        DmaRange::new(0x800_0000, 7 * 0x1000),
+        DmaRange::new(0x800_7000, 13 * 0x1000),
+    ];
+    let mut a = vec![0u64; 512];
+    let mut b = vec![0u64; 512];
+    let total = 526 * 0x1000;
+    let pool = [
+        PrpListPage::new(DmaAddr::new(0x7000_0000), &mut a),
+        PrpListPage::new(DmaAddr::new(0x7000_1000), &mut b),
+    ];
+    let mut w = PrpWriter::new(MemoryPageSize::SIZE_4K, total, pool);
+    for r in ranges {
+        w.push(r).unwrap();
+    }
+    let prp = w.finish().unwrap();
+    assert_eq!(
+        (prp.prp1.as_u64(), prp.prp2.as_u64()),
+        (0x10_0000, 0x7000_0000)
+    );
+    let entry = |k: u64| {
+        if k <= 505 {
+            0x200_0000 + (k - 1) * 0x1000
+        } else {
+            0x800_0000 + (k - 506) * 0x1000
+        }
+    };
+    for s in 0..511u64 {
+        assert_eq!(u64::from_le(a[s as usize]), entry(s + 1), "page 1 slot {s}");
+    }
+    assert_eq!(u64::from_le(a[511]), 0x7000_1000, "chain pointer");
+    for s in 0..14u64 {
+        assert_eq!(
+            u64::from_le(b[s as usize]),
+            entry(512 + s),
+            "page 2 slot {s}"
+        );
+    }
+    assert_eq!(b[14], 0);
+}
