@@ -398,3 +398,73 @@ fn fused_prp_pages_translate_to_their_frames() {
     fused_prp_translates(&counting, &iommu, &pages);
     assert_eq!(counting.1.get(), (1, 299usize.div_ceil(64)));
 }
+
+/// `push_batch` is for a stream that links into an IOVA reservation: `None` (nothing
+/// done) on a direct stream, for an empty batch, and once the stream has failed.
+#[test]
+fn push_batch_only_on_a_linking_stream() {
+    use physvec::map::{DirectMapper, MapStream, NoP2p, StreamOptions};
+    use physvec::DmaArray;
+    let pages = [
+        PhysRange::new(0x5000, 0x1000),
+        PhysRange::new(0x9000, 0x1000),
+    ];
+    let opts = StreamOptions::new(DataDirection::ToDevice);
+    let d = DirectMapper::new(0, DmaMask::BITS_64);
+    let mut s = MapStream::start(&d, &NoP2p, pages[0], 0x2000, opts, DmaArray::<0>::new()).unwrap();
+    assert!(
+        s.push_batch(&pages).is_none(),
+        "a direct stream maps range by range"
+    );
+    let iommu = SoftIommu::new_4k();
+    let mut s =
+        MapStream::start(&iommu, &NoP2p, pages[0], 0x2000, opts, DmaArray::<0>::new()).unwrap();
+    assert!(s.push_batch(&[]).is_none());
+    // Past the announced total: the stream fails, unwinds, and takes no more batches.
+    let three = [pages[0], pages[1], PhysRange::new(0xd000, 0x1000)];
+    assert!(matches!(s.push_batch(&three), Some(Err(_))));
+    assert!(s.push_batch(&pages).is_none());
+    drop(s);
+    assert!(iommu.is_idle());
+}
+
+/// A peer-memory range inside a batch of ordinary pages through the IOMMU: refused with
+/// its index, as when pushed alone, and nothing stays mapped.
+#[test]
+fn a_p2p_range_inside_a_link_batch_is_refused_with_its_index() {
+    use physvec::map::{MapStream, P2pMapType, P2pProviders, P2pRegion, StreamOptions};
+    use physvec::nvme::{map_prp, MemoryPageSize, PrpListPage};
+    let bar = PhysRange::new(0xE000_0000, 0x10_0000);
+    let regions = [P2pRegion {
+        bar,
+        map: P2pMapType::BusAddr {
+            bus_offset: 0x10_0000_0000,
+        },
+    }];
+    let p2p = P2pProviders::new(&regions);
+    let mut pages: Vec<PhysRange> = (0..40u64)
+        .map(|k| PhysRange::new(0x10_0000 + k * 0x3000, 0x1000))
+        .collect();
+    pages[10] = PhysRange::new(0xE000_4000, 0x1000);
+    let iommu = SoftIommu::new_4k();
+    let mut list = vec![0u64; 512];
+    let s = MapStream::start(
+        &iommu,
+        &p2p,
+        pages[0],
+        40 * 0x1000,
+        StreamOptions::new(DataDirection::ToDevice),
+        Vec::new(),
+    )
+    .unwrap();
+    let pool = [PrpListPage::new(DmaAddr::new(0x7000_0000), &mut list)];
+    let r = map_prp(s, pages.iter().copied(), MemoryPageSize::SIZE_4K, pool);
+    assert!(
+        matches!(
+            r,
+            Err(physvec::Error::Map(MapError::MixedP2p { index: 10 }))
+        ),
+        "{r:?}"
+    );
+    assert!(iommu.is_idle());
+}
