@@ -668,3 +668,43 @@ fn prp_run_across_the_chain_slot() {
     }
     assert_eq!(b[14], 0);
 }
+
+/// What a stream reports about itself while it runs: the I/O's P2P kind, the bytes
+/// pushed so far, the announced total, whether it coalesces and stores ranges.
+#[test]
+fn stream_reports_its_kind_and_progress() {
+    let regions = regions(0);
+    let p2p = P2pProviders::new(&regions);
+    let d = DirectMapper::new(0, DmaMask::BITS_64);
+    let bar_page = PhysRange::new(BAR.addr().as_u64() + 0x2000, 0x1000);
+    let opts = StreamOptions::new(DataDirection::ToDevice);
+    let mut s = MapStream::start(&d, &p2p, bar_page, 0x2000, opts, Vec::<DmaRange>::new()).unwrap();
+    assert_eq!(
+        s.p2p(),
+        P2pMapType::BusAddr {
+            bus_offset: 0x10_0000_0000
+        }
+    );
+    assert_eq!((s.streamed(), s.total()), (0, 0x2000));
+    assert!(!s.is_coalesced() && !s.stores_ranges());
+    let out = s.push(bar_page).unwrap();
+    assert_eq!(
+        out,
+        DmaRange::new(0x10_0000_0000 + bar_page.addr().as_u64(), 0x1000)
+    );
+    assert_eq!(s.streamed(), 0x1000);
+    s.push(PhysRange::new(BAR.addr().as_u64() + 0x8000, 0x1000))
+        .unwrap();
+    assert_eq!(s.streamed(), 0x2000);
+    s.finish().unwrap();
+
+    let iommu = SoftIommu::new_4k();
+    let page = PhysRange::new(0x10_0000, 0x1000);
+    let mut s = MapStream::start(&iommu, &p2p, page, 0x3000, opts, Vec::<DmaRange>::new()).unwrap();
+    assert_eq!(s.p2p(), P2pMapType::None);
+    assert!(s.is_coalesced() && !s.stores_ranges());
+    s.push(page).unwrap();
+    assert_eq!((s.streamed(), s.total()), (0x1000, 0x3000));
+    drop(s);
+    assert!(iommu.is_idle());
+}
