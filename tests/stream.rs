@@ -696,7 +696,7 @@ fn stream_reports_its_kind_and_progress() {
     s.push(PhysRange::new(BAR.addr().as_u64() + 0x8000, 0x1000))
         .unwrap();
     assert_eq!(s.streamed(), 0x2000);
-    s.finish().unwrap();
+    s.finish().unwrap().unmap().unwrap();
 
     let iommu = SoftIommu::new_4k();
     let page = PhysRange::new(0x10_0000, 0x1000);
