@@ -860,6 +860,12 @@ fn random_tables(hs: &mut Harness, cases: usize) -> HashMap<String, u32> {
                     std::panic::resume_unwind(e);
                 }
             }
+            // Mutation 13 points a table entry at another page of the table arena; when
+            // that page was never allocated the model memory does not back it (QEMU
+            // reads the guest RAM there): nothing to compare, the case is skipped.
+            Err(WalkError::Memory(_)) if mutation == 13 => {
+                *outcomes.entry("unbacked".into()).or_default() += 1;
+            }
             Err(e) => panic!("{what}: unexpected walker result {e} {}", hs.ctx()),
         }
     }
