@@ -45,6 +45,9 @@ use crate::addr::Dma;
 use crate::range::{DmaRange, PhysRange};
 use crate::sink::RangeSink;
 
+/// Ranges the fused writers link per mapper call through an IOMMU (on the stack: 1 KiB).
+pub(crate) const LINK_BATCH: usize = 64;
+
 /// Whether a [`MapStream`] may coalesce the transfer into one IOVA range.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Coalesce {
@@ -437,6 +440,19 @@ where
             return None;
         }
         Some(self.link_batch(phys))
+    }
+
+    /// Takes up to [`LINK_BATCH`] ranges from `it` and links them as one batch
+    /// ([`MapStream::push_batch`]): the fused writers' IOVA loop. `None` when `it` is
+    /// exhausted or the stream does not link.
+    #[inline]
+    pub(crate) fn next_batch<I: Iterator<Item = PhysRange>>(
+        &mut self,
+        it: &mut I,
+    ) -> Option<Result<DmaRange, MapError>> {
+        let mut batch = arrayvec::ArrayVec::<PhysRange, LINK_BATCH>::new();
+        batch.extend(it.take(LINK_BATCH));
+        self.push_batch(&batch)
     }
 
     /// [`MapStream::push_batch`] in the linking state.

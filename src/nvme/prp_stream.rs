@@ -516,15 +516,8 @@ where
                 let d = stream.push(r)?;
                 w.push(d)?;
             }
-            let mut batch = arrayvec::ArrayVec::<PhysRange, LINK_BATCH>::new();
-            loop {
-                batch.clear();
-                batch.extend(it.by_ref().take(LINK_BATCH));
-                let d = match stream.push_batch(&batch) {
-                    Some(d) => d?,
-                    None => break,
-                };
-                w.push(d)?;
+            while let Some(d) = stream.next_batch(&mut it) {
+                w.push(d?)?;
             }
         }
         None => {
@@ -541,10 +534,6 @@ where
     let prp = w.finish()?;
     Ok((stream.into_mapping(), prp))
 }
-
-/// Ranges [`map_prp`] and [`map_sgl`](super::map_sgl) link per mapper call through an
-/// IOMMU (on the stack: 1 KiB).
-pub(super) const LINK_BATCH: usize = 64;
 
 /// PRP entries of a PRP-compatible transfer of `total` bytes starting at `first`: the
 /// memory pages `[offset(first), offset(first) + total)` touches.

@@ -12,7 +12,6 @@
 )]
 
 use super::descriptor::{SglDescriptor, SglItem};
-use super::prp_stream::LINK_BATCH;
 use super::runs::Run;
 use super::sgl::{
     pages_for, sgl_descriptors, Sgl, SglError, SglOptions, SglSegmentPage, MAX_SEGMENT_SLOTS,
@@ -519,15 +518,8 @@ where
             let d = stream.push(r)?;
             w.push_data(d)?;
         }
-        let mut batch = arrayvec::ArrayVec::<PhysRange, LINK_BATCH>::new();
-        loop {
-            batch.clear();
-            batch.extend(it.by_ref().take(LINK_BATCH));
-            let d = match stream.push_batch(&batch) {
-                Some(d) => d?,
-                None => break,
-            };
-            w.push_data(d)?;
+        while let Some(d) = stream.next_batch(&mut it) {
+            w.push_data(d?)?;
         }
     }
     for r in it {
