@@ -10,10 +10,26 @@ use physvec::map::{
 use physvec::{DmaAddr, DmaMask, PageSize, PhysAddr, PhysRange};
 use proptest::prelude::*;
 
-/// The software IOMMU with the trait's default `link_many` (one `link` per range).
-struct PerLink<'a>(&'a SoftIommu);
+/// How [`Wrap`] links a batch.
+#[derive(Clone, Copy, PartialEq)]
+enum Batch {
+    /// The trait's default `link_many`: one `link` per range.
+    PerLink,
+    /// Link only the first half and report success (outside the trait's contract):
+    /// the stream must link the rest itself.
+    Half,
+    /// The software IOMMU's own batch, with the `link` / `link_many` calls counted.
+    Counted,
+}
 
-impl DmaMapper for PerLink<'_> {
+/// The software IOMMU behind a wrapper that changes how batches are linked.
+struct Wrap<'a>(&'a SoftIommu, Batch, std::cell::Cell<(usize, usize)>);
+
+fn per_link(iommu: &SoftIommu) -> Wrap<'_> {
+    Wrap(iommu, Batch::PerLink, Default::default())
+}
+
+impl DmaMapper for Wrap<'_> {
     fn granule(&self) -> PageSize {
         self.0.granule()
     }
@@ -31,7 +47,37 @@ impl DmaMapper for PerLink<'_> {
         dir: DataDirection,
         attrs: Attrs,
     ) -> Result<(), MapError> {
+        let (l, m) = self.2.get();
+        self.2.set((l + 1, m));
         self.0.link(space, phys, offset, dir, attrs)
+    }
+    fn link_many(
+        &self,
+        space: &mut IovaSpace<Linking>,
+        phys: &[PhysRange],
+        offset: u64,
+        dir: DataDirection,
+        attrs: Attrs,
+    ) -> (usize, Result<(), MapError>) {
+        let (l, m) = self.2.get();
+        self.2.set((l, m + 1));
+        match self.1 {
+            Batch::PerLink => {
+                let mut at = offset;
+                for (k, &r) in phys.iter().enumerate() {
+                    if let Err(e) = self.0.link(space, r, at, dir, attrs) {
+                        return (k, Err(e));
+                    }
+                    at += r.len();
+                }
+                (phys.len(), Ok(()))
+            }
+            Batch::Half => {
+                let half = phys.get(..phys.len() / 2).unwrap_or_default();
+                self.0.link_many(space, half, offset, dir, attrs)
+            }
+            Batch::Counted => self.0.link_many(space, phys, offset, dir, attrs),
+        }
     }
     fn sync(
         &self,
@@ -166,7 +212,7 @@ proptest! {
         };
         let (a, b) = (SoftIommu::new_4k(), SoftIommu::new_4k());
         let fast = run(&a, &a, &calls, size);
-        let slow = run(&PerLink(&b), &b, &calls, size);
+        let slow = run(&per_link(&b), &b, &calls, size);
         prop_assert_eq!(fast, slow);
     }
 }
@@ -187,7 +233,7 @@ fn batch_across_leaf_tables() {
     let size = 1500 * 0x1000;
     let fast = run(&a, &a, &[(0, &batch)], size);
     assert_eq!(fast.0, vec![(1500, Ok(()))]);
-    assert_eq!(fast, run(&PerLink(&b), &b, &[(0, &batch)], size));
+    assert_eq!(fast, run(&per_link(&b), &b, &[(0, &batch)], size));
 }
 
 /// Whole-granule runs in a batch: each is mapped as its own `link` would map it, a 2 MiB
@@ -211,147 +257,7 @@ fn batch_with_runs_and_large_leaves() {
     assert_eq!(fast.0, vec![(batch.len(), Ok(()))]);
     // The first run lands 2 MiB-aligned: one large leaf; the rest are 4 KiB leaves.
     assert!(fast.3.contains("leaves: [680, 1, 0]"), "{}", fast.3);
-    assert_eq!(fast, run(&PerLink(&b), &b, &[(0, &batch)], size));
-}
-
-/// A mapper whose `link_many` links only the first half of a batch and reports success
-/// (outside the trait's contract): the stream links the rest itself.
-struct HalfBatch<'a>(&'a SoftIommu);
-
-impl DmaMapper for HalfBatch<'_> {
-    fn granule(&self) -> PageSize {
-        self.0.granule()
-    }
-    fn dma_mask(&self) -> DmaMask {
-        self.0.dma_mask()
-    }
-    fn reserve(&self, hint: PhysAddr, size: u64) -> Result<Option<IovaSpace>, MapError> {
-        self.0.reserve(hint, size)
-    }
-    fn link(
-        &self,
-        space: &mut IovaSpace<Linking>,
-        phys: PhysRange,
-        offset: u64,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        self.0.link(space, phys, offset, dir, attrs)
-    }
-    fn link_many(
-        &self,
-        space: &mut IovaSpace<Linking>,
-        phys: &[PhysRange],
-        offset: u64,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> (usize, Result<(), MapError>) {
-        let half = phys.get(..phys.len() / 2).unwrap_or_default();
-        self.0.link_many(space, half, offset, dir, attrs)
-    }
-    fn sync(
-        &self,
-        space: IovaSpace<Linking>,
-        offset: u64,
-        size: u64,
-    ) -> Result<IovaSpace<physvec::map::Synced>, SyncError> {
-        self.0.sync(space, offset, size)
-    }
-    fn destroy<St: physvec::map::SpaceState>(
-        &self,
-        space: IovaSpace<St>,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        self.0.destroy(space, dir, attrs)
-    }
-    fn map_phys(
-        &self,
-        phys: PhysRange,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<physvec::DmaRange, MapError> {
-        self.0.map_phys(phys, dir, attrs)
-    }
-    fn unmap_phys(
-        &self,
-        dma: physvec::DmaRange,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        self.0.unmap_phys(dma, dir, attrs)
-    }
-}
-
-/// The software IOMMU, counting `link` and `link_many` calls.
-struct CountingLinks<'a>(&'a SoftIommu, std::cell::Cell<(usize, usize)>);
-
-impl DmaMapper for CountingLinks<'_> {
-    fn granule(&self) -> PageSize {
-        self.0.granule()
-    }
-    fn dma_mask(&self) -> DmaMask {
-        self.0.dma_mask()
-    }
-    fn reserve(&self, hint: PhysAddr, size: u64) -> Result<Option<IovaSpace>, MapError> {
-        self.0.reserve(hint, size)
-    }
-    fn link(
-        &self,
-        space: &mut IovaSpace<Linking>,
-        phys: PhysRange,
-        offset: u64,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        let (l, m) = self.1.get();
-        self.1.set((l + 1, m));
-        self.0.link(space, phys, offset, dir, attrs)
-    }
-    fn link_many(
-        &self,
-        space: &mut IovaSpace<Linking>,
-        phys: &[PhysRange],
-        offset: u64,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> (usize, Result<(), MapError>) {
-        let (l, m) = self.1.get();
-        self.1.set((l, m + 1));
-        self.0.link_many(space, phys, offset, dir, attrs)
-    }
-    fn sync(
-        &self,
-        space: IovaSpace<Linking>,
-        offset: u64,
-        size: u64,
-    ) -> Result<IovaSpace<physvec::map::Synced>, SyncError> {
-        self.0.sync(space, offset, size)
-    }
-    fn destroy<St: physvec::map::SpaceState>(
-        &self,
-        space: IovaSpace<St>,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        self.0.destroy(space, dir, attrs)
-    }
-    fn map_phys(
-        &self,
-        phys: PhysRange,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<physvec::DmaRange, MapError> {
-        self.0.map_phys(phys, dir, attrs)
-    }
-    fn unmap_phys(
-        &self,
-        dma: physvec::DmaRange,
-        dir: DataDirection,
-        attrs: Attrs,
-    ) -> Result<(), MapError> {
-        self.0.unmap_phys(dma, dir, attrs)
-    }
+    assert_eq!(fast, run(&per_link(&b), &b, &[(0, &batch)], size));
 }
 
 /// Runs `pages` through `MapStream` + `map_prp` on `m` (backed by `iommu`) and checks,
@@ -392,11 +298,15 @@ fn fused_prp_pages_translate_to_their_frames() {
     let iommu = SoftIommu::new_4k();
     fused_prp_translates(&iommu, &iommu, &pages);
     fused_prp_translates(&&iommu, &iommu, &pages);
-    fused_prp_translates(&HalfBatch(&iommu), &iommu, &pages);
+    fused_prp_translates(
+        &Wrap(&iommu, Batch::Half, Default::default()),
+        &iommu,
+        &pages,
+    );
     // The batches really are batches: the first range alone, then one call per 64.
-    let counting = CountingLinks(&iommu, Default::default());
+    let counting = Wrap(&iommu, Batch::Counted, Default::default());
     fused_prp_translates(&counting, &iommu, &pages);
-    assert_eq!(counting.1.get(), (1, 299usize.div_ceil(64)));
+    assert_eq!(counting.2.get(), (1, 299usize.div_ceil(64)));
 }
 
 /// `push_batch` is for a stream that links into an IOVA reservation: `None` (nothing
