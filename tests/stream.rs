@@ -141,6 +141,22 @@ proptest! {
 
 type Out = Result<(u64, u64, Vec<u64>), String>;
 
+/// An SGL as comparable words: the data pointer's two halves and the segment pages.
+fn sgl_out(s: physvec::nvme::Sgl, pages: &[Vec<SglDescriptor>]) -> (u64, u64, Vec<u64>) {
+    let words = |b: &[u8]| -> Vec<u64> {
+        b.chunks(8)
+            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+            .collect()
+    };
+    let dptr = words(&s.dptr.to_bytes());
+    let list = pages
+        .concat()
+        .iter()
+        .flat_map(|d| words(&d.to_bytes()))
+        .collect();
+    (dptr[0], dptr[1], list)
+}
+
 /// (list, fused): the data pointer as two u64s and the list pages' content.
 fn fused<M: DmaMapper>(m: &M, phys: &[PhysRange], sgl: bool) -> (Out, Out) {
     let dir = DataDirection::ToDevice;
@@ -155,24 +171,6 @@ fn fused<M: DmaMapper>(m: &M, phys: &[PhysRange], sgl: bool) -> (Out, Out) {
     let mps = MemoryPageSize::SIZE_4K;
     let prp_out = |p: physvec::nvme::Prp, pages: &[Vec<u64>]| {
         (p.prp1.as_u64(), p.prp2.as_u64(), pages.concat())
-    };
-    let sgl_out = |s: physvec::nvme::Sgl, pages: &[Vec<SglDescriptor>]| {
-        let b = s.dptr.to_bytes();
-        let words: Vec<u64> = pages
-            .concat()
-            .iter()
-            .flat_map(|d| {
-                d.to_bytes()
-                    .chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        (
-            u64::from_le_bytes(b[..8].try_into().unwrap()),
-            u64::from_le_bytes(b[8..].try_into().unwrap()),
-            words,
-        )
     };
     let list: Out = (|| {
         let io = map_into(m, view, dir, Attrs::empty(), &p2p, Vec::<DmaRange>::new())
@@ -432,22 +430,7 @@ fn sgl_both<M: DmaMapper>(
                 .map_err(|e| e.to_string())?;
             encode_sgl(io.dma(), opts, pool).map_err(|e| e.to_string())?
         };
-        let b = s.dptr.to_bytes();
-        let words: Vec<u64> = pages
-            .concat()
-            .iter()
-            .flat_map(|d| {
-                d.to_bytes()
-                    .chunks(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        Ok((
-            u64::from_le_bytes(b[..8].try_into().unwrap()),
-            u64::from_le_bytes(b[8..].try_into().unwrap()),
-            words,
-        ))
+        Ok(sgl_out(s, &pages))
     };
     (run(false), run(true))
 }
