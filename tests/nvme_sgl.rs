@@ -393,3 +393,70 @@ fn qemu_compat_checks_how_a_segment_ends() {
         }
     );
 }
+
+/// A decode that fails after it emitted items leaves every kind of item sink exactly as
+/// it found it, whatever it held before: a device model reuses its output buffer across
+/// commands and must not see half of a rejected command's transfer.
+#[test]
+fn failed_decode_rolls_every_sink_back() {
+    use physvec::nvme::{DataOnly, DecodeError, SglItemSink};
+    // A segment whose Data Block and Bit Bucket are emitted before the next segment
+    // turns out to be unreadable.
+    let seg = [
+        SglDescriptor::data_block(DmaAddr::new(0x10_0000), 0x200),
+        SglDescriptor::bit_bucket(0x80),
+        SglDescriptor::last_segment(DmaAddr::new(0x9_0000), 16),
+    ];
+    let mut m = SparseMemory::new();
+    m.add(DmaAddr::new(0x8_0000), bytemuck::cast_slice(&seg).to_vec());
+    let sgl1 = SglDescriptor::segment(DmaAddr::new(0x8_0000), 48);
+    let o = DecodeOptions::default();
+    let refused = DecodeError::MemoryUnreadable {
+        addr: DmaAddr::new(0x9_0000),
+        len: 16,
+    };
+    // The data range really is emitted before the read fails: a sink with no room
+    // refuses it first.
+    let mut none: arrayvec::ArrayVec<SglItem, 0> = arrayvec::ArrayVec::new();
+    assert_eq!(
+        decode_sgl(sgl1, 0x400, &m, &mut none, &o),
+        Err(DecodeError::OutputFull)
+    );
+    let before = [
+        SglItem::Data(DmaRange::new(0x1000, 0x10)),
+        SglItem::BitBucket(0x20),
+    ];
+    for held in 0..=before.len() {
+        let held = &before[..held];
+        let mut v: Vec<SglItem> = held.to_vec();
+        assert_eq!(decode_sgl(sgl1, 0x400, &m, &mut v, &o), Err(refused));
+        assert_eq!(v, held, "Vec holding {held:?}");
+        let mut a: arrayvec::ArrayVec<SglItem, 8> = held.iter().copied().collect();
+        assert_eq!(decode_sgl(sgl1, 0x400, &m, &mut a, &o), Err(refused));
+        assert_eq!(a.as_slice(), held, "ArrayVec holding {held:?}");
+    }
+    // Data ranges only: the ranges and the discarded count come back.
+    let mut ranges: Vec<DmaRange> = vec![DmaRange::new(0x1000, 0x10)];
+    let mut d = DataOnly::new(&mut ranges);
+    d.push_item(SglItem::BitBucket(0x40)).unwrap();
+    assert_eq!(decode_sgl(sgl1, 0x400, &m, &mut d, &o), Err(refused));
+    assert_eq!(d.discarded(), 0x40);
+    assert_eq!(d.last_item(), Some(SglItem::BitBucket(0x40)));
+    assert_eq!(ranges, [DmaRange::new(0x1000, 0x10)]);
+}
+
+/// The error text names what could not be read, in the right number, and the status.
+#[test]
+fn unreadable_memory_message_counts_bytes() {
+    use physvec::nvme::DecodeError;
+    let one = DecodeError::MemoryUnreadable {
+        addr: DmaAddr::new(0x1000),
+        len: 1,
+    };
+    let many = DecodeError::MemoryUnreadable {
+        addr: DmaAddr::new(0x1000),
+        len: 16,
+    };
+    assert_eq!(one.to_string(), "cannot read 1 byte at 0x1000: Data Transfer Error (SCT 0h, SC 04h)");
+    assert_eq!(many.to_string(), "cannot read 16 bytes at 0x1000: Data Transfer Error (SCT 0h, SC 04h)");
+}
