@@ -358,3 +358,123 @@ fn import_bio_vecs_counts_every_bvec_and_rolls_back_on_error() {
     );
     assert_eq!(out, [PhysRange::new(0x1000, 0x10)]);
 }
+
+/// The IOVA length a table of `entries` needs under `p` (one range per entry).
+fn iova_len_of(entries: &[PhysRange], p: IommuSgParams) -> Result<u64, physvec::sg::SgDmaError> {
+    let view = RangeView::full(entries).unwrap();
+    let mut store = alloc_chunks(1, entries.len());
+    let mut chunks = chunk_refs(&mut store);
+    let t = export(&view, &VM, u32::MAX, &mut chunks).unwrap().table;
+    assert_eq!(t.orig_nents as usize, entries.len(), "one entry per range");
+    iommu_iova_len(&chunks[..], &t, &VM, p, 1 << 16)
+}
+
+/// `dma_get_max_seg_size()` is inclusive: an entry of exactly that length is mapped, one
+/// byte more is refused with the entry's index and length.
+#[test]
+fn max_segment_size_is_inclusive() {
+    use physvec::sg::SgDmaError;
+    let p = IommuSgParams {
+        granule: PageSize::SIZE_4K,
+        seg_boundary_mask: u64::MAX,
+        max_seg_size: 0x3000,
+    };
+    let first = PhysRange::new(0x10_0000, 0x1000);
+    assert_eq!(
+        iova_len_of(&[first, PhysRange::new(0x20_0000, 0x3000)], p),
+        Ok(0x4000)
+    );
+    assert_eq!(
+        iova_len_of(&[first, PhysRange::new(0x20_0000, 0x3001)], p),
+        Err(SgDmaError::SegmentTooLong {
+            index: 1,
+            len: 0x3001
+        })
+    );
+}
+
+/// An entry whose granule-aligned span fills a whole segment-boundary window exactly is
+/// placed (padded to the window); a span one granule larger can never fit and is refused.
+#[test]
+fn an_entry_may_fill_a_boundary_window_exactly() {
+    use physvec::sg::SgDmaError;
+    let p = IommuSgParams {
+        granule: PageSize::SIZE_4K,
+        seg_boundary_mask: 0xffff,
+        max_seg_size: u32::MAX,
+    };
+    let first = PhysRange::new(0x10_0000, 0x1000);
+    // 0x800 into a granule, 0xf800 long: its aligned span is exactly 64 KiB, padded
+    // from 0x1000 to the next window.
+    assert_eq!(
+        iova_len_of(&[first, PhysRange::new(0x20_0800, 0xf800)], p),
+        Ok(0x2_0000)
+    );
+    assert_eq!(
+        iova_len_of(&[first, PhysRange::new(0x20_0800, 0xf801)], p),
+        Err(SgDmaError::CrossesBoundary { index: 1 })
+    );
+}
+
+/// Every DMA-view error explains itself and names where.
+#[test]
+fn sg_dma_errors_name_what_and_where() {
+    use physvec::sg::SgDmaError;
+    let cases = [
+        (SgDmaError::InvalidParams, "segment boundary mask"),
+        (
+            SgDmaError::SegmentTooLong {
+                index: 3,
+                len: 0x3001,
+            },
+            "entry 3 of 0x3001 bytes exceeds the max segment size",
+        ),
+        (
+            SgDmaError::CrossesBoundary { index: 2 },
+            "entry 2 is larger than a segment boundary window",
+        ),
+        (
+            SgDmaError::BadIovaBase {
+                base: 0x1800,
+                len: 0x2000,
+            },
+            "IOVA base 0x1800 cannot hold 0x2000 bytes",
+        ),
+        (SgDmaError::IovaOverflow, "exceeds 2^64"),
+        (SgDmaError::MapFailed { index: 5 }, "mapping entry 5 failed"),
+        (SgDmaError::Unwritable { addr: 0x4000 }, "entry at 0x4000"),
+    ];
+    for (e, text) in cases {
+        let s = e.to_string();
+        assert!(s.contains(text), "{s:?} lacks {text:?}");
+    }
+}
+
+/// Padding happens only when an entry would cross into the next boundary window: an
+/// entry that exactly fills the rest of the window is placed without padding, one
+/// granule more is padded to the next window (the kernel's `pad_len < s_length - 1`).
+#[test]
+fn an_entry_that_fills_the_window_is_not_padded() {
+    let first = PhysRange::new(0x10_0000, 0x1000);
+    for granule in [PageSize::SIZE_4K, PageSize::new(1).unwrap()] {
+        let p = IommuSgParams {
+            granule,
+            seg_boundary_mask: 0xffff,
+            max_seg_size: u32::MAX,
+        };
+        // 0x1000 + 0xf000 ends exactly at the window's end.
+        assert_eq!(
+            iova_len_of(&[first, PhysRange::new(0x20_0000, 0xf000)], p),
+            Ok(0x1_0000),
+            "granule {granule:?}"
+        );
+        // One byte more crosses: padded by 0xf000 to 0x1_0000, then the entry's
+        // granule-aligned span.
+        let aligned = if granule == PageSize::SIZE_4K { 0x1_0000 } else { 0xf001 };
+        assert_eq!(
+            iova_len_of(&[first, PhysRange::new(0x20_0000, 0xf001)], p),
+            Ok(0x1_0000 + aligned),
+            "granule {granule:?}"
+        );
+    }
+}
