@@ -478,3 +478,141 @@ fn an_entry_that_fills_the_window_is_not_padded() {
         );
     }
 }
+
+/// Maps a one-range-per-entry table through `iommu_map_sg` at `base`; returns `nents`
+/// and the DMA segments.
+fn iommu_segments(entries: &[PhysRange], p: IommuSgParams, base: u64) -> (u32, Vec<DmaRange>) {
+    let view = RangeView::full(entries).unwrap();
+    let mut store = alloc_chunks(1, entries.len());
+    let mut chunks = chunk_refs(&mut store);
+    let mut t = export(&view, &VM, u32::MAX, &mut chunks).unwrap().table;
+    let n = iommu_map_sg(&mut chunks[..], &mut t, &VM, p, DmaAddr::new(base), 64, |_, _, _| true)
+        .unwrap();
+    let mut segs: Vec<DmaRange> = Vec::new();
+    import_dma(&chunks[..], &t, 64, &mut segs).unwrap();
+    (n, segs)
+}
+
+/// `__finalise_sg` merges an entry into the previous DMA segment only when the previous
+/// entry ended on a granule: after a short entry the IOVA has a hole up to the granule,
+/// and the next entry starts a new segment.
+#[test]
+fn a_short_entry_ends_its_dma_segment() {
+    let p = IommuSgParams {
+        granule: PageSize::SIZE_4K,
+        seg_boundary_mask: u64::MAX,
+        max_seg_size: 0x10000,
+    };
+    let base = 0xf000_0000;
+    let b = PhysRange::new(0x20_0000, 0x1000);
+    // Ends on a granule: one segment.
+    assert_eq!(
+        iommu_segments(&[PhysRange::new(0x10_0000, 0x1000), b], p, base),
+        (1, vec![DmaRange::new(base, 0x2000)])
+    );
+    // Ends 0x800 into a granule: IOVA [base + 0x800, base + 0x1000) maps nothing of
+    // the transfer, so the next entry is its own segment.
+    assert_eq!(
+        iommu_segments(&[PhysRange::new(0x10_0000, 0x800), b], p, base),
+        (
+            2,
+            vec![
+                DmaRange::new(base, 0x800),
+                DmaRange::new(base + 0x1000, 0x1000)
+            ]
+        )
+    );
+}
+
+/// Without an IOMMU every entry is its own DMA segment at `phys + dma_offset`, and
+/// `nents == orig_nents`. A DMA range may end exactly at 2^64; one that would pass it
+/// is refused.
+#[test]
+fn direct_map_sg_offsets_every_entry() {
+    use physvec::sg::{direct_map_sg, SgDmaError};
+    let entries = [
+        PhysRange::new(0x10_0000, 0x1000),
+        PhysRange::new(0x10_3000, 0x800),
+        PhysRange::new(0x30_0000, 0x2000),
+    ];
+    let map = |entries: &[PhysRange], offset: u64| {
+        let view = RangeView::full(entries).unwrap();
+        let mut store = alloc_chunks(1, entries.len());
+        let mut chunks = chunk_refs(&mut store);
+        let mut t = export(&view, &VM, u32::MAX, &mut chunks).unwrap().table;
+        let n = direct_map_sg(&mut chunks[..], &mut t, &VM, offset, 64)?;
+        assert_eq!((n, t.nents), (t.orig_nents, t.orig_nents));
+        let mut segs: Vec<DmaRange> = Vec::new();
+        import_dma(&chunks[..], &t, 64, &mut segs).unwrap();
+        Ok::<_, SgDmaError>(segs)
+    };
+    assert_eq!(
+        map(&entries, 0x8000_0000).unwrap(),
+        [
+            DmaRange::new(0x8010_0000, 0x1000),
+            DmaRange::new(0x8010_3000, 0x800),
+            DmaRange::new(0x8030_0000, 0x2000),
+        ]
+    );
+    let last = [PhysRange::new(0x10_0000, 0x1000)];
+    let to_top = u64::MAX - 0x10_0fff;
+    assert_eq!(
+        map(&last, to_top).unwrap(),
+        [DmaRange::new(u64::MAX - 0xfff, 0x1000)]
+    );
+    assert_eq!(map(&last, to_top + 1), Err(SgDmaError::IovaOverflow));
+}
+
+/// Export errors: `Debug` with addresses and frame numbers in hex, `Display` that says
+/// what is wrong and where.
+#[test]
+fn sg_export_errors_print_what_and_where() {
+    use physvec::sg::SgExportError;
+    let cases = [
+        (SgExportError::Empty, "Empty", "no ranges to export"),
+        (
+            SgExportError::InvalidMaxSegmentSize {
+                max_segment_size: 0x800,
+            },
+            "InvalidMaxSegmentSize { max_segment_size: 0x800 }",
+            "max_segment_size 0x800 is below one 4 KiB page",
+        ),
+        (
+            SgExportError::NoStructPage { index: 2, pfn: 0x1234 },
+            "NoStructPage { index: 2, pfn: 0x1234 }",
+            "entry 2: the page model has no aligned struct page for pfn 0x1234",
+        ),
+        (
+            SgExportError::TooManyEntries,
+            "TooManyEntries",
+            "more than u32::MAX entries",
+        ),
+        (
+            SgExportError::TooFewChunks {
+                entries: 1,
+                needed: 2,
+                chunks: 1,
+            },
+            "TooFewChunks { entries: 1, needed: 2, chunks: 1 }",
+            "1 entry need 2 chunks (with chain entries), only 1 was supplied",
+        ),
+        (
+            SgExportError::ChunkTooSmall { chunk: 3 },
+            "ChunkTooSmall { chunk: 3 }",
+            "chunk 3 is too small to hold an entry and a chain link",
+        ),
+        (
+            SgExportError::MisalignedChunk {
+                chunk: 1,
+                addr: 0x8004,
+            },
+            "MisalignedChunk { chunk: 1, addr: 0x8004 }",
+            "chunk 1",
+        ),
+    ];
+    for (e, debug, display) in cases {
+        assert_eq!(format!("{e:?}"), debug);
+        let s = e.to_string();
+        assert!(s.contains(display), "{s:?} lacks {display:?}");
+    }
+}
