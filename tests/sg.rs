@@ -616,3 +616,53 @@ fn sg_export_errors_print_what_and_where() {
         assert!(s.contains(display), "{s:?} lacks {display:?}");
     }
 }
+
+/// Memory with `struct page`s only for frames below `end_pfn` (a vmemmap at 0 for them;
+/// MMIO and P2P memory above).
+struct PagesBelow {
+    end_pfn: u64,
+}
+
+impl physvec::sg::PageModel for PagesBelow {
+    fn page_of(&self, pfn: u64) -> Option<u64> {
+        (pfn < self.end_pfn).then(|| pfn * 64)
+    }
+    fn pfn_of(&self, page: u64) -> Option<u64> {
+        (page % 64 == 0 && page / 64 < self.end_pfn).then(|| page / 64)
+    }
+}
+
+/// A range in memory without `struct page` cannot go into a scatterlist: export names
+/// the entry and its frame, and writes nothing.
+#[test]
+fn export_refuses_memory_without_struct_page() {
+    use physvec::sg::SgExportError;
+    let model = PagesBelow { end_pfn: 0x1000 };
+    let r = [
+        PhysRange::new(0x10_0000, 0x1000),
+        PhysRange::new(0x20_0800, 0x800),
+        PhysRange::new(0x1234_5000, 0x2000),
+    ];
+    let view = RangeView::full(&r).unwrap();
+    let mut store = alloc_chunks(1, 4);
+    let mut chunks = chunk_refs(&mut store);
+    let e = export(&view, &model, u32::MAX, &mut chunks).unwrap_err();
+    assert_eq!(
+        e,
+        SgExportError::NoStructPage {
+            index: 2,
+            pfn: 0x12345
+        }
+    );
+    assert!(store[0].iter().all(|e| *e == Scatterlist::default()));
+    // Below the limit the same model exports.
+    let view = RangeView::full(&r[..2]).unwrap();
+    let mut chunks = chunk_refs(&mut store);
+    assert_eq!(
+        export(&view, &model, u32::MAX, &mut chunks)
+            .unwrap()
+            .table
+            .orig_nents,
+        2
+    );
+}
