@@ -619,13 +619,15 @@ fn sg_export_errors_print_what_and_where() {
 
 /// Memory with `struct page`s only for frames below `end_pfn` (a vmemmap at 0 for them;
 /// MMIO and P2P memory above).
+/// `tagged_pfn`'s page pointer has a low bit set, as no real `struct page *` has.
 struct PagesBelow {
     end_pfn: u64,
+    tagged_pfn: u64,
 }
 
 impl physvec::sg::PageModel for PagesBelow {
     fn page_of(&self, pfn: u64) -> Option<u64> {
-        (pfn < self.end_pfn).then(|| pfn * 64)
+        (pfn < self.end_pfn).then(|| pfn * 64 + u64::from(pfn == self.tagged_pfn) * 2)
     }
     fn pfn_of(&self, page: u64) -> Option<u64> {
         (page % 64 == 0 && page / 64 < self.end_pfn).then(|| page / 64)
@@ -637,7 +639,10 @@ impl physvec::sg::PageModel for PagesBelow {
 #[test]
 fn export_refuses_memory_without_struct_page() {
     use physvec::sg::SgExportError;
-    let model = PagesBelow { end_pfn: 0x1000 };
+    let model = PagesBelow {
+        end_pfn: 0x1000,
+        tagged_pfn: 0x300,
+    };
     let r = [
         PhysRange::new(0x10_0000, 0x1000),
         PhysRange::new(0x20_0800, 0x800),
@@ -665,4 +670,111 @@ fn export_refuses_memory_without_struct_page() {
             .orig_nents,
         2
     );
+    // A page pointer with tag bits set cannot be stored in `page_link`.
+    let r = [PhysRange::new(0x10_0000, 0x1000), PhysRange::new(0x30_0000, 0x10)];
+    let view = RangeView::full(&r).unwrap();
+    let mut chunks = chunk_refs(&mut store);
+    assert_eq!(
+        export(&view, &model, u32::MAX, &mut chunks).unwrap_err(),
+        SgExportError::NoStructPage {
+            index: 1,
+            pfn: 0x300
+        }
+    );
+}
+
+/// Too few chunks: the error says how many chunks of the last one's size the table
+/// needs (each holds `cap - 1` entries and a chain link, the last one `cap`).
+#[test]
+fn too_few_chunks_says_how_many_are_needed() {
+    use physvec::sg::SgExportError;
+    // `n` separate pages.
+    let pages = |n: u64| -> Vec<PhysRange> {
+        (0..n).map(|i| PhysRange::new(0x10_0000 + i * 0x2000, 0x1000)).collect()
+    };
+    for (n, caps, needed) in [
+        (10u64, vec![4usize], 3usize), // 3 + 3 + 4
+        (6, vec![4], 2),               // 3 + 3 (the last may hold 4)
+        (10, vec![4, 4], 3),           // 3 + 3 + 4
+        (11, vec![4, 4], 4),           // 3 + 3 + 3 + 2
+        (5, vec![], 1),                // no chunk to measure: at least one
+    ] {
+        let r = pages(n);
+        let view = RangeView::full(&r).unwrap();
+        let mut store: Vec<Vec<Scatterlist>> =
+            caps.iter().map(|&c| vec![Scatterlist::default(); c]).collect();
+        let mut chunks = chunk_refs(&mut store);
+        assert_eq!(
+            export(&view, &VM, u32::MAX, &mut chunks).unwrap_err(),
+            SgExportError::TooFewChunks {
+                entries: n as u32,
+                needed,
+                chunks: caps.len()
+            },
+            "{n} entries in chunks of {caps:?}"
+        );
+        // And that many chunks of the last size are enough (with none supplied, the
+        // count is only a lower bound).
+        let Some(&cap) = caps.last() else { continue };
+        let mut store: Vec<Vec<Scatterlist>> = caps
+            .iter()
+            .copied()
+            .chain(std::iter::repeat(cap))
+            .take(needed.max(caps.len()))
+            .map(|c| vec![Scatterlist::default(); c])
+            .collect();
+        let mut chunks = chunk_refs(&mut store);
+        assert_eq!(
+            export(&view, &VM, u32::MAX, &mut chunks).map(|e| e.table.orig_nents),
+            Ok(n as u32),
+            "{n} entries in {needed} chunks"
+        );
+    }
+}
+
+/// A chunk address must be 8-byte aligned, and the chunk must end below 2^64.
+#[test]
+fn misaligned_or_wrapping_chunks_are_refused() {
+    use physvec::sg::{SgChunk, SgExportError};
+    let r = [PhysRange::new(0x10_0000, 0x1000)];
+    let view = RangeView::full(&r).unwrap();
+    let size = physvec::sg::Scatterlist::SIZE as u64;
+    // The end (one past the last byte) must be a u64: a chunk may end 8 bytes below
+    // 2^64, not at it.
+    let top = 0u64.wrapping_sub(size);
+    for (addr, ok) in [
+        (0x1004u64, false),
+        (0x1008, true),
+        (top - 8, true),
+        (top, false),
+        (top + 8, false),
+    ] {
+        let mut e = [Scatterlist::default(); 1];
+        let mut chunks = [SgChunk {
+            addr: physvec::VirtAddr::new(addr),
+            entries: &mut e,
+        }];
+        let got = export(&view, &VM, u32::MAX, &mut chunks).map(|x| x.table.orig_nents);
+        if ok {
+            assert_eq!(got, Ok(1), "chunk at {addr:#x}");
+        } else {
+            assert_eq!(
+                got,
+                Err(SgExportError::MisalignedChunk { chunk: 0, addr }),
+                "chunk at {addr:#x}"
+            );
+        }
+    }
+}
+
+/// The `struct scatterlist` ABI values a device-side or kernel-side consumer relies on.
+#[test]
+fn scatterlist_abi_constants() {
+    use physvec::sg::{
+        DMA_MAPPING_ERROR, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END,
+        SG_PAGE_LINK_MASK,
+    };
+    assert_eq!((SG_CHAIN, SG_END, SG_PAGE_LINK_MASK), (1, 2, 3));
+    assert_eq!((SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB), (1, 2));
+    assert_eq!(DMA_MAPPING_ERROR, u64::MAX);
 }

@@ -98,7 +98,8 @@ pub enum SgExportError {
         /// Index of the chunk.
         chunk: usize,
     },
-    /// A chunk address that is not 8-byte aligned or whose end passes 2^64.
+    /// A chunk address that is not 8-byte aligned, or a chunk whose end (one past its
+    /// last byte) is not below 2^64.
     MisalignedChunk {
         /// Index of the chunk.
         chunk: usize,
@@ -366,14 +367,13 @@ pub fn export<P: PageModel + ?Sized>(
         let Some(chunk) = chunks.get(used) else {
             // Assume further chunks the size of the last one to say how many are needed.
             let cap = chunks.last().map_or(0, |c| c.entries.len());
-            let more = match ((rem as usize).checked_sub(cap), cap.checked_sub(1)) {
-                // The last chunk holds `cap - 1` data entries plus the chain entry when
-                // more follow, and up to `cap` when it is the last one.
-                (Some(over), Some(per)) if over > 0 && per > 0 => {
-                    over.div_ceil(per).saturating_add(1)
-                }
-                _ => 1,
-            };
+            // Such a chunk holds `cap - 1` data entries plus the chain entry when more
+            // follow, and up to `cap` when it is the last one. (`cap` is at least 2 here
+            // when entries remain: a last chunk of 1 slot failed `chunk_split` above.)
+            let more = (rem as usize)
+                .checked_sub(cap)
+                .zip(cap.checked_sub(1).and_then(core::num::NonZeroUsize::new))
+                .map_or(1, |(over, per)| over.div_ceil(per.get()).saturating_add(1));
             return Err(SgExportError::TooFewChunks {
                 entries: n,
                 needed: used.saturating_add(more),
