@@ -27,12 +27,13 @@ use crate::addr::PageSize;
 pub const SG_CHAIN: u64 = 0x1;
 /// `page_link` bit 1: this entry is the last one of the table.
 pub const SG_END: u64 = 0x2;
-/// Both flag bits of `page_link`; the rest is a `struct page *` or a chain pointer.
-pub const SG_PAGE_LINK_MASK: u64 = SG_CHAIN | SG_END;
+/// Both flag bits of `page_link` (`SG_CHAIN | SG_END`); the rest is a `struct page *` or
+/// a chain pointer.
+pub const SG_PAGE_LINK_MASK: u64 = 0x3;
 /// `dma_flags` bit 0: the DMA address is a PCI bus address (P2P), never merged.
-pub const SG_DMA_BUS_ADDRESS: u32 = 1 << 0;
+pub const SG_DMA_BUS_ADDRESS: u32 = 0x1;
 /// `dma_flags` bit 1: the entry was bounced through swiotlb.
-pub const SG_DMA_SWIOTLB: u32 = 1 << 1;
+pub const SG_DMA_SWIOTLB: u32 = 0x2;
 /// `DMA_MAPPING_ERROR`: the DMA address of an entry that is not part of the DMA view.
 pub const DMA_MAPPING_ERROR: u64 = !0;
 /// The CPU page size of the x86_64 layout (`PAGE_SIZE`): `offset` of a fresh entry is
