@@ -778,3 +778,58 @@ fn scatterlist_abi_constants() {
     assert_eq!((SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB), (1, 2));
     assert_eq!(DMA_MAPPING_ERROR, u64::MAX);
 }
+
+/// The kernel structures print with every address and pointer field in hex, as a
+/// kernel developer reads them in a crash dump.
+#[test]
+fn kernel_structures_debug_in_hex() {
+    use physvec::sg::{BioVec, SgTable};
+    let e = Scatterlist::page_entry(0xffff_ea00_0000_0400, 0x200, 0x1000, true);
+    assert_eq!(
+        format!("{e:?}"),
+        "Scatterlist { page_link: 0xffffea0000000402, offset: 0x200, length: 0x1000, \
+         dma_address: 0x0, dma_length: 0x0, dma_flags: 0x0 }"
+    );
+    let t = SgTable {
+        sgl: 0x8_0000,
+        nents: 2,
+        orig_nents: 3,
+    };
+    assert_eq!(
+        format!("{t:?}"),
+        "SgTable { sgl: 0x80000, nents: 2, orig_nents: 3 }"
+    );
+    let b = BioVec {
+        bv_page: 0xffff_ea00_0000_0040,
+        bv_len: 0x1000,
+        bv_offset: 0x10,
+    };
+    assert_eq!(
+        format!("{b:?}"),
+        "BioVec { bv_page: 0xffffea0000000040, bv_len: 0x1000, bv_offset: 0x10 }"
+    );
+}
+
+/// A page model behind a reference is the model itself; `Vmemmap::base` drops the two
+/// tag bits.
+#[test]
+fn page_models_by_reference_and_vmemmap_base() {
+    use physvec::sg::PageModel;
+    let vm = Vmemmap::new(Vmemmap::X86_64_DEFAULT_BASE | 3);
+    assert_eq!(vm.base(), Vmemmap::X86_64_DEFAULT_BASE);
+    let by_ref = &vm;
+    for pfn in [0u64, 1, 0x12345] {
+        let page = vm.page_of(pfn);
+        assert_eq!(PageModel::page_of(&by_ref, pfn), page);
+        assert_eq!(page, Some(Vmemmap::X86_64_DEFAULT_BASE + pfn * 64));
+        assert_eq!(PageModel::pfn_of(&by_ref, page.unwrap()), Some(pfn));
+    }
+    // Exporting through `&&Vmemmap` writes the same table.
+    let r = [PhysRange::new(0x10_0000, 0x1000), PhysRange::new(0x30_0200, 0x800)];
+    let view = RangeView::full(&r).unwrap();
+    let mut a = alloc_chunks(1, 2);
+    let mut b = alloc_chunks(1, 2);
+    export(&view, &vm, u32::MAX, &mut chunk_refs(&mut a)).unwrap();
+    export(&view, &by_ref, u32::MAX, &mut chunk_refs(&mut b)).unwrap();
+    assert_eq!(a, b);
+}
