@@ -457,6 +457,12 @@ fn unreadable_memory_message_counts_bytes() {
         addr: DmaAddr::new(0x1000),
         len: 16,
     };
-    assert_eq!(one.to_string(), "cannot read 1 byte at 0x1000: Data Transfer Error (SCT 0h, SC 04h)");
-    assert_eq!(many.to_string(), "cannot read 16 bytes at 0x1000: Data Transfer Error (SCT 0h, SC 04h)");
+    assert_eq!(
+        one.to_string(),
+        "cannot read 1 byte at 0x1000: Data Transfer Error (SCT 0h, SC 04h)"
+    );
+    assert_eq!(
+        many.to_string(),
+        "cannot read 16 bytes at 0x1000: Data Transfer Error (SCT 0h, SC 04h)"
+    );
 }

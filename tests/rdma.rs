@@ -355,3 +355,69 @@ fn mr_errors_say_what_and_where() {
         assert!(shown.contains(text), "{shown}");
     }
 }
+
+/// The mlx5 ABI values: MTT enable bits and the 2 GiB KLM limit. A segment above it
+/// takes several KLMs, `bcount`s of 2 GiB then the rest, each `va` advanced.
+#[test]
+fn mlx5_constants_and_klm_splitting() {
+    use physvec::rdma::{encode_klm, klm_count, MLX5_EN_RD, MLX5_EN_WR, MLX5_MAX_KLM_BYTE_COUNT};
+    assert_eq!((MLX5_EN_RD, MLX5_EN_WR), (1, 2));
+    assert_eq!(MLX5_MAX_KLM_BYTE_COUNT, 2 << 30);
+    let segs = [
+        DmaRange::new(0x1_0000, 5 << 30),
+        DmaRange::new(0x9000_0000_0000, 0x100),
+    ];
+    assert_eq!(klm_count(&segs), 4);
+    assert_eq!(klm_count(&segs[..1]), 3);
+    let mut out = [0u8; 64];
+    assert_eq!(encode_klm(&segs, 7, &mut out), Ok(64));
+    // {bcount u32, key u32, va u64}, big endian.
+    let entry = |i: usize| {
+        let e = &out[i * 16..i * 16 + 16];
+        (
+            u32::from_be_bytes(e[..4].try_into().unwrap()),
+            u32::from_be_bytes(e[4..8].try_into().unwrap()),
+            u64::from_be_bytes(e[8..].try_into().unwrap()),
+        )
+    };
+    assert_eq!(entry(0), (0x8000_0000, 7, 0x1_0000));
+    assert_eq!(entry(1), (0x8000_0000, 7, 0x8001_0000));
+    assert_eq!(entry(2), (0x4000_0000, 7, 0x1_0001_0000));
+    assert_eq!(entry(3), (0x100, 7, 0x9000_0000_0000));
+}
+
+/// RDMA errors explain themselves, and their stable kinds name them for the CLI.
+#[test]
+fn rdma_errors_messages_and_kinds() {
+    use physvec::rdma::{KeyedLengthError, Mlx5Error, PgszError};
+    let mlx5 = [
+        (Mlx5Error::Empty, "no entries to encode"),
+        (
+            Mlx5Error::MisalignedPage {
+                index: 2,
+                addr: 0x1234,
+            },
+            "page 2 at 0x1234 is not 4 KiB aligned",
+        ),
+        (
+            Mlx5Error::MisalignedSegment { index: 1 },
+            "segment 1 is not a whole number of KSM entities",
+        ),
+        (
+            Mlx5Error::BufferTooSmall { needed: 128 },
+            "output buffer needs 128 bytes",
+        ),
+    ];
+    for (e, text) in mlx5 {
+        assert_eq!(e.to_string(), text);
+    }
+    let k = KeyedLengthError { length: 0x100_0000 };
+    assert_eq!(
+        k.to_string(),
+        "0x1000000 bytes exceed a keyed SGL data block (16 MiB - 1)"
+    );
+    assert_eq!(k.kind(), "length_too_large");
+    assert_eq!(PgszError::Empty.kind(), "empty");
+    assert_eq!(PgszError::AddressOverflow.kind(), "address_overflow");
+    assert_eq!(PgszError::Empty.to_string(), "no segments");
+}

@@ -470,7 +470,11 @@ fn an_entry_that_fills_the_window_is_not_padded() {
         );
         // One byte more crosses: padded by 0xf000 to 0x1_0000, then the entry's
         // granule-aligned span.
-        let aligned = if granule == PageSize::SIZE_4K { 0x1_0000 } else { 0xf001 };
+        let aligned = if granule == PageSize::SIZE_4K {
+            0x1_0000
+        } else {
+            0xf001
+        };
         assert_eq!(
             iova_len_of(&[first, PhysRange::new(0x20_0000, 0xf001)], p),
             Ok(0x1_0000 + aligned),
@@ -486,8 +490,16 @@ fn iommu_segments(entries: &[PhysRange], p: IommuSgParams, base: u64) -> (u32, V
     let mut store = alloc_chunks(1, entries.len());
     let mut chunks = chunk_refs(&mut store);
     let mut t = export(&view, &VM, u32::MAX, &mut chunks).unwrap().table;
-    let n = iommu_map_sg(&mut chunks[..], &mut t, &VM, p, DmaAddr::new(base), 64, |_, _, _| true)
-        .unwrap();
+    let n = iommu_map_sg(
+        &mut chunks[..],
+        &mut t,
+        &VM,
+        p,
+        DmaAddr::new(base),
+        64,
+        |_, _, _| true,
+    )
+    .unwrap();
     let mut segs: Vec<DmaRange> = Vec::new();
     import_dma(&chunks[..], &t, 64, &mut segs).unwrap();
     (n, segs)
@@ -578,7 +590,10 @@ fn sg_export_errors_print_what_and_where() {
             "max_segment_size 0x800 is below one 4 KiB page",
         ),
         (
-            SgExportError::NoStructPage { index: 2, pfn: 0x1234 },
+            SgExportError::NoStructPage {
+                index: 2,
+                pfn: 0x1234,
+            },
             "NoStructPage { index: 2, pfn: 0x1234 }",
             "entry 2: the page model has no aligned struct page for pfn 0x1234",
         ),
@@ -671,7 +686,10 @@ fn export_refuses_memory_without_struct_page() {
         2
     );
     // A page pointer with tag bits set cannot be stored in `page_link`.
-    let r = [PhysRange::new(0x10_0000, 0x1000), PhysRange::new(0x30_0000, 0x10)];
+    let r = [
+        PhysRange::new(0x10_0000, 0x1000),
+        PhysRange::new(0x30_0000, 0x10),
+    ];
     let view = RangeView::full(&r).unwrap();
     let mut chunks = chunk_refs(&mut store);
     assert_eq!(
@@ -690,7 +708,9 @@ fn too_few_chunks_says_how_many_are_needed() {
     use physvec::sg::SgExportError;
     // `n` separate pages.
     let pages = |n: u64| -> Vec<PhysRange> {
-        (0..n).map(|i| PhysRange::new(0x10_0000 + i * 0x2000, 0x1000)).collect()
+        (0..n)
+            .map(|i| PhysRange::new(0x10_0000 + i * 0x2000, 0x1000))
+            .collect()
     };
     for (n, caps, needed) in [
         (10u64, vec![4usize], 3usize), // 3 + 3 + 4
@@ -701,8 +721,10 @@ fn too_few_chunks_says_how_many_are_needed() {
     ] {
         let r = pages(n);
         let view = RangeView::full(&r).unwrap();
-        let mut store: Vec<Vec<Scatterlist>> =
-            caps.iter().map(|&c| vec![Scatterlist::default(); c]).collect();
+        let mut store: Vec<Vec<Scatterlist>> = caps
+            .iter()
+            .map(|&c| vec![Scatterlist::default(); c])
+            .collect();
         let mut chunks = chunk_refs(&mut store);
         assert_eq!(
             export(&view, &VM, u32::MAX, &mut chunks).unwrap_err(),
@@ -771,8 +793,7 @@ fn misaligned_or_wrapping_chunks_are_refused() {
 #[test]
 fn scatterlist_abi_constants() {
     use physvec::sg::{
-        DMA_MAPPING_ERROR, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END,
-        SG_PAGE_LINK_MASK,
+        DMA_MAPPING_ERROR, SG_CHAIN, SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB, SG_END, SG_PAGE_LINK_MASK,
     };
     assert_eq!((SG_CHAIN, SG_END, SG_PAGE_LINK_MASK), (1, 2, 3));
     assert_eq!((SG_DMA_BUS_ADDRESS, SG_DMA_SWIOTLB), (1, 2));
@@ -825,7 +846,10 @@ fn page_models_by_reference_and_vmemmap_base() {
         assert_eq!(PageModel::pfn_of(&by_ref, page.unwrap()), Some(pfn));
     }
     // Exporting through `&&Vmemmap` writes the same table.
-    let r = [PhysRange::new(0x10_0000, 0x1000), PhysRange::new(0x30_0200, 0x800)];
+    let r = [
+        PhysRange::new(0x10_0000, 0x1000),
+        PhysRange::new(0x30_0200, 0x800),
+    ];
     let view = RangeView::full(&r).unwrap();
     let mut a = alloc_chunks(1, 2);
     let mut b = alloc_chunks(1, 2);

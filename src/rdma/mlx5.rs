@@ -24,9 +24,9 @@ use crate::addr::PageSize;
 use crate::range::DmaRange;
 
 /// MTT enable bit 0: the page may be read.
-pub const MLX5_EN_RD: u64 = 1 << 0;
+pub const MLX5_EN_RD: u64 = 0x1;
 /// MTT enable bit 1: the page may be written.
-pub const MLX5_EN_WR: u64 = 1 << 1;
+pub const MLX5_EN_WR: u64 = 0x2;
 /// UMR translation buffers are multiples of this many bytes.
 pub const MLX5_UMR_XLT_ALIGNMENT: usize = 64;
 /// Largest `bcount` of one KLM (`MLX5_MAX_KLM_BYTE_COUNT`, 2 GiB); longer segments are
