@@ -421,3 +421,20 @@ fn rdma_errors_messages_and_kinds() {
     assert_eq!(PgszError::AddressOverflow.kind(), "address_overflow");
     assert_eq!(PgszError::Empty.to_string(), "no segments");
 }
+
+/// `bits_per` as the kernel defines it (1 for 0 and 1): with byte-sized page sizes
+/// supported, a 3-byte region at 0 spans bits 0..1 and takes one 4-byte page; a 1-byte
+/// region takes a 2-byte page, as `ib_umem_find_best_pgsz` computes.
+#[test]
+fn best_page_size_for_tiny_spans() {
+    use physvec::rdma::best_page_size;
+    let tiny = 0b111; // 1, 2 and 4 bytes
+    assert_eq!(
+        best_page_size(&[DmaRange::new(0, 3)], 0, tiny),
+        Ok(PageSize::new(4).ok())
+    );
+    assert_eq!(
+        best_page_size(&[DmaRange::new(0, 1)], 0, tiny),
+        Ok(PageSize::new(2).ok())
+    );
+}
