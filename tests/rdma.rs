@@ -420,6 +420,27 @@ fn rdma_errors_messages_and_kinds() {
     assert_eq!(PgszError::Empty.kind(), "empty");
     assert_eq!(PgszError::AddressOverflow.kind(), "address_overflow");
     assert_eq!(PgszError::Empty.to_string(), "no segments");
+    use physvec::rdma::RwError;
+    for (e, kind, text) in [
+        (RwError::Empty, "empty", "no segments"),
+        (
+            RwError::InvalidCaps,
+            "invalid_caps",
+            "a needed device capability is 0",
+        ),
+        (
+            RwError::MrCannotMap { segment: 3 },
+            "mr_cannot_map",
+            "the MR chunk starting at segment 3 cannot be registered whole",
+        ),
+        (
+            RwError::TooManySegments,
+            "too_many_segments",
+            "more than u32::MAX segments",
+        ),
+    ] {
+        assert_eq!((e.kind(), e.to_string().as_str()), (kind, text));
+    }
 }
 
 /// `bits_per` as the kernel defines it (1 for 0 and 1): with byte-sized page sizes
@@ -437,4 +458,61 @@ fn best_page_size_for_tiny_spans() {
         best_page_size(&[DmaRange::new(0, 1)], 0, tiny),
         Ok(PageSize::new(2).ok())
     );
+}
+
+/// The span cap uses the region's last byte (`length - 1 + va`): a 2 MiB region at a
+/// 2 MiB-aligned VA takes 2 MiB pages, not 4 MiB.
+#[test]
+fn best_page_size_span_ends_at_the_last_byte() {
+    use physvec::rdma::best_page_size;
+    let sizes = (1u64 << 12) | (1 << 21) | (1 << 22); // 4 KiB, 2 MiB, 4 MiB
+    let seg = [DmaRange::new(0x4020_0000, 0x20_0000)];
+    assert_eq!(
+        best_page_size(&seg, 0x7f00_0020_0000, sizes),
+        Ok(Some(PageSize::SIZE_2M))
+    );
+}
+
+/// DMA address 0 is an address like any other: a region whose DMA side starts there
+/// still has its VA/DMA offset checked (VA 0x1000 against DMA 0 allows 4 KiB only).
+#[test]
+fn best_page_size_with_dma_at_zero() {
+    use physvec::rdma::best_page_size;
+    let sizes = (1u64 << 12) | (1 << 13);
+    assert_eq!(
+        best_page_size(&[DmaRange::new(0, 0x2000)], 0x1000, sizes),
+        Ok(Some(PageSize::SIZE_4K))
+    );
+    assert_eq!(
+        best_page_size(&[DmaRange::new(0, 0x2000)], 0x2000, sizes),
+        Ok(PageSize::new(0x2000).ok())
+    );
+}
+
+/// `rdma_rw_io_needs_mr`: iWARP READs, READs above `max_sgl_rd` entries, and
+/// `force_mr` need an MR; everything else posts SGEs directly.
+#[test]
+fn io_needs_mr_follows_the_kernel() {
+    use physvec::rdma::{io_needs_mr, RwCaps, RwDirection};
+    let roce = RwCaps::mlx5_like();
+    assert!(!io_needs_mr(&roce, RwDirection::Read, 64));
+    assert!(!io_needs_mr(&roce, RwDirection::Write, 64));
+    let iwarp = RwCaps {
+        iwarp: true,
+        ..roce
+    };
+    assert!(io_needs_mr(&iwarp, RwDirection::Read, 1));
+    assert!(!io_needs_mr(&iwarp, RwDirection::Write, 1));
+    let limited = RwCaps {
+        max_sgl_rd: 4,
+        ..roce
+    };
+    assert!(!io_needs_mr(&limited, RwDirection::Read, 4));
+    assert!(io_needs_mr(&limited, RwDirection::Read, 5));
+    assert!(!io_needs_mr(&limited, RwDirection::Write, 5));
+    let forced = RwCaps {
+        force_mr: true,
+        ..roce
+    };
+    assert!(io_needs_mr(&forced, RwDirection::Write, 1));
 }
