@@ -516,3 +516,144 @@ fn io_needs_mr_follows_the_kernel() {
     };
     assert!(io_needs_mr(&forced, RwDirection::Write, 1));
 }
+
+/// `coalesced_count`: contiguous neighbours count once; nothing counts zero.
+#[test]
+fn coalesced_count_merges_neighbours_only() {
+    use physvec::rdma::coalesced_count;
+    assert_eq!(coalesced_count(&[]), 0);
+    assert_eq!(coalesced_count(&[DmaRange::new(0x1000, 0x10)]), 1);
+    let s = [
+        DmaRange::new(0x1000, 0x1000),
+        DmaRange::new(0x2000, 0x800),
+        DmaRange::new(0x9000, 0x10),
+        DmaRange::new(0x9010, 0x10),
+        DmaRange::new(0x1000, 0x10),
+    ];
+    assert_eq!(coalesced_count(&s), 3);
+}
+
+/// `rdma_rw_ctx_init`'s three plans and their limits.
+#[test]
+fn plan_rw_single_multi_and_mr() {
+    use physvec::rdma::{plan_rw, RwCaps, RwDirection, RwError, RwPlan};
+    let roce = RwCaps::mlx5_like();
+    let page = |i: u64| DmaRange::new(0x10_0000 + i * 0x10_000, 0x1000);
+    assert_eq!(
+        plan_rw(&[], RwDirection::Write, &roce),
+        Err(RwError::Empty)
+    );
+    // One coalesced segment: one SGE, whatever the pieces.
+    let one = [DmaRange::new(0x1000, 0x800), DmaRange::new(0x1800, 0x800)];
+    for dir in [RwDirection::Read, RwDirection::Write] {
+        assert_eq!(plan_rw(&one, dir, &roce), Ok(RwPlan::SingleSge));
+    }
+    // Several: SGEs over ceil(n / per-WR) work requests, per direction.
+    let five: Vec<DmaRange> = (0..5).map(page).collect();
+    let caps = RwCaps {
+        max_write_sge: 2,
+        max_read_sge: 3,
+        ..roce
+    };
+    assert_eq!(
+        plan_rw(&five, RwDirection::Write, &caps),
+        Ok(RwPlan::MultiSge { sges: 5, wrs: 3 })
+    );
+    assert_eq!(
+        plan_rw(&five, RwDirection::Read, &caps),
+        Ok(RwPlan::MultiSge { sges: 5, wrs: 2 })
+    );
+    for caps in [
+        RwCaps {
+            max_write_sge: 0,
+            ..roce
+        },
+        RwCaps {
+            max_read_sge: 0,
+            ..roce
+        },
+    ] {
+        let dir = if caps.max_write_sge == 0 {
+            RwDirection::Write
+        } else {
+            RwDirection::Read
+        };
+        assert_eq!(plan_rw(&five, dir, &caps), Err(RwError::InvalidCaps));
+    }
+    // MRs: chunks of `pages_per_mr` pages, capped at 256.
+    let mr = |ppm: u32| RwCaps {
+        force_mr: true,
+        max_fast_reg_page_list_len: ppm,
+        ..roce
+    };
+    assert_eq!(
+        plan_rw(&five, RwDirection::Write, &mr(0)),
+        Err(RwError::InvalidCaps)
+    );
+    assert_eq!(
+        plan_rw(&five, RwDirection::Write, &mr(1000)),
+        Ok(RwPlan::Mr {
+            mrs: 1,
+            pages_per_mr: 256
+        })
+    );
+    assert_eq!(
+        plan_rw(&five, RwDirection::Write, &mr(2)),
+        Ok(RwPlan::Mr {
+            mrs: 3,
+            pages_per_mr: 2
+        })
+    );
+    assert_eq!(
+        plan_rw(&five, RwDirection::Write, &mr(5)),
+        Ok(RwPlan::Mr {
+            mrs: 1,
+            pages_per_mr: 5
+        })
+    );
+    // Two half pages that are contiguous count once, as one page.
+    let halves = [
+        DmaRange::new(0x1000, 0x800),
+        DmaRange::new(0x1800, 0x800),
+        page(1),
+        page(2),
+        page(3),
+    ];
+    assert_eq!(
+        plan_rw(&halves, RwDirection::Write, &mr(2)),
+        Ok(RwPlan::Mr {
+            mrs: 2,
+            pages_per_mr: 2
+        })
+    );
+}
+
+/// A chunk that one fast registration cannot map (a gap after a partial page) is
+/// refused with the index of the chunk's first segment.
+#[test]
+fn plan_rw_names_the_chunk_that_cannot_map() {
+    use physvec::rdma::{plan_rw, RwCaps, RwDirection, RwError};
+    let caps = RwCaps {
+        force_mr: true,
+        max_fast_reg_page_list_len: 2,
+        ..RwCaps::mlx5_like()
+    };
+    let segs = [
+        DmaRange::new(0x10_0000, 0x1000),
+        DmaRange::new(0x20_0000, 0x1000),
+        DmaRange::new(0x30_0000, 0x800), // ends mid page...
+        DmaRange::new(0x40_0000, 0x1000), // ...and a gap follows in the same chunk
+    ];
+    assert_eq!(
+        plan_rw(&segs, RwDirection::Write, &caps),
+        Err(RwError::MrCannotMap { segment: 2 })
+    );
+    // The first chunk alone is fine.
+    assert!(plan_rw(&segs[..2], RwDirection::Write, &caps).is_ok());
+    // A chunk whose pages exceed the MR's page list: three pages in one segment.
+    let big = [DmaRange::new(0x10_0000, 0x3000)];
+    assert_eq!(
+        plan_rw(&big, RwDirection::Write, &caps),
+        Err(RwError::MrCannotMap { segment: 0 })
+    );
+}
