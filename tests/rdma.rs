@@ -182,16 +182,35 @@ proptest! {
     }
 
     #[test]
-    fn sges_cover_and_respect_limits(segs in segments(4096), max_len in 1u32..0x5000, max_sge in 0usize..40) {
+    fn sges_are_the_merged_ranges_split_at_max_len(segs in segments(4096), max_len in 1u32..0x5000, max_sge in 0usize..40) {
+        // The model: contiguous neighbours merged, each run cut into max_len pieces.
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for s in &segs {
+            let (a, l) = (s.addr().as_u64(), s.len());
+            match runs.last_mut() {
+                Some((ra, rl)) if ra.checked_add(*rl) == Some(a) => *rl += l,
+                _ => runs.push((a, l)),
+            }
+        }
+        let mut want: Vec<IbSge> = Vec::new();
+        for (mut a, mut l) in runs {
+            while l > 0 {
+                let take = l.min(u64::from(max_len));
+                want.push(IbSge { addr: a, length: take as u32, lkey: 9 });
+                a += take;
+                l -= take;
+            }
+        }
         let view = RangeView::full(&segs).unwrap();
+        prop_assert_eq!(physvec::rdma::sge_count(&view, max_len), want.len() as u64);
         let mut out = vec![IbSge::default(); max_sge];
         match build_sges(&view, 9, max_len, &mut out) {
-            Ok(n) => {
-                let total: u64 = out[..n].iter().map(|s| u64::from(s.length)).sum();
-                prop_assert_eq!(total, view.len());
-                prop_assert!(out[..n].iter().all(|s| s.length >= 1 && s.length <= max_len && s.lkey == 9));
+            Ok(n) => prop_assert_eq!(&out[..n], &want[..]),
+            Err(e) => {
+                prop_assert!(want.len() > max_sge);
+                prop_assert_eq!(e, physvec::rdma::SgeError::TooManySges { needed: want.len() as u64, max_sge });
+                prop_assert!(out.iter().all(|s| *s == IbSge::default()), "out changed on error");
             }
-            Err(e) => prop_assert_eq!(e.kind(), "too_many_sges"),
         }
     }
 }
@@ -539,10 +558,7 @@ fn plan_rw_single_multi_and_mr() {
     use physvec::rdma::{plan_rw, RwCaps, RwDirection, RwError, RwPlan};
     let roce = RwCaps::mlx5_like();
     let page = |i: u64| DmaRange::new(0x10_0000 + i * 0x10_000, 0x1000);
-    assert_eq!(
-        plan_rw(&[], RwDirection::Write, &roce),
-        Err(RwError::Empty)
-    );
+    assert_eq!(plan_rw(&[], RwDirection::Write, &roce), Err(RwError::Empty));
     // One coalesced segment: one SGE, whatever the pieces.
     let one = [DmaRange::new(0x1000, 0x800), DmaRange::new(0x1800, 0x800)];
     for dir in [RwDirection::Read, RwDirection::Write] {
@@ -641,7 +657,7 @@ fn plan_rw_names_the_chunk_that_cannot_map() {
     let segs = [
         DmaRange::new(0x10_0000, 0x1000),
         DmaRange::new(0x20_0000, 0x1000),
-        DmaRange::new(0x30_0000, 0x800), // ends mid page...
+        DmaRange::new(0x30_0000, 0x800),  // ends mid page...
         DmaRange::new(0x40_0000, 0x1000), // ...and a gap follows in the same chunk
     ];
     assert_eq!(
@@ -656,4 +672,69 @@ fn plan_rw_names_the_chunk_that_cannot_map() {
         plan_rw(&big, RwDirection::Write, &caps),
         Err(RwError::MrCannotMap { segment: 0 })
     );
+}
+
+/// SGE edge cases: a range ending at 2^64 is not contiguous with one at 0, an exact fit
+/// in `max_sge` is accepted, and the errors explain themselves.
+#[test]
+fn sge_edges_and_errors() {
+    use physvec::rdma::{sge_count, SgeError};
+    let wrap = [
+        DmaRange::new(u64::MAX - 0xfff, 0x1000),
+        DmaRange::new(0, 0x1000),
+    ];
+    let view = RangeView::full(&wrap).unwrap();
+    assert_eq!(sge_count(&view, u32::MAX), 2);
+    let mut out = [IbSge::default(); 2];
+    assert_eq!(build_sges(&view, 1, u32::MAX, &mut out), Ok(2));
+    assert_eq!(
+        out[1],
+        IbSge {
+            addr: 0,
+            length: 0x1000,
+            lkey: 1
+        }
+    );
+    let mut one = [IbSge::default(); 1];
+    assert_eq!(
+        build_sges(&view, 1, u32::MAX, &mut one),
+        Err(SgeError::TooManySges {
+            needed: 2,
+            max_sge: 1
+        })
+    );
+    assert_eq!(
+        build_sges(&view, 1, 0, &mut out),
+        Err(SgeError::InvalidMaxLength)
+    );
+    for (e, text) in [
+        (SgeError::Empty, "no ranges"),
+        (SgeError::InvalidMaxLength, "maximum SGE length is 0"),
+        (
+            SgeError::TooManySges {
+                needed: 3,
+                max_sge: 2,
+            },
+            "3 SGEs needed, at most 2 allowed",
+        ),
+    ] {
+        assert_eq!(e.to_string(), text);
+    }
+}
+
+/// KLM byte counts: a segment of exactly 2 GiB is one entry, one byte more is two.
+#[test]
+fn klm_exactly_two_gib_is_one_entry() {
+    use physvec::rdma::{encode_klm, klm_count};
+    let two = [DmaRange::new(0x1_0000_0000, 2 << 30)];
+    assert_eq!(klm_count(&two), 1);
+    let mut out = [0xffu8; 64];
+    assert_eq!(encode_klm(&two, 5, &mut out), Ok(64));
+    assert_eq!(&out[..4], &0x8000_0000u32.to_be_bytes());
+    assert!(out[16..].iter().all(|&b| b == 0), "one entry, then padding");
+    let more = [DmaRange::new(0x1_0000_0000, (2 << 30) + 1)];
+    assert_eq!(klm_count(&more), 2);
+    assert_eq!(encode_klm(&more, 5, &mut out), Ok(64));
+    assert_eq!(&out[16..20], &1u32.to_be_bytes());
+    assert_eq!(&out[24..32], &0x1_8000_0000u64.to_be_bytes());
 }
