@@ -389,3 +389,257 @@ fn unlink_with_scans_down_with_the_mappers_answer() {
         .unwrap();
     assert_eq!(s.linked_bytes(), 0x1800);
 }
+
+/// An operation on an [`IovaAllocator`], in granules of 4 KiB.
+#[derive(Clone, Debug)]
+enum IovaOp {
+    Alloc {
+        pages: u64,
+        align_shift: u32,
+    },
+    /// An unaligned size or start when `skew` is not 0.
+    Reserve {
+        page: u64,
+        pages: u64,
+        skew: u64,
+    },
+    Free {
+        page: u64,
+        pages: u64,
+        skew: u64,
+    },
+}
+
+fn iova_op() -> impl Strategy<Value = IovaOp> {
+    let skew = prop_oneof![6 => Just(0u64), 1 => Just(0x800u64)];
+    prop_oneof![
+        (0u64..6, 12u32..16).prop_map(|(pages, align_shift)| IovaOp::Alloc { pages, align_shift }),
+        (0u64..40, 0u64..6, skew.clone()).prop_map(|(page, pages, skew)| IovaOp::Reserve {
+            page,
+            pages,
+            skew
+        }),
+        (0u64..40, 0u64..6, skew).prop_map(|(page, pages, skew)| IovaOp::Free {
+            page,
+            pages,
+            skew
+        }),
+    ]
+}
+
+/// The allocator as a map of free granules over pages `[first, last]`.
+struct IovaModel {
+    first: u64,
+    last: u64,
+    free: Vec<bool>, // indexed by page number, 0..64
+}
+
+impl IovaModel {
+    fn range_free(&self, p: u64, n: u64) -> bool {
+        (p..p + n).all(|q| self.free[q as usize])
+    }
+    fn alloc(&mut self, pages: u64, align_pages: u64) -> Option<u64> {
+        if pages == 0 {
+            return None;
+        }
+        let a = (self.first..=self.last)
+            .filter(|p| p % align_pages == 0)
+            .find(|&p| p + pages - 1 <= self.last && self.range_free(p, pages))?;
+        (a..a + pages).for_each(|q| self.free[q as usize] = false);
+        Some(a)
+    }
+    fn extents(&self) -> usize {
+        (self.first..=self.last)
+            .filter(|&p| self.free[p as usize] && (p == self.first || !self.free[p as usize - 1]))
+            .count()
+    }
+    fn free_pages(&self) -> u64 {
+        (self.first..=self.last)
+            .filter(|&p| self.free[p as usize])
+            .count() as u64
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 256,
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
+        ..ProptestConfig::default()
+    })]
+
+    /// `IovaAllocator` against a granule map: first fit at the alignment, fixed
+    /// reservations clipped to the aperture and refused when any granule is taken,
+    /// frees refused when outside, misaligned or double, and its counters.
+    #[test]
+    fn iova_allocator_matches_a_granule_map(
+        first_page in 0u64..4,
+        first_skew in prop_oneof![Just(0u64), Just(0x800u64)],
+        last_page in 20u64..48,
+        ops in prop::collection::vec(iova_op(), 1..40),
+    ) {
+        use physvec::map::{IovaAllocator, MapError};
+        const G: u64 = 0x1000;
+        // A first address inside a granule rounds up; the last page is inclusive.
+        let mut a = IovaAllocator::new(
+            PageSize::SIZE_4K,
+            DmaAddr::new(first_page * G + first_skew),
+            DmaAddr::new(last_page * G + G - 1),
+        ).unwrap();
+        let first = first_page + u64::from(first_skew != 0);
+        let mut m = IovaModel { first, last: last_page, free: vec![false; 64] };
+        (first..=last_page).for_each(|p| m.free[p as usize] = true);
+        prop_assert_eq!(a.first(), DmaAddr::new(first * G));
+        prop_assert_eq!(a.last(), DmaAddr::new(last_page * G + G - 1));
+        for op in ops {
+            match op {
+                IovaOp::Alloc { pages, align_shift } => {
+                    let align = PageSize::from_shift(align_shift).unwrap();
+                    let want = m.alloc(pages, 1 << (align_shift - 12)).map(|p| DmaAddr::new(p * G));
+                    prop_assert_eq!(a.alloc(pages * G, align), want);
+                    // A size that is not a granule multiple is never allocated.
+                    prop_assert_eq!(a.alloc(pages * G + 0x800, align), None);
+                }
+                IovaOp::Reserve { page, pages, skew } => {
+                    let (start, size) = (page * G + skew, pages * G);
+                    let got = a.reserve_range(DmaAddr::new(start), size);
+                    let want = if skew != 0 {
+                        Err(MapError::Misaligned { value: start, granule: G })
+                    } else if pages == 0 {
+                        Ok(())
+                    } else {
+                        let (lo, hi) = (page.max(m.first), (page + pages - 1).min(m.last));
+                        if lo > hi {
+                            Ok(())
+                        } else if m.range_free(lo, hi - lo + 1) {
+                            (lo..=hi).for_each(|q| m.free[q as usize] = false);
+                            Ok(())
+                        } else {
+                            Err(MapError::AlreadyMapped { iova: lo * G })
+                        }
+                    };
+                    prop_assert_eq!(got, want);
+                    // A misaligned size is refused too.
+                    if pages > 0 && skew == 0 {
+                        prop_assert_eq!(
+                            a.reserve_range(DmaAddr::new(start), size - 0x800),
+                            Err(MapError::Misaligned { value: size - 0x800, granule: G })
+                        );
+                    }
+                }
+                IovaOp::Free { page, pages, skew } => {
+                    let (start, size) = (page * G + skew, pages * G);
+                    let got = a.free(DmaAddr::new(start), size);
+                    let ok = skew == 0
+                        && pages > 0
+                        && page >= m.first
+                        && page + pages - 1 <= m.last
+                        && (page..page + pages).all(|q| !m.free[q as usize]);
+                    if ok {
+                        (page..page + pages).for_each(|q| m.free[q as usize] = true);
+                        prop_assert_eq!(got, Ok(()));
+                    } else {
+                        prop_assert_eq!(got, Err(MapError::NotMapped { dma: start, len: size }));
+                    }
+                }
+            }
+            prop_assert_eq!(a.free_bytes(), m.free_pages() * G);
+            prop_assert_eq!(a.free_extents(), m.extents());
+            prop_assert_eq!(a.is_pristine(), m.free_pages() == m.last - m.first + 1);
+        }
+    }
+}
+
+/// The IOTLB is direct mapped on the low 6 bits of the page number: neighbouring pages
+/// hit in their own slots, a page 64 pages away evicts; an unmap invalidates exactly
+/// its pages (no stale translation) and 64 pages or more flush it whole.
+#[test]
+fn iotlb_slots_hits_and_invalidation() {
+    use physvec::map::Attrs;
+    // IOVAs above 256 KiB, where a page number and its slot differ.
+    let cfg = IommuConfig::new(PageSize::SIZE_4K).with_aperture(0x1000_0000, 0x1fff_ffff);
+    let iommu = SoftIommu::new(cfg).unwrap();
+    let dir = DataDirection::ToDevice;
+    // 65 separate pages, each mapped alone at its own IOVA.
+    let maps: Vec<physvec::DmaRange> = (0..65u64)
+        .map(|i| {
+            iommu
+                .map_phys(
+                    PhysRange::new(0x1_0000_0000 + i * 0x2000, 0x1000),
+                    dir,
+                    Attrs::empty(),
+                )
+                .unwrap()
+        })
+        .collect();
+    let iova = |i: usize| maps[i].addr();
+    // Find two mappings whose IOVA pages are adjacent and two that share a slot.
+    let page = |d: DmaAddr| d.as_u64() >> 12;
+    let (x, y) = (0..64)
+        .flat_map(|i| (0..65).map(move |j| (i, j)))
+        .find(|&(i, j)| page(iova(j)) == page(iova(i)) + 1)
+        .expect("adjacent IOVA pages");
+    let s0 = iommu.stats();
+    for _ in 0..2 {
+        assert_eq!(
+            iommu.translate(iova(x)),
+            Some(PhysAddr::new(0x1_0000_0000 + x as u64 * 0x2000))
+        );
+        assert_eq!(
+            iommu.translate(iova(y)),
+            Some(PhysAddr::new(0x1_0000_0000 + y as u64 * 0x2000))
+        );
+    }
+    let s1 = iommu.stats();
+    assert_eq!(
+        (
+            s1.iotlb_misses - s0.iotlb_misses,
+            s1.iotlb_hits - s0.iotlb_hits
+        ),
+        (2, 2)
+    );
+    // 65 distinct pages after x's: one of them shares its slot (pigeonhole).
+    let z = (0..65)
+        .find(|&z| z != x && page(iova(z)) % 64 == page(iova(x)) % 64)
+        .expect("a page in x's slot");
+    iommu.translate(iova(z)).unwrap();
+    iommu.translate(iova(x)).unwrap();
+    let s2 = iommu.stats();
+    assert_eq!(s2.iotlb_misses - s1.iotlb_misses, 2, "same slot: evicted");
+    // Unmapping one page invalidates it without a full flush; nothing stale remains.
+    iommu.unmap_phys(maps[x], dir, Attrs::empty()).unwrap();
+    let s3 = iommu.stats();
+    assert_eq!(s3.iotlb_flushes, s1.iotlb_flushes);
+    assert_eq!(iommu.translate(iova(x)), None);
+    assert_eq!(
+        iommu.translate(iova(y)),
+        Some(PhysAddr::new(0x1_0000_0000 + y as u64 * 0x2000))
+    );
+    for (i, m) in maps.iter().enumerate() {
+        if i != x {
+            iommu.unmap_phys(*m, dir, Attrs::empty()).unwrap();
+        }
+    }
+    // A 64-page mapping: its unmap flushes the IOTLB whole, and nothing stale remains.
+    let big = iommu
+        .map_phys(
+            PhysRange::new(0x2_0000_0000, 64 * 0x1000),
+            dir,
+            Attrs::empty(),
+        )
+        .unwrap();
+    for k in 0..64 {
+        iommu
+            .translate(DmaAddr::new(big.addr().as_u64() + k * 0x1000))
+            .unwrap();
+    }
+    let before = iommu.stats().iotlb_flushes;
+    iommu.unmap_phys(big, dir, Attrs::empty()).unwrap();
+    assert_eq!(iommu.stats().iotlb_flushes, before + 1);
+    for k in 0..64 {
+        assert_eq!(
+            iommu.translate(DmaAddr::new(big.addr().as_u64() + k * 0x1000)),
+            None
+        );
+    }
+    assert!(iommu.is_idle());
+}
