@@ -645,7 +645,7 @@ impl physvec::sg::PageModel for PagesBelow {
         (pfn < self.end_pfn).then(|| pfn * 64 + u64::from(pfn == self.tagged_pfn) * 2)
     }
     fn pfn_of(&self, page: u64) -> Option<u64> {
-        (page % 64 == 0 && page / 64 < self.end_pfn).then(|| page / 64)
+        (page % 64 == 0 && page / 64 < self.end_pfn).then_some(page / 64)
     }
 }
 
