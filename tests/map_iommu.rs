@@ -643,3 +643,34 @@ fn iotlb_slots_hits_and_invalidation() {
     }
     assert!(iommu.is_idle());
 }
+
+/// A leaf keeps the permissions of its transfer: what the device may do there (read,
+/// write, both) and whether it is device memory.
+#[test]
+fn leaves_keep_the_transfer_permissions() {
+    use physvec::map::{Attrs, IoPerm};
+    let iommu = SoftIommu::new_4k();
+    for dir in [
+        DataDirection::ToDevice,
+        DataDirection::FromDevice,
+        DataDirection::Bidirectional,
+    ] {
+        for attrs in [Attrs::empty(), Attrs::MMIO] {
+            let d = iommu
+                .map_phys(PhysRange::new(0x4000_0000, 0x1000), dir, attrs)
+                .unwrap();
+            let (phys, perm, size) = iommu.walk(d.addr()).unwrap();
+            assert_eq!(
+                (phys, perm, size),
+                (
+                    PhysAddr::new(0x4000_0000),
+                    IoPerm::for_transfer(dir, attrs),
+                    PageSize::SIZE_4K
+                ),
+                "{dir:?} {attrs:?}"
+            );
+            iommu.unmap_phys(d, dir, attrs).unwrap();
+        }
+    }
+    assert!(iommu.is_idle());
+}
