@@ -674,3 +674,44 @@ fn leaves_keep_the_transfer_permissions() {
     }
     assert!(iommu.is_idle());
 }
+
+/// `IoPageTable` on its own (a VMM's shadow table): its geometry, its `Debug` summary,
+/// scattered granules mapped in one call, and table memory that map/unmap cycles reuse
+/// instead of growing.
+#[test]
+fn io_page_table_standalone() {
+    use physvec::map::{IoPageTable, IoPerm};
+    let mut pt = IoPageTable::new(PageSize::SIZE_4K, 39, false).unwrap();
+    assert_eq!(
+        (pt.granule(), pt.levels(), pt.va_bits()),
+        (PageSize::SIZE_4K, 3, 39)
+    );
+    assert_eq!((pt.tables(), pt.table_memory()), (0, 0x1000));
+    let pages: Vec<PhysRange> = (0..600u64)
+        .map(|k| PhysRange::new(0x10_0000 + k * 0x3000, 0x1000))
+        .collect();
+    let base = DmaAddr::new(0x40_0000_0000 - 0x10_0000); // crosses a 1 GiB table boundary
+    assert_eq!(pt.map_granules(base, &pages, IoPerm::READ), (600, Ok(())));
+    for (k, p) in pages.iter().enumerate() {
+        assert_eq!(
+            pt.translate(DmaAddr::new(base.as_u64() + k as u64 * 0x1000 + 0x123)),
+            Some(PhysAddr::new(p.addr().as_u64() + 0x123))
+        );
+    }
+    // Two leaf tables on each side of the 1 GiB boundary, under two level-1 tables.
+    assert_eq!(pt.tables(), 4);
+    assert_eq!(pt.mapped_bytes(), 600 * 0x1000);
+    assert_eq!(
+        format!("{pt:?}"),
+        "IoPageTable { granule: PageSize(0x1000), levels: 3, va_bits: 39, \
+         mapped_bytes: 2457600, tables: 4, leaves: [600, 0, 0] }"
+    );
+    let held = pt.table_memory();
+    assert_eq!(held, 5 * 0x1000);
+    for _ in 0..3 {
+        pt.unmap(base, 600 * 0x1000).unwrap();
+        assert_eq!((pt.tables(), pt.mapped_bytes()), (0, 0));
+        assert_eq!(pt.map_granules(base, &pages, IoPerm::WRITE), (600, Ok(())));
+        assert_eq!(pt.table_memory(), held, "freed tables are reused");
+    }
+}

@@ -175,10 +175,10 @@ impl TableMemory for HeapTables {
         if let Some(u) = self.used.get_mut(slot) {
             *u = 0;
         }
+        // Table `slot` lives at `(slot + 1) * granule`; past 2^64 there is no address.
         (slot as u64)
             .checked_add(1)
-            .and_then(|i| i.checked_shl(self.gshift))
-            .filter(|a| a >> self.gshift != 0)
+            .and_then(|i| i.checked_mul(1u64 << self.gshift))
             .ok_or(MapError::TablePagesExhausted)
     }
 
@@ -296,6 +296,27 @@ impl IoPageTable {
     /// Page-table nodes allocated below the root.
     pub fn tables(&self) -> usize {
         self.pt.counts().tables
+    }
+
+    /// Bytes of table memory held: every node ever allocated, the root included. Nodes
+    /// freed by unmapping are kept and reused, so map/unmap cycles do not grow it.
+    ///
+    /// ```
+    /// use physvec::map::{IoPageTable, IoPerm};
+    /// use physvec::{DmaAddr, PageSize, PhysAddr};
+    /// let mut pt = IoPageTable::new(PageSize::SIZE_4K, 48, false)?;
+    /// assert_eq!(pt.table_memory(), 4096); // the root
+    /// pt.map(DmaAddr::new(0x1000), PhysAddr::new(0x1000), 0x1000, IoPerm::READ)?;
+    /// assert_eq!((pt.tables(), pt.table_memory()), (3, 4 * 4096));
+    /// pt.unmap(DmaAddr::new(0x1000), 0x1000)?;
+    /// assert_eq!((pt.tables(), pt.table_memory()), (0, 4 * 4096));
+    /// # Ok::<(), physvec::map::MapError>(())
+    /// ```
+    pub fn table_memory(&self) -> usize {
+        self.mem
+            .tables
+            .len()
+            .saturating_mul(self.granule.get() as usize)
     }
 
     /// Live leaves per level: `[granule, level 1 (2 MiB), level 2 (1 GiB)]`.
