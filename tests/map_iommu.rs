@@ -715,3 +715,34 @@ fn io_page_table_standalone() {
         assert_eq!(pt.table_memory(), held, "freed tables are reused");
     }
 }
+
+/// The configuration is what was asked for: `with_large_leaves(false)` maps an aligned
+/// 2 MiB range with 4 KiB leaves; `config()` returns it; `Debug` shows it with the
+/// statistics; `is_idle` is false while anything is mapped.
+#[test]
+fn soft_iommu_config_debug_and_idle() {
+    use physvec::map::{Attrs, IommuConfig};
+    let dir = DataDirection::ToDevice;
+    let two_m = PhysRange::new(0x4000_0000, 2 << 20);
+    for large in [true, false] {
+        let cfg = IommuConfig::new(PageSize::SIZE_4K)
+            .with_aperture(0x4000_0000, 0x7fff_ffff)
+            .with_large_leaves(large);
+        let iommu = SoftIommu::new(cfg).unwrap();
+        assert_eq!(iommu.config(), cfg);
+        assert!(iommu.is_idle());
+        let d = iommu.map_phys(two_m, dir, Attrs::empty()).unwrap();
+        assert!(!iommu.is_idle(), "a live mapping");
+        let want = if large { [0, 1, 0] } else { [512, 0, 0] };
+        assert_eq!(iommu.stats().leaves, want, "large leaves {large}");
+        let dbg = format!("{iommu:?}");
+        assert!(
+            dbg.starts_with("SoftIommu { cfg: IommuConfig {")
+                && dbg.contains("stats: IommuStats {"),
+            "{dbg}"
+        );
+        assert!(dbg.contains(&format!("large_leaves: {large}")), "{dbg}");
+        iommu.unmap_phys(d, dir, Attrs::empty()).unwrap();
+        assert!(iommu.is_idle());
+    }
+}
