@@ -746,3 +746,17 @@ fn soft_iommu_config_debug_and_idle() {
         assert!(iommu.is_idle());
     }
 }
+
+/// An IOVA reservation with nothing linked yet is not idle either: `is_idle` is the
+/// teardown check, and a forgotten reservation is a leak.
+#[test]
+fn a_bare_reservation_is_not_idle() {
+    let iommu = SoftIommu::new_4k();
+    let space = iommu
+        .reserve(PhysAddr::new(0x4000_0000), 0x4000)
+        .unwrap()
+        .expect("an IOMMU reserves");
+    assert!(!iommu.is_idle());
+    iommu.free(space).unwrap();
+    assert!(iommu.is_idle());
+}
