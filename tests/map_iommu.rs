@@ -760,3 +760,47 @@ fn a_bare_reservation_is_not_idle() {
     iommu.free(space).unwrap();
     assert!(iommu.is_idle());
 }
+
+/// A space rebuilt by hand from a live one's owner, base, pad, size and granule (its
+/// slot hint absent) is found by its key and acts on that reservation, and only on it;
+/// the original is then foreign.
+#[test]
+fn a_rebuilt_space_finds_its_reservation() {
+    use physvec::map::{Attrs, IovaSpace, MapError};
+    let iommu = SoftIommu::new_4k();
+    let dir = DataDirection::ToDevice;
+    let mut spaces = Vec::new();
+    for k in 0..3u64 {
+        let phys = PhysRange::new(0x1_0000_0000 + k * 0x10_0000, 0x2000);
+        let mut s = iommu.reserve(phys.addr(), 0x2000).unwrap().unwrap();
+        iommu.link(&mut s, phys, 0, dir, Attrs::empty()).unwrap();
+        spaces.push((s, phys));
+    }
+    let (third, _) = spaces.pop().unwrap();
+    let rebuilt = IovaSpace::new(
+        third.owner(),
+        third.iova_base(),
+        third.pad(),
+        third.size(),
+        third.granule(),
+    )
+    .unwrap();
+    let third_iova = third.addr();
+    iommu.destroy(rebuilt, dir, Attrs::empty()).unwrap();
+    assert_eq!(iommu.translate(third_iova), None);
+    for (s, phys) in &spaces {
+        assert_eq!(
+            iommu.translate(s.addr()),
+            Some(phys.addr()),
+            "other reservations untouched"
+        );
+    }
+    assert!(matches!(
+        iommu.destroy(third, dir, Attrs::empty()),
+        Err(MapError::ForeignSpace { .. })
+    ));
+    for (s, _) in spaces {
+        iommu.destroy(s, dir, Attrs::empty()).unwrap();
+    }
+    assert!(iommu.is_idle());
+}
