@@ -804,3 +804,33 @@ fn a_rebuilt_space_finds_its_reservation() {
     }
     assert!(iommu.is_idle());
 }
+
+/// IOVA placement: small mappings are packed from the bottom of the aperture at the
+/// granule, a 2 MiB one goes to a 2 MiB boundary so that one large leaf maps it.
+#[test]
+fn iova_alignment_follows_the_mapping_size() {
+    use physvec::map::Attrs;
+    let iommu = SoftIommu::new_4k();
+    let dir = DataDirection::ToDevice;
+    let small = iommu
+        .map_phys(PhysRange::new(0x1_0000_0000, 0x1000), dir, Attrs::empty())
+        .unwrap();
+    let small2 = iommu
+        .map_phys(PhysRange::new(0x1_0001_0000, 0x3000), dir, Attrs::empty())
+        .unwrap();
+    assert_eq!(
+        small.addr(),
+        DmaAddr::new(0x1000),
+        "the aperture's first granule"
+    );
+    assert_eq!(small2.addr(), DmaAddr::new(0x2000), "packed after it");
+    let big = iommu
+        .map_phys(PhysRange::new(0x1_4000_0000, 2 << 20), dir, Attrs::empty())
+        .unwrap();
+    assert_eq!(big.addr(), DmaAddr::new(2 << 20), "the next 2 MiB boundary");
+    assert_eq!(iommu.walk(big.addr()).unwrap().2, PageSize::SIZE_2M);
+    for d in [small, small2, big] {
+        iommu.unmap_phys(d, dir, Attrs::empty()).unwrap();
+    }
+    assert!(iommu.is_idle());
+}
