@@ -748,7 +748,7 @@ fn soft_iommu_config_debug_and_idle() {
 }
 
 /// An IOVA reservation with nothing linked yet is not idle either: `is_idle` is the
-/// teardown check, and a forgotten reservation is a leak.
+/// teardown check, and a forgotten reservation is a leak. Freeing it costs no unmap.
 #[test]
 fn a_bare_reservation_is_not_idle() {
     let iommu = SoftIommu::new_4k();
@@ -757,8 +757,15 @@ fn a_bare_reservation_is_not_idle() {
         .unwrap()
         .expect("an IOMMU reserves");
     assert!(!iommu.is_idle());
+    let before = iommu.stats();
     iommu.free(space).unwrap();
     assert!(iommu.is_idle());
+    // Nothing was mapped: no unmap and no IOTLB invalidation to pay for.
+    let after = iommu.stats();
+    assert_eq!(
+        (after.unmaps, after.iotlb_invalidations),
+        (before.unmaps, before.iotlb_invalidations)
+    );
 }
 
 /// A space rebuilt by hand from a live one's owner, base, pad, size and granule (its
