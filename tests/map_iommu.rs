@@ -726,10 +726,12 @@ fn soft_iommu_config_debug_and_idle() {
     let two_m = PhysRange::new(0x4000_0000, 2 << 20);
     for large in [true, false] {
         let cfg = IommuConfig::new(PageSize::SIZE_4K)
+            .with_dma_mask(physvec::DmaMask::new::<40>())
             .with_aperture(0x4000_0000, 0x7fff_ffff)
             .with_large_leaves(large);
         let iommu = SoftIommu::new(cfg).unwrap();
         assert_eq!(iommu.config(), cfg);
+        assert_eq!(DmaMapper::dma_mask(&iommu), physvec::DmaMask::new::<40>());
         assert!(iommu.is_idle());
         let d = iommu.map_phys(two_m, dir, Attrs::empty()).unwrap();
         assert!(!iommu.is_idle(), "a live mapping");
