@@ -855,3 +855,24 @@ fn iova_allocator_reserves_a_single_granule() {
     let got: Vec<u64> = (0..4).map(|_| a.alloc(1, one).unwrap().as_u64()).collect();
     assert_eq!(got, [0, 1, 2, 4]);
 }
+
+/// `free` of a reservation that still has links (`dma_iova_free` without the unlink)
+/// tears it down anyway and says so: the linked bytes it knew of, or 0 for a space
+/// rebuilt by hand that never saw the links.
+#[test]
+fn freeing_a_linked_space_is_reported() {
+    use physvec::map::{Attrs, IovaSpace, MapError};
+    let iommu = SoftIommu::new_4k();
+    let dir = DataDirection::ToDevice;
+    let phys = PhysRange::new(0x1_0000_0000, 0x1000);
+    let mut s = iommu.reserve(phys.addr(), 0x2000).unwrap().unwrap();
+    iommu.link(&mut s, phys, 0, dir, Attrs::empty()).unwrap();
+    assert_eq!(iommu.free(s), Err(MapError::StillLinked { bytes: 0x1000 }));
+    assert!(iommu.is_idle(), "torn down anyway");
+    let mut s = iommu.reserve(phys.addr(), 0x2000).unwrap().unwrap();
+    iommu.link(&mut s, phys, 0, dir, Attrs::empty()).unwrap();
+    let rebuilt = IovaSpace::new(s.owner(), s.iova_base(), s.pad(), s.size(), s.granule()).unwrap();
+    assert_eq!(iommu.free(rebuilt), Err(MapError::StillLinked { bytes: 0 }));
+    assert!(iommu.is_idle());
+    drop(s);
+}
