@@ -702,3 +702,17 @@ fn direct_unmap_of_what_it_never_mapped_is_refused() {
         })
     );
 }
+
+/// Directions print as the tool's snake_case names, and say who touches memory.
+#[test]
+fn data_directions_name_themselves() {
+    use physvec::map::DataDirection;
+    for (d, name, reads, writes) in [
+        (DataDirection::ToDevice, "to_device", true, false),
+        (DataDirection::FromDevice, "from_device", false, true),
+        (DataDirection::Bidirectional, "bidirectional", true, true),
+    ] {
+        assert_eq!((d.as_str(), d.to_string().as_str()), (name, name));
+        assert_eq!((d.device_reads(), d.device_writes()), (reads, writes));
+    }
+}
