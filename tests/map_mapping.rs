@@ -716,3 +716,20 @@ fn data_directions_name_themselves() {
         assert_eq!((d.device_reads(), d.device_writes()), (reads, writes));
     }
 }
+
+/// `DMA_ATTR_*` values are the kernel's, so attributes pass through to a kernel-side
+/// consumer unchanged.
+#[test]
+fn attrs_have_the_kernel_values() {
+    use physvec::map::Attrs;
+    assert_eq!(Attrs::SKIP_CPU_SYNC.bits(), 1 << 5);
+    assert_eq!(Attrs::MMIO.bits(), 1 << 10);
+    assert_eq!(Attrs::empty().bits(), 0);
+    let both = Attrs::MMIO | Attrs::SKIP_CPU_SYNC;
+    assert_eq!(
+        Attrs::from_bits_retain(both.bits() | 1),
+        Attrs::from_bits_retain(0x421)
+    );
+    assert!(both.contains(Attrs::MMIO) && both.contains(Attrs::SKIP_CPU_SYNC));
+    assert!(!Attrs::MMIO.contains(Attrs::SKIP_CPU_SYNC));
+}
