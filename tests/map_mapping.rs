@@ -725,6 +725,7 @@ fn attrs_have_the_kernel_values() {
     assert_eq!(Attrs::SKIP_CPU_SYNC.bits(), 1 << 5);
     assert_eq!(Attrs::MMIO.bits(), 1 << 10);
     assert_eq!(Attrs::empty().bits(), 0);
+    assert!(Attrs::empty().is_empty() && !Attrs::MMIO.is_empty());
     let both = Attrs::MMIO | Attrs::SKIP_CPU_SYNC;
     assert_eq!(
         Attrs::from_bits_retain(both.bits() | 1),
