@@ -707,18 +707,23 @@ fn sge_edges_and_errors() {
         build_sges(&view, 1, 0, &mut out),
         Err(SgeError::InvalidMaxLength)
     );
-    for (e, text) in [
-        (SgeError::Empty, "no ranges"),
-        (SgeError::InvalidMaxLength, "maximum SGE length is 0"),
+    for (e, kind, text) in [
+        (SgeError::Empty, "empty", "no ranges"),
+        (
+            SgeError::InvalidMaxLength,
+            "invalid_max_length",
+            "maximum SGE length is 0",
+        ),
         (
             SgeError::TooManySges {
                 needed: 3,
                 max_sge: 2,
             },
+            "too_many_sges",
             "3 SGEs needed, at most 2 allowed",
         ),
     ] {
-        assert_eq!(e.to_string(), text);
+        assert_eq!((e.kind(), e.to_string().as_str()), (kind, text));
     }
 }
 
