@@ -733,4 +733,17 @@ fn attrs_have_the_kernel_values() {
     );
     assert!(both.contains(Attrs::MMIO) && both.contains(Attrs::SKIP_CPU_SYNC));
     assert!(!Attrs::MMIO.contains(Attrs::SKIP_CPU_SYNC));
+    assert_eq!(Attrs::MMIO | Attrs::MMIO, Attrs::MMIO);
+    let mut a = Attrs::MMIO;
+    a |= Attrs::SKIP_CPU_SYNC;
+    assert_eq!(a, both);
+    // Debug names the known bits and shows the rest in hex.
+    for (attrs, text) in [
+        (Attrs::empty(), "Attrs(empty)"),
+        (both, "Attrs(SKIP_CPU_SYNC | MMIO)"),
+        (Attrs::from_bits_retain(0x401), "Attrs(MMIO | 0x1)"),
+        (Attrs::from_bits_retain(0x1), "Attrs(0x1)"),
+    ] {
+        assert_eq!(format!("{attrs:?}"), text);
+    }
 }
