@@ -280,6 +280,23 @@ fn sync_out_of_the_reservation_is_refused() {
         assert_eq!(e.error, MapError::SyncOutOfRange { offset, len });
         s = e.space;
     }
+    // The returned error explains itself as the mapper's error does.
+    let e = iommu.sync(s, 0x2000, 1).unwrap_err();
+    {
+        use physvec::error::ErrorInfo;
+        assert_eq!(e.to_string(), e.error.to_string());
+        assert_eq!(ErrorInfo::kind(&e), "sync_out_of_range");
+        // A mapper's own sync may fail on a range it can name (fields are public).
+        let named = physvec::map::SyncError {
+            space: e.space,
+            error: MapError::MixedP2p { index: 3 },
+        };
+        assert_eq!(
+            ErrorInfo::position(&named),
+            Some(physvec::error::Position::index(3))
+        );
+        s = named.space;
+    }
     let s = iommu.sync(s, 0x1000, 0x1000).unwrap();
     iommu.destroy(s, to, no).unwrap();
     assert!(iommu.is_idle());
