@@ -747,3 +747,47 @@ fn attrs_have_the_kernel_values() {
         assert_eq!(format!("{attrs:?}"), text);
     }
 }
+
+/// A mapper without IOVA space (the kernel's `!CONFIG_IOMMU_DMA` stubs): `reserve` says
+/// "none", every IOVA operation on a space refuses, through a reference too.
+#[test]
+fn a_mapper_without_iova_space_refuses_every_iova_step() {
+    use physvec::map::{
+        Attrs, DataDirection, DirectMapper, DmaMapper, IovaSpace, MapError, MapperId,
+    };
+    fn check<M: DmaMapper>(m: &M) {
+        let (dir, no) = (DataDirection::ToDevice, Attrs::empty());
+        assert!(m.reserve(PhysAddr::new(0x1000), 0x2000).unwrap().is_none());
+        let space = || {
+            IovaSpace::new(
+                MapperId::fresh(),
+                physvec::DmaAddr::new(0x10_0000),
+                0,
+                0x2000,
+                PageSize::SIZE_4K,
+            )
+            .unwrap()
+        };
+        let mut s = space();
+        let r = PhysRange::new(0x4000, 0x1000);
+        assert_eq!(m.link(&mut s, r, 0, dir, no), Err(MapError::NoIovaSpace));
+        assert_eq!(
+            m.link_many(&mut s, &[r, r], 0, dir, no),
+            (0, Err(MapError::NoIovaSpace))
+        );
+        assert_eq!(m.link_many(&mut s, &[], 0, dir, no), (0, Ok(())));
+        assert_eq!(
+            m.unlink(&mut s, 0, 0x1000, dir, no),
+            Err(MapError::NoIovaSpace)
+        );
+        let e = m.sync(s, 0, 0x1000).unwrap_err();
+        assert_eq!(e.error, MapError::NoIovaSpace);
+        let foreign = MapError::ForeignSpace { addr: 0x10_0000 };
+        assert_eq!(m.free(e.space), Err(foreign));
+        assert_eq!(m.destroy(space(), dir, no), Err(foreign));
+        assert_eq!(m.dma_mask(), physvec::DmaMask::BITS_32);
+    }
+    let d = DirectMapper::new(0, physvec::DmaMask::BITS_32);
+    check(&d);
+    check(&&d);
+}
