@@ -790,4 +790,7 @@ fn a_mapper_without_iova_space_refuses_every_iova_step() {
     let d = DirectMapper::new(0, physvec::DmaMask::BITS_32);
     check(&d);
     check(&&d);
+    // Through a reference, a mapper still says whether its mappings need unmapping.
+    let iommu = SoftIommu::new_4k();
+    assert!(DmaMapper::need_unmap(&&iommu) && !DmaMapper::need_unmap(&&d));
 }
