@@ -794,3 +794,26 @@ fn a_mapper_without_iova_space_refuses_every_iova_step() {
     let iommu = SoftIommu::new_4k();
     assert!(DmaMapper::need_unmap(&&iommu) && !DmaMapper::need_unmap(&&d));
 }
+
+/// I/O permissions: what a transfer needs, containment, union, and `Debug` as `rwm`.
+#[test]
+fn io_permissions() {
+    use physvec::map::IoPerm;
+    let rw = IoPerm::READ | IoPerm::WRITE;
+    assert!(rw.contains(IoPerm::READ) && rw.contains(IoPerm::WRITE));
+    assert!(!IoPerm::READ.contains(IoPerm::WRITE));
+    assert!(!IoPerm::READ.contains(rw));
+    assert_eq!(IoPerm::READ.union(IoPerm::READ), IoPerm::READ);
+    assert_eq!(rw.bits(), 3);
+    assert_eq!(
+        IoPerm::for_transfer(DataDirection::FromDevice, Attrs::MMIO),
+        IoPerm::WRITE | IoPerm::MMIO
+    );
+    for (p, text) in [
+        (IoPerm::default(), "IoPerm(---)"),
+        (rw, "IoPerm(rw-)"),
+        (IoPerm::MMIO, "IoPerm(--m)"),
+    ] {
+        assert_eq!(format!("{p:?}"), text);
+    }
+}
