@@ -153,6 +153,13 @@ fn borrowed_backend_and_typed_errors() {
     let r = VirtRange::new(base, 0x2000);
     // SAFETY: `region` outlives the registration; nothing reads it.
     unsafe { m.register(r, DataDirection::ToDevice) }.unwrap();
+    assert!(!m.is_idle(), "a registered region");
+    let dbg = format!("{m:?}");
+    assert!(
+        dbg.starts_with("VfioMapper { config: VfioIovaConfig {")
+            && dbg.contains("stats: VfioStats {"),
+        "{dbg}"
+    );
     let e = m
         .translate(VirtRange::new(base + 0x1f00, 0x200))
         .unwrap_err();
@@ -177,6 +184,10 @@ fn borrowed_backend_and_typed_errors() {
     assert_eq!(e.kind(), "unaligned");
     m.unregister(r).unwrap();
     assert!(m.is_idle());
+    assert!(
+        iommu.pages.lock().unwrap().is_empty(),
+        "unmapped through the borrowed backend"
+    );
     // A kernel refusal comes back with its errno and addresses, and unwinds: something
     // else already maps the IOVA the allocator hands out first.
     iommu.pages.lock().unwrap().insert(0x1000, base);
