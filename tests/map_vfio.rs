@@ -212,3 +212,42 @@ fn borrowed_backend_and_typed_errors() {
     assert!(e.to_string().contains("errno 17"), "{e}");
     assert!(m.is_idle());
 }
+
+/// A backend that accepts every map and unmap and touches no memory.
+struct Nop;
+
+// SAFETY: maps nothing, so no device can reach memory through it.
+unsafe impl VfioBackend for Nop {
+    unsafe fn map_dma(
+        &self,
+        _: VirtAddr,
+        _: DmaAddr,
+        _: u64,
+        _: DataDirection,
+    ) -> Result<(), VfioError> {
+        Ok(())
+    }
+    fn unmap_dma(&self, _: DmaAddr, _: u64) -> Result<(), VfioError> {
+        Ok(())
+    }
+}
+
+/// IOVA space is split around the x86 MSI window (0xfee00000..0xfeefffff): a region
+/// too large for the space below it lands above it, and unregistering it returns the
+/// IOVA to that allocator (the mapper is idle again).
+#[test]
+fn regions_above_the_msi_window_are_returned() {
+    let m = VfioMapper::new(Nop, VfioIovaConfig::new(39)).unwrap();
+    let big = VirtRange::new(0x7000_0000_0000, 5 << 30);
+    // SAFETY: the Nop backend never maps or reads the range.
+    let d = unsafe { m.register(big, DataDirection::ToDevice) }.unwrap();
+    assert!(
+        d.addr().as_u64() > 0xfeef_ffff,
+        "above the MSI window: {d:?}"
+    );
+    m.unregister(big).unwrap();
+    assert!(
+        m.is_idle(),
+        "the IOVA went back to the allocator above the window"
+    );
+}
