@@ -251,3 +251,52 @@ fn regions_above_the_msi_window_are_returned() {
         "the IOVA went back to the allocator above the window"
     );
 }
+
+/// Maps everything; refuses every unmap as the kernel does with `EINVAL`.
+struct StuckUnmap;
+
+// SAFETY: maps nothing, so no device can reach memory through it.
+unsafe impl VfioBackend for StuckUnmap {
+    unsafe fn map_dma(
+        &self,
+        _: VirtAddr,
+        _: DmaAddr,
+        _: u64,
+        _: DataDirection,
+    ) -> Result<(), VfioError> {
+        Ok(())
+    }
+    fn unmap_dma(&self, iova: DmaAddr, len: u64) -> Result<(), VfioError> {
+        Err(VfioError::UnmapDma {
+            iova: iova.as_u64(),
+            len,
+            errno: Some(libc::EINVAL),
+        })
+    }
+}
+
+/// A per-I/O mapping's `unmap` reports the kernel's refusal (the IOVA then stays
+/// reserved, never reused while the kernel may still map it); its `Debug` shows where
+/// it is.
+#[test]
+fn per_io_unmap_reports_the_kernels_refusal() {
+    let m = VfioMapper::new(StuckUnmap, VfioIovaConfig::new(39)).unwrap();
+    let piece = [VirtRange::new(0x7000_0000_0000, 0x1000)];
+    // SAFETY: the backend never maps or reads the range.
+    let io = unsafe { m.map_io(&piece, DataDirection::ToDevice) }.unwrap();
+    let r = io.reservation();
+    let dbg = format!("{io:?}");
+    assert!(
+        dbg.starts_with("IoMapping { iova: ") && dbg.contains("reserved: 4096"),
+        "{dbg}"
+    );
+    assert_eq!(
+        io.unmap(),
+        Err(VfioError::UnmapDma {
+            iova: r.addr().as_u64(),
+            len: 0x1000,
+            errno: Some(libc::EINVAL)
+        })
+    );
+    assert!(!m.is_idle(), "the IOVA stays reserved");
+}
