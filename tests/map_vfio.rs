@@ -213,11 +213,14 @@ fn borrowed_backend_and_typed_errors() {
     assert!(m.is_idle());
 }
 
-/// A backend that accepts every map and unmap and touches no memory.
-struct Nop;
+/// A backend that accepts every map, touches no memory, and accepts every unmap or,
+/// with `refuse_unmap`, refuses it as the kernel does with `EINVAL`.
+struct NoMemory {
+    refuse_unmap: bool,
+}
 
 // SAFETY: maps nothing, so no device can reach memory through it.
-unsafe impl VfioBackend for Nop {
+unsafe impl VfioBackend for NoMemory {
     unsafe fn map_dma(
         &self,
         _: VirtAddr,
@@ -227,8 +230,15 @@ unsafe impl VfioBackend for Nop {
     ) -> Result<(), VfioError> {
         Ok(())
     }
-    fn unmap_dma(&self, _: DmaAddr, _: u64) -> Result<(), VfioError> {
-        Ok(())
+    fn unmap_dma(&self, iova: DmaAddr, len: u64) -> Result<(), VfioError> {
+        if !self.refuse_unmap {
+            return Ok(());
+        }
+        Err(VfioError::UnmapDma {
+            iova: iova.as_u64(),
+            len,
+            errno: Some(libc::EINVAL),
+        })
     }
 }
 
@@ -237,9 +247,15 @@ unsafe impl VfioBackend for Nop {
 /// IOVA to that allocator (the mapper is idle again).
 #[test]
 fn regions_above_the_msi_window_are_returned() {
-    let m = VfioMapper::new(Nop, VfioIovaConfig::new(39)).unwrap();
+    let m = VfioMapper::new(
+        NoMemory {
+            refuse_unmap: false,
+        },
+        VfioIovaConfig::new(39),
+    )
+    .unwrap();
     let big = VirtRange::new(0x7000_0000_0000, 5 << 30);
-    // SAFETY: the Nop backend never maps or reads the range.
+    // SAFETY: the backend never maps or reads the range.
     let d = unsafe { m.register(big, DataDirection::ToDevice) }.unwrap();
     assert!(
         d.addr().as_u64() > 0xfeef_ffff,
@@ -252,35 +268,12 @@ fn regions_above_the_msi_window_are_returned() {
     );
 }
 
-/// Maps everything; refuses every unmap as the kernel does with `EINVAL`.
-struct StuckUnmap;
-
-// SAFETY: maps nothing, so no device can reach memory through it.
-unsafe impl VfioBackend for StuckUnmap {
-    unsafe fn map_dma(
-        &self,
-        _: VirtAddr,
-        _: DmaAddr,
-        _: u64,
-        _: DataDirection,
-    ) -> Result<(), VfioError> {
-        Ok(())
-    }
-    fn unmap_dma(&self, iova: DmaAddr, len: u64) -> Result<(), VfioError> {
-        Err(VfioError::UnmapDma {
-            iova: iova.as_u64(),
-            len,
-            errno: Some(libc::EINVAL),
-        })
-    }
-}
-
 /// A per-I/O mapping's `unmap` reports the kernel's refusal (the IOVA then stays
 /// reserved, never reused while the kernel may still map it); its `Debug` shows where
 /// it is.
 #[test]
 fn per_io_unmap_reports_the_kernels_refusal() {
-    let m = VfioMapper::new(StuckUnmap, VfioIovaConfig::new(39)).unwrap();
+    let m = VfioMapper::new(NoMemory { refuse_unmap: true }, VfioIovaConfig::new(39)).unwrap();
     let piece = [VirtRange::new(0x7000_0000_0000, 0x1000)];
     // SAFETY: the backend never maps or reads the range.
     let io = unsafe { m.map_io(&piece, DataDirection::ToDevice) }.unwrap();
