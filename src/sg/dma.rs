@@ -6,9 +6,9 @@
 //! Each entry is granule-aligned in place (its sub-granule offset `o = phys % granule`
 //! kept aside) and occupies `align_up(o + length, granule)` bytes of one IOVA
 //! allocation, in order. Before an entry that would otherwise cross a segment boundary
-//! (`mask + 1`), the previous entry is padded up to the boundary (the kernel's
-//! `pad_len < s_length - 1`, which for granule multiples is `pad_len < s_length`; the
-//! latter is used, so granule 1 is right too). [`iommu_iova_len`] returns the total; the caller allocates it
+//! (`mask + 1`), the previous entry is padded up to the boundary: `pad < aligned`, the
+//! kernel's `pad_len < s_length - 1` for every granule multiple, and right at granule 1
+//! too. [`iommu_iova_len`] returns the total; the caller allocates it
 //! (granule-aligned; aligned to the boundary when larger than it, else not crossing one)
 //! and [`iommu_map_sg`] maps each entry through a callback and writes the DMA view.
 //!
@@ -205,10 +205,8 @@ impl Layout {
         if aligned.wrapping_sub(1) > mask {
             return Err(SgDmaError::CrossesBoundary { index });
         }
-        // Bytes left in the current boundary window (0: at a window start). Pad to the
-        // next window when the entry would cross into it. The kernel writes
-        // `pad_len < s_length - 1`: the same for granules of 2 bytes or more (both sides
-        // are granule multiples); `pad < aligned` is also right at granule 1.
+        // Bytes left in the current boundary window (0: at a window start); pad to the
+        // next window when the entry would cross into it (module docs: the rule).
         let pad = mask.wrapping_sub(self.iova_len).wrapping_add(1) & mask;
         let padded = pad != 0 && pad < aligned;
         if padded {
