@@ -1670,6 +1670,76 @@ mod tests {
         assert_eq!(t.counts(), RadixCounts::default());
     }
 
+    /// Misalignments that cancel out under `^` (two offsets of 0x800) are still
+    /// reported, in argument order, by `map` and `unmap`; nothing is mapped.
+    #[test]
+    fn misalignments_that_cancel_out_are_still_misaligned() {
+        let mut m = Mem::new(true);
+        let mut t = engine(&mut m);
+        let r = IoPerm::READ;
+        let mis = |value| MapError::Misaligned {
+            value,
+            granule: 0x1000,
+        };
+        // IOVA and physical address off by the same amount, whole-page length.
+        assert_eq!(t.map(&mut m, 0x1800, 0x2800, 0x1000, r), Err(mis(0x1800)));
+        // Physical address and length off by the same amount, aligned IOVA.
+        assert_eq!(t.map(&mut m, 0x1000, 0x2800, 0x1800, r), Err(mis(0x2800)));
+        // IOVA and length, for unmap.
+        assert_eq!(t.unmap(&mut m, 0x1800, 0x1800), Err(mis(0x1800)));
+        assert_eq!(t.unmap_present(&mut m, 0x1800, 0x1800), Err(mis(0x1800)));
+        assert_eq!(t.counts(), RadixCounts::default());
+    }
+
+    /// `root()` is the table the engine was built on, and a map writes its top entry
+    /// there.
+    #[test]
+    fn root_is_the_top_table() {
+        let mut m = Mem::new(true);
+        let root = m.alloc_table().unwrap();
+        let _other = m.alloc_table().unwrap();
+        let mut t = RadixTable::new(Toy, root, 48).unwrap();
+        assert_eq!(t.root(), root);
+        t.map(&mut m, 0x40_0000_0000, 0x5000, 0x1000, IoPerm::READ)
+            .unwrap();
+        // Level 3 index of 0x40_0000_0000 (bits 39..48): 0x40_0000_0000 >> 39 = 0.
+        assert!(matches!(
+            Toy.decode(m.read_entry(root, 0).unwrap(), 3),
+            Pte::Table(_)
+        ));
+    }
+
+    /// After a caller moves a leaf table behind the engine's back (a copy to a new page,
+    /// the parent entry repointed), `forget_walk` makes the next map find the new table:
+    /// with a stale walk the page would go into the old, unlinked copy.
+    #[test]
+    fn forget_walk_drops_the_cached_leaf_table() {
+        let mut m = Mem::new(true);
+        let mut t = engine(&mut m);
+        let r = IoPerm::READ;
+        t.map(&mut m, 0, 0x9000, 0x1000, r).unwrap();
+        // root -> l2 -> l1 -> leaf table, all at index 0 for IOVA 0.
+        let next = |m: &Mem, table: u64, level: u32| match Toy
+            .decode(m.read_entry(table, 0).unwrap(), level)
+        {
+            Pte::Table(c) => c,
+            other => panic!("{other:?}"),
+        };
+        let l2 = next(&m, t.root(), 3);
+        let l1 = next(&m, l2, 2);
+        let old = next(&m, l1, 1);
+        let new = m.alloc_table().unwrap();
+        let (o, n) = (Mem::slot(old), Mem::slot(new));
+        m.tables[n] = m.tables[o].clone();
+        m.used[n] = m.used[o];
+        m.write_entry(l1, 0, Toy.encode_table(new, 1)).unwrap();
+        t.forget_walk();
+        t.map(&mut m, 0x1000, 0xa000, 0x1000, r).unwrap();
+        assert_eq!(t.lookup(&m, 0x1000).unwrap(), Some((0xa000, r, 0)));
+        assert_eq!(t.lookup(&m, 0).unwrap(), Some((0x9000, r, 0)));
+        assert_eq!(m.tables[o][1], 0, "the unlinked copy was written");
+    }
+
     #[test]
     fn map_granules_leaves_no_new_table_behind_on_a_refused_first_page() {
         let mut m = Mem::new(true);
