@@ -1709,6 +1709,32 @@ mod tests {
         ));
     }
 
+    /// A map across leaf-table spans (the general path) leaves the cached walk on its
+    /// last leaf table with that table's real ancestors, so a fast unmap that empties
+    /// the table frees it and unlinks it from its own parent, not from the tables of an
+    /// earlier walk elsewhere in the IOVA space.
+    #[test]
+    fn a_map_across_spans_leaves_a_walk_with_its_own_ancestors() {
+        for direct in [true, false] {
+            let mut m = Mem::new(direct);
+            let mut t = engine(&mut m);
+            let r = IoPerm::READ;
+            // An earlier walk under another level-3 entry.
+            t.map(&mut m, 0x40_0000_0000, 0x9000, 0x1000, r).unwrap();
+            // Two spans: the last granule of one leaf table, the first of the next.
+            t.map(&mut m, 0x1f_f000, 0x20_0000, 0x2000, r).unwrap();
+            // The next span's only page: its leaf table is emptied and freed.
+            t.unmap(&mut m, 0x20_0000, 0x1000).unwrap();
+            assert_eq!(t.lookup(&m, 0x40_0000_0000).unwrap(), Some((0x9000, r, 0)));
+            assert_eq!(t.lookup(&m, 0x1f_f000).unwrap(), Some((0x20_0000, r, 0)));
+            assert_eq!(t.lookup(&m, 0x20_0000).unwrap(), None);
+            t.map(&mut m, 0x20_0000, 0x5000, 0x1000, r).unwrap();
+            assert_eq!(t.lookup(&m, 0x20_0000).unwrap(), Some((0x5000, r, 0)));
+            assert_eq!(t.unmap_present(&mut m, 0, 1 << 48), Ok(0x3000));
+            assert_eq!(t.counts(), RadixCounts::default(), "direct {direct}");
+        }
+    }
+
     /// After a caller moves a leaf table behind the engine's back (a copy to a new page,
     /// the parent entry repointed), `forget_walk` makes the next map find the new table:
     /// with a stale walk the page would go into the old, unlinked copy.
