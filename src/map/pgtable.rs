@@ -1522,6 +1522,9 @@ mod tests {
         direct: bool,
         /// Lend only this many entries through `direct` (a broken memory).
         short: Option<usize>,
+        /// Refuse one write once this many more have been made (a memory that fails
+        /// once).
+        writes_left: Option<usize>,
     }
 
     impl Mem {
@@ -1532,6 +1535,7 @@ mod tests {
                 free: Vec::new(),
                 direct,
                 short: None,
+                writes_left: None,
             }
         }
         fn slot(table: u64) -> usize {
@@ -1544,6 +1548,13 @@ mod tests {
             Ok(self.tables[Self::slot(table)][index as usize])
         }
         fn write_entry(&mut self, table: u64, index: u64, raw: u64) -> Result<(), MapError> {
+            if let Some(left) = &mut self.writes_left {
+                if *left == 0 {
+                    self.writes_left = None;
+                    return Err(MapError::TableMemory { addr: table });
+                }
+                *left -= 1;
+            }
             self.tables[Self::slot(table)][index as usize] = raw;
             Ok(())
         }
@@ -1732,6 +1743,47 @@ mod tests {
             assert_eq!(t.lookup(&m, 0x20_0000).unwrap(), Some((0x5000, r, 0)));
             assert_eq!(t.unmap_present(&mut m, 0, 1 << 48), Ok(0x3000));
             assert_eq!(t.counts(), RadixCounts::default(), "direct {direct}");
+        }
+    }
+
+    /// An unmap that ends where a large leaf starts leaves that leaf whole (no split of
+    /// a leaf the range does not cut).
+    #[test]
+    fn an_unmap_that_ends_at_a_large_leaf_does_not_split_it() {
+        for direct in [true, false] {
+            let mut m = Mem::new(direct);
+            let mut t = engine(&mut m);
+            let r = IoPerm::READ;
+            t.map(&mut m, 0x20_0000, 0x4000_0000, 0x40_0000, r).unwrap();
+            assert_eq!(t.counts().leaves[1], 2);
+            let tables = t.counts().tables;
+            t.unmap(&mut m, 0x20_0000, 0x20_0000).unwrap();
+            assert_eq!(t.lookup(&m, 0x40_0000).unwrap(), Some((0x4020_0000, r, 1)));
+            assert_eq!(t.counts().leaves[..2], [0, 1], "direct {direct}");
+            assert_eq!(t.counts().tables, tables);
+        }
+    }
+
+    /// A split of a large leaf that fails on a table write (in the new table, or when
+    /// linking it) returns the error with the translation unchanged and the new table
+    /// cleared and handed back to the memory: nothing leaks.
+    #[test]
+    fn a_failed_split_frees_its_table() {
+        for fail_at in [3, 512] {
+            let mut m = Mem::new(false);
+            let mut t = engine(&mut m);
+            let r = IoPerm::READ;
+            t.map(&mut m, 0x20_0000, 0x4000_0000, 0x20_0000, r).unwrap();
+            let live = m.tables.len() - m.free.len();
+            m.writes_left = Some(fail_at);
+            assert!(matches!(
+                t.unmap(&mut m, 0x20_0000, 0x1000),
+                Err(MapError::TableMemory { .. })
+            ));
+            m.writes_left = None;
+            assert_eq!(m.tables.len() - m.free.len(), live, "fail at {fail_at}");
+            assert_eq!(t.lookup(&m, 0x20_1000).unwrap(), Some((0x4000_1000, r, 1)));
+            assert_eq!(t.counts().leaves[..2], [0, 1]);
         }
     }
 
