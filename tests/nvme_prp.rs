@@ -319,3 +319,26 @@ fn list_pages_needed_counts_the_slots_left_on_the_first_list_page() {
     assert_eq!(prp_list_pages_needed(257, mps, 0x800), 1);
     assert_eq!(prp_list_pages_needed(258, mps, 0x800), 2);
 }
+
+/// CC.MPS and the memory page size (NVMe base spec, "Controller Configuration"):
+/// `2^(12 + MPS)` for MPS 0..=15, 4 KiB to 128 MiB, and a typed error otherwise.
+#[test]
+fn memory_page_size_follows_cc_mps() {
+    assert_eq!(MemoryPageSize::MIN_BYTES, 4096);
+    assert_eq!(MemoryPageSize::MAX_BYTES, 128 << 20);
+    for mps in 0u8..16 {
+        let p = MemoryPageSize::from_cc_mps(mps).expect("MPS 0..=15");
+        assert_eq!(p.get(), 4096 << mps);
+        assert_eq!(MemoryPageSize::new(4096 << mps), Ok(p));
+    }
+    let e = MemoryPageSize::from_cc_mps(16).unwrap_err();
+    assert_eq!((e.bytes, e.kind()), (0, "invalid_page_size"));
+    for bad in [0, 2048, 4095, 6000, 256 << 20] {
+        let e = MemoryPageSize::new(bad).unwrap_err();
+        assert_eq!(e.bytes, bad);
+        assert_eq!(
+            e.to_string(),
+            format!("memory page size {bad:#x} is not a power of two from 4 KiB to 128 MiB")
+        );
+    }
+}

@@ -466,3 +466,47 @@ fn unreadable_memory_message_counts_bytes() {
         "cannot read 16 bytes at 0x1000: Data Transfer Error (SCT 0h, SC 04h)"
     );
 }
+
+/// The descriptor fields a controller reads, byte by byte (NVMe base spec, "SGL
+/// Descriptor"): the type nibble round trip, the subtype nibble, the data length of
+/// keyed and plain blocks, the text form, and the SGLS capability bits.
+#[test]
+fn descriptor_and_capability_fields_follow_the_spec() {
+    for n in 0u8..16 {
+        let t = SglDescriptorType::from_nibble(n);
+        assert_eq!(t.nibble(), n, "{t:?}");
+        assert_eq!(SglDescriptorType::from_nibble(n | 0xf0), t);
+    }
+    assert_eq!(SglDescriptorType::Reserved(0x16).nibble(), 6);
+
+    let d = SglDescriptor::data_block(DmaAddr::new(0x1122_3344_5566_7788), 0x99aa_bbcc);
+    assert_eq!(
+        d.to_bytes(),
+        [0x88, 0x77, 0x66, 0x55, 0x44, 0x33, 0x22, 0x11, 0xcc, 0xbb, 0xaa, 0x99, 0, 0, 0, 0x00]
+    );
+    assert_eq!(d.data_length(), 0x99aa_bbcc);
+    // The subtype is the low nibble of byte 15; the type nibble is kept.
+    let s = SglDescriptor::segment(DmaAddr::new(0x2000), 0x30).with_subtype(0xa1);
+    assert_eq!((s.identifier(), s.subtype()), (0x21, 1));
+    assert_eq!(s.with_subtype(0).identifier(), 0x20);
+    // Keyed: 24-bit length in bytes 8-10, key in 11-14; `length()` would read a key byte.
+    let k = SglDescriptor::keyed_data_block(DmaAddr::new(0x3000), 0x12_3456, 0xdead_beef)
+        .expect("24-bit length");
+    assert_eq!(k.data_length(), 0x12_3456);
+    assert_ne!(u64::from(k.length()), k.data_length());
+    assert_eq!(
+        SglDescriptor::bit_bucket(0x200).to_string(),
+        "Bit Bucket len=0x200",
+        "a bit bucket has no address"
+    );
+
+    assert_eq!(SglCapabilities::from_raw(0x000d_0005).raw(), 0x000d_0005);
+    assert!(SglCapabilities::from_raw(1 << 19).metadata_sgl());
+    assert!(!SglCapabilities::from_raw(!(1 << 19)).metadata_sgl());
+    let c = SglCapabilities::NONE.with_bit(19, true).with_bit(2, true);
+    assert_eq!(c.raw(), 1 << 19 | 1 << 2);
+    assert_eq!(c.with_bit(19, false).raw(), 1 << 2);
+    assert_eq!(c.with_bit(32, true), c, "bits past 31 do not exist");
+    assert!(!SglItem::BitBucket(1).is_empty());
+    assert!(SglItem::BitBucket(0).is_empty());
+}
