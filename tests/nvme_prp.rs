@@ -330,7 +330,12 @@ fn memory_page_size_follows_cc_mps() {
         let p = MemoryPageSize::from_cc_mps(mps).expect("MPS 0..=15");
         assert_eq!(p.get(), 4096 << mps);
         assert_eq!(MemoryPageSize::new(4096 << mps), Ok(p));
+        assert_eq!(p.cc_mps(), mps);
+        assert_eq!(p.mask(), p.get() - 1);
+        assert_eq!(p.entries_per_list_page(), p.get() / 8);
     }
+    assert_eq!(MemoryPageSize::SIZE_4K.to_string(), "4 KiB");
+    assert_eq!(MemoryPageSize::new(128 << 20).unwrap().to_string(), "128 MiB");
     let e = MemoryPageSize::from_cc_mps(16).unwrap_err();
     assert_eq!((e.bytes, e.kind()), (0, "invalid_page_size"));
     for bad in [0, 2048, 4095, 6000, 256 << 20] {
