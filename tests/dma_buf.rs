@@ -3,9 +3,43 @@
 //! hugepages, the affected tests print SKIPPED and why.
 #![cfg(target_os = "linux")]
 
-use physvec::dma_buf::{DmaBuffer, HugePages};
+use physvec::dma_buf::{Backing, DmaBuffer, HugePages};
 use physvec::pagemap::PagemapError;
 use physvec::RangeView;
+use std::sync::{Mutex, MutexGuard};
+
+/// Tests that take hugetlbfs pages or count the free ones run one at a time.
+static HUGE_POOL: Mutex<()> = Mutex::new(());
+fn pool() -> MutexGuard<'static, ()> {
+    HUGE_POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A `/proc/meminfo` counter (`HugePages_Total`, `HugePages_Free`).
+fn meminfo(key: &str) -> u64 {
+    let m = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = m.lines().find(|l| l.starts_with(key)).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// The kernel page size, in KiB, of the mapping that holds `vaddr` (`/proc/self/smaps`:
+/// 2048 for hugetlbfs, 4 for base pages even when transparent hugepages back them).
+fn kernel_page_kib(vaddr: u64) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut inside = false;
+    for line in smaps.lines() {
+        let first = line.split_whitespace().next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-') {
+            if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) {
+                inside = (a..b).contains(&vaddr);
+                continue;
+            }
+        }
+        if let (true, Some(v)) = (inside, line.strip_prefix("KernelPageSize:")) {
+            return v.trim().trim_end_matches("kB").trim().parse().unwrap();
+        }
+    }
+    panic!("no mapping holds {vaddr:#x}");
+}
 
 fn kernel_pfn(vaddr: u64) -> u64 {
     let pfns = physvec::pagemap::pfns(vaddr, 1).unwrap();
@@ -65,6 +99,7 @@ fn one_mib_at_any_offset_translates_first_try() {
 
 #[test]
 fn hugepage_buffer_is_one_contiguous_2mib_range() {
+    let _pool = pool();
     let buf = match DmaBuffer::with_huge_pages(4 << 20, HugePages::Require) {
         Ok(b) => b,
         Err(e) => {
@@ -74,6 +109,11 @@ fn hugepage_buffer_is_one_contiguous_2mib_range() {
     };
     assert!(buf.backing().is_huge());
     assert_eq!(buf.vaddr() % (2 << 20), 0);
+    assert_eq!(
+        kernel_page_kib(buf.vaddr()),
+        2048,
+        "hugetlbfs pages, not THP"
+    );
     let Some(phys) = translated(buf.phys()) else {
         return;
     };
@@ -91,6 +131,7 @@ fn hugepage_buffer_is_one_contiguous_2mib_range() {
 
 #[test]
 fn prefer_falls_back_with_a_reason_or_uses_hugepages() {
+    let _pool = pool();
     let buf = DmaBuffer::new(2 << 20).unwrap();
     let shown = buf.backing().to_string();
     match buf.backing() {
@@ -124,4 +165,118 @@ fn drop_gives_the_memory_back() {
     }
     // Other tests of this binary may hold buffers meanwhile, but not 64 MiB of leaks.
     assert!(locked() < 32 << 10, "VmLck {} KiB after dropping", locked());
+}
+
+#[test]
+fn require_beyond_the_pool_is_an_error_that_says_how_to_reserve() {
+    let _pool = pool();
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/nr_overcommit_hugepages")
+        .map_or(0, |s| s.trim().parse::<u64>().unwrap_or(0));
+    if overcommit > 0 {
+        eprintln!("SKIPPED (surplus hugepages allowed: the pool can grow)");
+        return;
+    }
+    let want = meminfo("HugePages_Total:") + 1;
+    let len = (want as usize) << 21;
+    let e = DmaBuffer::with_huge_pages(len, HugePages::Require).unwrap_err();
+    assert_eq!(e.kind(), "no_huge_pages");
+    let text = e.to_string();
+    assert!(
+        text.contains(&format!("echo {want} > /proc/sys/vm/nr_hugepages")),
+        "{text}"
+    );
+}
+
+#[test]
+fn prefer_without_free_hugepages_falls_back_to_aligned_advised_base_pages() {
+    let _pool = pool();
+    // Hold every free hugetlbfs page, so that `Prefer` has to fall back.
+    let mut held = Vec::new();
+    while held.len() < 64 {
+        match DmaBuffer::with_huge_pages(2 << 20, HugePages::Require) {
+            Ok(b) => held.push(b),
+            Err(_) => break,
+        }
+    }
+    if meminfo("HugePages_Free:") != 0 {
+        // Mapping more was refused for another reason (RLIMIT_MEMLOCK without root).
+        eprintln!("SKIPPED (cannot hold every free hugepage)");
+        return;
+    }
+    let mut buf = DmaBuffer::with_huge_pages(3 << 20, HugePages::Prefer).unwrap();
+    match buf.backing() {
+        Backing::BasePages {
+            hugetlb_error,
+            thp_advised,
+        } => {
+            assert!(hugetlb_error.is_some(), "the reason is kept");
+            assert!(*thp_advised);
+        }
+        Backing::HugeTlb => panic!("no free hugepage was left"),
+    }
+    // Rounded up to 2 MiB and 2 MiB aligned, so that THP can back it.
+    assert_eq!((buf.len(), buf.mapped_len()), (3 << 20, 4 << 20));
+    assert_eq!(buf.vaddr() % (2 << 20), 0);
+    assert_eq!(kernel_page_kib(buf.vaddr()), 4);
+    assert!(buf.iter().all(|&b| b == 0));
+    buf[(3 << 20) - 1] = 0xa5;
+    assert_eq!(buf[(3 << 20) - 1], 0xa5);
+    if let Some(phys) = translated(buf.phys()) {
+        check_against_kernel(&buf, 0, &phys, buf.len());
+    }
+}
+
+#[test]
+fn never_means_base_pages_without_advice() {
+    let buf = DmaBuffer::with_huge_pages(2 << 20, HugePages::Never).unwrap();
+    assert!(matches!(
+        buf.backing(),
+        Backing::BasePages {
+            hugetlb_error: None,
+            thp_advised: false
+        }
+    ));
+    assert_eq!(kernel_page_kib(buf.vaddr()), 4);
+}
+
+#[test]
+fn lengths_windows_and_errors() {
+    assert_eq!(Backing::HugeTlb.page_size(), 2 << 20);
+    let base = Backing::BasePages {
+        hugetlb_error: None,
+        thp_advised: false,
+    };
+    assert_eq!(base.page_size(), 4096);
+
+    let e = DmaBuffer::new(0).unwrap_err();
+    assert_eq!(
+        (e.kind(), e.to_string()),
+        ("empty", "a DMA buffer of 0 bytes".into())
+    );
+    let e = DmaBuffer::with_huge_pages(usize::MAX, HugePages::Never).unwrap_err();
+    assert_eq!(e.kind(), "too_large");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "a DMA buffer of {:#x} bytes is larger than the address space allows",
+            usize::MAX
+        )
+    );
+
+    let buf = DmaBuffer::with_huge_pages(100, HugePages::Never).unwrap();
+    assert!(!buf.is_empty());
+    assert_eq!(
+        (buf.len(), buf.mapped_len(), buf.len()),
+        (100, 4096, buf.as_ref().len())
+    );
+    // The window must stay inside the 100 bytes asked for, not the 4 KiB mapped.
+    let e = buf.phys_window(50, 51).unwrap_err();
+    assert_eq!(e.kind(), "address_overflow");
+    assert_eq!(
+        buf.phys_window(usize::MAX, 2).unwrap_err().kind(),
+        "address_overflow"
+    );
+    if let Some(phys) = translated(buf.phys_window(50, 50)) {
+        check_against_kernel(&buf, 50, &phys, 50);
+    }
 }

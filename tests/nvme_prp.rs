@@ -335,7 +335,10 @@ fn memory_page_size_follows_cc_mps() {
         assert_eq!(p.entries_per_list_page(), p.get() / 8);
     }
     assert_eq!(MemoryPageSize::SIZE_4K.to_string(), "4 KiB");
-    assert_eq!(MemoryPageSize::new(128 << 20).unwrap().to_string(), "128 MiB");
+    assert_eq!(
+        MemoryPageSize::new(128 << 20).unwrap().to_string(),
+        "128 MiB"
+    );
     let e = MemoryPageSize::from_cc_mps(16).unwrap_err();
     assert_eq!((e.bytes, e.kind()), (0, "invalid_page_size"));
     for bad in [0, 2048, 4095, 6000, 256 << 20] {
