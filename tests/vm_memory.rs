@@ -93,3 +93,10 @@ fn reads_outside_guest_ram_fail_without_panicking() {
     }
     assert!(m.read(DmaAddr::new(0x1ff0), &mut b).is_ok());
 }
+
+/// `Debug` names the adapter and prints no guest memory (which may be large).
+#[test]
+fn debug_prints_the_adapter_not_the_memory() {
+    let ram = GuestMemoryMmap::<()>::from_ranges(&[(GuestAddress(0), 0x1000)]).unwrap();
+    assert_eq!(format!("{:?}", GuestMem::new(&ram)), "GuestMem { .. }");
+}
