@@ -217,3 +217,119 @@ fn encoders_take_slices_vecs_and_views() {
     assert_eq!(d.data_descriptors(), 3);
     assert_eq!(nvme::sgl_descriptors(&v, &SglOptions::default()), Ok(2));
 }
+
+/// Status fields bit by bit (NVMe base spec, "Completion Queue Entry" and "Status Field
+/// Definition"): SCT/SC, DNR/More/CRD, their DW3 position, the names this crate knows,
+/// and the comparisons between a status and a completion status.
+#[test]
+fn status_fields_sit_where_the_spec_puts_them() {
+    let s = NvmeStatus::new(2, 0x81);
+    assert_eq!((s.sct(), s.sc(), s.raw()), (2, 0x81, 0x281));
+    assert_eq!(format!("{s:?}"), "NvmeStatus(SCT 2h, SC 81h)");
+    assert!(NvmeStatus::SUCCESS.is_success() && !s.is_success());
+    assert_eq!(s.cqe_dw3_status(false), 0x281 << 17);
+    assert_eq!(s.cqe_dw3_status(true), 0x281 << 17 | 1 << 31);
+    for (sc, name) in [
+        (0x06, "Internal Error"),
+        (0x10, "Metadata SGL Length Invalid"),
+        (0x1d, "SGL Data Block Granularity Invalid"),
+    ] {
+        assert_eq!(NvmeStatus::new(0, sc).known_name(), Some(name));
+    }
+
+    let c = CompletionStatus::new(NvmeStatus::INVALID_FIELD);
+    assert_eq!(c.with_dnr(true).raw(), 0x0002 | 1 << 14);
+    assert_eq!(c.with_more(true).raw(), 0x0002 | 1 << 13);
+    assert_eq!(c.with_crd(3).raw(), 0x0002 | 3 << 11);
+    assert_eq!(c.with_crd(0xff).with_crd(1).raw(), 0x0002 | 1 << 11);
+    let all = c.with_dnr(true).with_more(true).with_crd(2);
+    assert_eq!(all.with_dnr(false).with_more(false).with_crd(0), c);
+    assert!(NvmeStatus::INVALID_FIELD == all && all == NvmeStatus::INVALID_FIELD);
+    assert!(NvmeStatus::SUCCESS != all && all != NvmeStatus::SUCCESS);
+}
+
+/// Completion entries: DW1 and the one-line text form.
+#[test]
+fn completion_entry_dw1_and_text() {
+    let mut b = [0u8; 16];
+    b[4..8].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+    let e = CompletionQueueEntry::from_bytes(b);
+    assert_eq!(e.dw1(), 0xdead_beef);
+    assert_eq!(
+        e.to_string(),
+        "cid=0x0000 sqid=0x0 sqhd=0x0 p=0 status=0x0 (Successful Completion) dw0=0x0 dw1=0xdeadbeef"
+    );
+}
+
+/// The metadata pointer is bytes 16-23 of the command, little-endian.
+#[test]
+fn metadata_pointer_round_trips() {
+    let mut sqe = SubmissionQueueEntry::new(opcode::io::READ);
+    sqe.set_mptr(0x1122_3344_5566_7788);
+    assert_eq!(sqe.mptr(), 0x1122_3344_5566_7788);
+    assert_eq!(
+        sqe.as_bytes()[16..24],
+        0x1122_3344_5566_7788u64.to_le_bytes()
+    );
+    sqe.set_fuse(0xff);
+    assert_eq!(sqe.fuse(), 3);
+}
+
+/// Byte offsets and lengths to LBA ranges: whole blocks only, the block count checked
+/// before it is narrowed to 32 bits.
+#[test]
+fn lba_ranges_from_bytes() {
+    let r = LbaRange::from_bytes(4096, 1024, 512).unwrap();
+    assert_eq!(
+        (r.slba(), r.blocks(), r.nlb(), r.byte_len(512)),
+        (8, 2, 1, 1024)
+    );
+    assert_eq!(r.byte_len(4096), 8192);
+    let huge = ((1u64 << 32) + 1) * 512;
+    assert_eq!(
+        LbaRange::from_bytes(0, huge, 512),
+        Err(CommandError::TooManyBlocks {
+            blocks: (1 << 32) + 1
+        })
+    );
+    assert_eq!(
+        LbaRange::from_bytes(0, 65_537 * 512, 512),
+        Err(CommandError::TooManyBlocks { blocks: 65_537 })
+    );
+    assert_eq!(
+        LbaRange::from_bytes(100, 512, 512),
+        Err(CommandError::NotBlockMultiple {
+            bytes: 100,
+            block_size: 512
+        })
+    );
+    assert_eq!(
+        CommandError::ZeroBlocks.to_string(),
+        "a transfer of 0 logical blocks"
+    );
+}
+
+/// PRP or SGL (the Linux driver's rule): SGL when usable and either the layout is not
+/// PRP-compatible or the average segment reaches the threshold; never SGL on the admin
+/// queue.
+#[test]
+fn data_pointer_choice_follows_the_policy() {
+    use physvec::nvme::{
+        choose_data_pointer, DataPointerChoice, DataPointerPolicy, SglCapabilities,
+    };
+    let p = DataPointerPolicy::new(SglCapabilities::from_raw(1), MemoryPageSize::SIZE_4K);
+    let admin = DataPointerPolicy {
+        admin_queue: true,
+        ..p
+    };
+    let small = [DmaRange::new(0x1000, 0x1000), DmaRange::new(0x5000, 0x1000)];
+    let big = [DmaRange::new(0x10_0000, 0x1_0000)];
+    let odd = [DmaRange::new(0x1000, 0x10), DmaRange::new(0x5000, 0x10)];
+    assert_eq!(choose_data_pointer(&small, &p), DataPointerChoice::Prp);
+    assert_eq!(choose_data_pointer(&big, &p), DataPointerChoice::Sgl);
+    assert_eq!(choose_data_pointer(&odd, &p), DataPointerChoice::Sgl);
+    assert_eq!(choose_data_pointer(&big, &admin), DataPointerChoice::Prp);
+    assert_eq!(choose_data_pointer(&odd, &admin), DataPointerChoice::Bounce);
+    let no_sgl = DataPointerPolicy::new(SglCapabilities::NONE, MemoryPageSize::SIZE_4K);
+    assert_eq!(choose_data_pointer(&big, &no_sgl), DataPointerChoice::Prp);
+}

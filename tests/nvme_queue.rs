@@ -120,3 +120,17 @@ proptest! {
         prop_assert_eq!(db.cq_head(a) - db.sq_tail(a), 4 << dstrd);
     }
 }
+
+/// Stable names of the queue errors.
+#[test]
+fn queue_error_kinds() {
+    assert_eq!(
+        QueueError::InvalidDepth { depth: 1 }.kind(),
+        "invalid_depth"
+    );
+    assert_eq!(QueueError::Full { depth: 2 }.kind(), "queue_full");
+    assert_eq!(
+        QueueError::HeadOutOfRange { head: 9, depth: 4 }.kind(),
+        "head_out_of_range"
+    );
+}
