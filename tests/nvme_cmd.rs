@@ -244,8 +244,10 @@ fn status_fields_sit_where_the_spec_puts_them() {
     assert_eq!(c.with_crd(0xff).with_crd(1).raw(), 0x0002 | 1 << 11);
     let all = c.with_dnr(true).with_more(true).with_crd(2);
     assert_eq!(all.with_dnr(false).with_more(false).with_crd(0), c);
-    assert!(NvmeStatus::INVALID_FIELD == all && all == NvmeStatus::INVALID_FIELD);
-    assert!(NvmeStatus::SUCCESS != all && all != NvmeStatus::SUCCESS);
+    assert_eq!(NvmeStatus::INVALID_FIELD, all);
+    assert_eq!(all, NvmeStatus::INVALID_FIELD);
+    assert_ne!(NvmeStatus::SUCCESS, all);
+    assert_ne!(all, NvmeStatus::SUCCESS);
 }
 
 /// Completion entries: DW1 and the one-line text form.
