@@ -61,10 +61,10 @@ impl<S: AddrSpace> MemoryError<S> {
 
 impl<S: AddrSpace> fmt::Display for MemoryError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unit = if self.len == 1 { "byte" } else { "bytes" };
+        let (unit, verb) = if self.len == 1 { ("byte", "is") } else { ("bytes", "are") };
         write!(
             f,
-            "{} {unit} at {:#x} are not backed by memory",
+            "{} {unit} at {:#x} {verb} not backed by memory",
             self.len,
             self.addr.as_u64()
         )

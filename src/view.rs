@@ -397,19 +397,18 @@ impl<'a, S: AddrSpace> RangeView<'a, S> {
 
     /// Underlying index and offset inside the *untrimmed* range of the byte at `offset`
     /// (`offset < len`).
+    ///
+    /// The last range needs no special case: for `offset < len` the byte lies before
+    /// the trimmed tail, so scanning each range up to its untrimmed end finds it.
     fn locate(&self, offset: u64) -> (usize, u64) {
         let mut remaining = offset;
         for (i, r) in self.ranges.iter().enumerate() {
             let start = if i == 0 { self.head } else { 0 };
-            // `i < ranges.len()` (enumerate).
+            // View invariant: `start < r.len()`.
             #[allow(clippy::arithmetic_side_effects)]
-            let is_last = i + 1 == self.ranges.len();
-            let end = if is_last { self.tail } else { r.len() };
-            // View invariants: `start < end <= r.len()`.
-            #[allow(clippy::arithmetic_side_effects)]
-            let seg = end - start;
+            let seg = r.len() - start;
             if remaining < seg {
-                // `start + remaining < end <= r.len()`.
+                // `start + remaining < r.len()`.
                 #[allow(clippy::arithmetic_side_effects)]
                 let off = start + remaining;
                 return (i, off);

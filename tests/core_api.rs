@@ -1,0 +1,169 @@
+//! The core model's public contracts that a driver relies on directly: addresses, ranges,
+//! lists, views, sinks and the errors' text, kinds and NVMe statuses. (Found by the
+//! `core` mutation run: items that only doctests reached.)
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use physvec::error::ErrorInfo;
+use physvec::fmt::Hex;
+use physvec::mem::MemoryError;
+use physvec::nvme::{DecodeError, NvmeStatus};
+use physvec::{
+    ConstraintsError, DmaAddr, Error, PageSize, PhysAddr, PhysArray, PhysRange, RangeSink,
+    RangeView, TotalLenOverflow, VirtAddr,
+};
+
+fn hash_of<T: Hash>(v: &T) -> u64 {
+    let mut h = DefaultHasher::new();
+    v.hash(&mut h);
+    h.finish()
+}
+
+#[test]
+fn addresses_from_pointers_hash_by_value() {
+    let x = 7u32;
+    let v = VirtAddr::from_ptr(&x);
+    assert_eq!(v.as_u64(), &x as *const u32 as u64);
+    assert_ne!(v.as_u64(), 0);
+    // Equal addresses hash equally and like their value; different ones differ.
+    assert_eq!(hash_of(&PhysAddr::new(0x1000)), hash_of(&PhysAddr::new(0x1000)));
+    assert_eq!(hash_of(&PhysAddr::new(0x1000)), hash_of(&0x1000u64));
+    assert_ne!(hash_of(&PhysAddr::new(0x1000)), hash_of(&PhysAddr::new(0x2000)));
+    assert_eq!(PageSize::SIZE_4K.mask(), 0xfff);
+}
+
+#[test]
+fn a_range_contains_its_first_and_last_byte_only() {
+    let r = PhysRange::new(0x1000, 0x10);
+    assert!(r.contains(PhysAddr::new(0x1000)));
+    assert!(r.contains(PhysAddr::new(0x100f)));
+    assert!(!r.contains(PhysAddr::new(0xfff)));
+    assert!(!r.contains(PhysAddr::new(0x1010)));
+    let top = PhysRange::new(u64::MAX - 0xf, 0x10);
+    assert!(top.contains(PhysAddr::new(u64::MAX)));
+    assert!(!top.contains(PhysAddr::new(0)));
+}
+
+#[test]
+fn views_at_address_zero_iterate_and_count_down() {
+    // A range at address 0: the view's segments start below their length.
+    let list = [PhysRange::new(0, 0x10), PhysRange::new(0x20, 0x10), PhysRange::new(0x40, 8)];
+    let v = RangeView::full(&list).unwrap();
+    let mut it = v.iter();
+    assert_eq!(it.size_hint(), (3, Some(3)));
+    assert_eq!(it.next(), Some(PhysRange::new(0, 0x10)));
+    assert_eq!(it.size_hint(), (2, Some(2)));
+    assert_eq!(it.len(), 2);
+    assert_eq!(it.next_back(), Some(PhysRange::new(0x40, 8)));
+    assert_eq!(it.size_hint(), (1, Some(1)));
+    assert_eq!(it.next(), Some(PhysRange::new(0x20, 0x10)));
+    assert_eq!(it.size_hint(), (0, Some(0)));
+    assert_eq!(it.next(), None);
+    // A window that starts inside the first range at 0.
+    let w = v.window(4, 0x20).unwrap();
+    assert_eq!(
+        w.iter().collect::<Vec<_>>(),
+        [PhysRange::new(4, 0xc), PhysRange::new(0x20, 0x10), PhysRange::new(0x40, 4)]
+    );
+}
+
+#[test]
+fn views_are_equal_when_their_segments_are() {
+    let a = [PhysRange::new(0x100, 8), PhysRange::new(0x200, 8)];
+    let b = [PhysRange::new(0x100, 8), PhysRange::new(0x300, 8)];
+    let c = [PhysRange::new(0xf8, 0x10), PhysRange::new(0x200, 0x10)];
+    let va = RangeView::full(&a).unwrap();
+    let vb = RangeView::full(&b).unwrap();
+    // Same count, different segments.
+    assert_ne!(va, vb);
+    // Same segments from different underlying ranges (trimmed).
+    assert_eq!(va, RangeView::new(&c, 8, 0x10).unwrap());
+    // Same first segments, different counts.
+    assert_ne!(va, RangeView::new(&a, 0, 8).unwrap());
+}
+
+#[test]
+fn copy_into_copies_all_or_nothing() {
+    let list = [PhysRange::new(0x100, 8), PhysRange::new(0x200, 8), PhysRange::new(0x300, 8)];
+    let v = RangeView::new(&list, 2, 20).unwrap();
+    let mut out = PhysArray::<4>::new();
+    v.copy_into(&mut out).unwrap();
+    assert_eq!(
+        out.as_slice(),
+        [PhysRange::new(0x102, 6), PhysRange::new(0x200, 8), PhysRange::new(0x300, 6)]
+    );
+    let mut small = PhysArray::<2>::new();
+    small.try_push(PhysRange::new(0x9000, 1)).unwrap();
+    let e = v.copy_into(&mut small).unwrap_err();
+    assert_eq!(e.element(), PhysRange::new(0x200, 8));
+    assert_eq!(small.as_slice(), [PhysRange::new(0x9000, 1)]);
+}
+
+#[test]
+fn sinks_by_reference_and_fixed_arrays() {
+    fn remaining<K: RangeSink<physvec::Phys>>(k: K) -> usize {
+        k.remaining_capacity()
+    }
+    let mut a = PhysArray::<4>::new();
+    a.try_push(PhysRange::new(0x1000, 0x10)).unwrap();
+    assert_eq!(remaining(&mut a), 3);
+    a.try_push(PhysRange::new(0x3000, 0x20)).unwrap();
+    assert_eq!(a.pop(), Some(PhysRange::new(0x3000, 0x20)));
+    assert_eq!(a.total_len(), 0x10);
+    assert_eq!(a.pop(), Some(PhysRange::new(0x1000, 0x10)));
+    assert_eq!(a.pop(), None);
+    assert_eq!(a.total_len(), 0);
+}
+
+#[test]
+fn lists_print_half_open_ranges() {
+    let mut a = PhysArray::<4>::new();
+    a.try_push(PhysRange::new(0x1000, 0x10)).unwrap();
+    a.try_push(PhysRange::new(0x3000, 0x200)).unwrap();
+    assert_eq!(a.to_string(), "2 segments, 528 B: 0x1000..0x1010, 0x3000..0x3200");
+}
+
+#[test]
+fn error_text_kinds_and_statuses() {
+    assert_eq!(Hex(0x1f).to_string(), "0x1f");
+    assert_eq!(format!("{:?}", Hex(0x1f)), "0x1f");
+    assert_eq!(
+        MemoryError::at(DmaAddr::new(0x2000), 1).to_string(),
+        "1 byte at 0x2000 is not backed by memory"
+    );
+    assert_eq!(
+        MemoryError::at(DmaAddr::new(0x2000), 16).to_string(),
+        "16 bytes at 0x2000 are not backed by memory"
+    );
+    let t = TotalLenOverflow { total: u64::MAX, len: 1 };
+    assert_eq!(t.kind(), "length_overflow");
+    let cases = [
+        (ConstraintsError::ZeroMaxSegmentSize, "max_segment_size is zero"),
+        (ConstraintsError::ZeroMaxSegments, "max_segments is zero"),
+        (
+            ConstraintsError::BoundaryMaskNotContiguous { mask: 0x1001 },
+            "segment boundary mask 0x1001 is not 2^k - 1",
+        ),
+        (
+            ConstraintsError::AlignmentNotPowerOfTwo { alignment: 3 },
+            "alignment 0x3 is not a power of two",
+        ),
+        (
+            ConstraintsError::MaxSegmentBelowAlignment { max_segment_size: 0x800, alignment: 0x1000 },
+            "max_segment_size 0x800 is below the alignment 0x1000",
+        ),
+        (
+            ConstraintsError::BoundaryBelowAlignment { mask: 0x7ff, alignment: 0x1000 },
+            "segment boundary 0x800 is below the alignment 0x1000",
+        ),
+    ];
+    for (e, text) in cases {
+        assert_eq!(e.to_string(), text);
+    }
+    // The flow error keeps the wrapped error's NVMe status.
+    let d = DecodeError::PrpOffsetInvalid { entry: DmaAddr::new(0x30200), at: None };
+    let e = Error::from(d);
+    assert_eq!(e.nvme_status(), Some(NvmeStatus::PRP_OFFSET_INVALID));
+    assert_eq!(Error::from(t).nvme_status(), None);
+}
