@@ -5,13 +5,13 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use physvec::error::ErrorInfo;
+use physvec::error::{ErrorInfo, Position};
 use physvec::fmt::Hex;
-use physvec::mem::MemoryError;
+use physvec::mem::{MemoryError, SparseMemory};
 use physvec::nvme::{DecodeError, NvmeStatus};
 use physvec::{
-    ConstraintsError, DmaAddr, Error, PageSize, PhysAddr, PhysArray, PhysRange, RangeSink,
-    RangeView, TotalLenOverflow, VirtAddr,
+    ConstraintsError, DmaAddr, DmaMask, Error, PageSize, PhysAddr, PhysArray, PhysRange, RangeSink,
+    RangeVec, RangeView, RawRange, TotalLenOverflow, VirtAddr,
 };
 
 fn hash_of<T: Hash>(v: &T) -> u64 {
@@ -27,9 +27,15 @@ fn addresses_from_pointers_hash_by_value() {
     assert_eq!(v.as_u64(), &x as *const u32 as u64);
     assert_ne!(v.as_u64(), 0);
     // Equal addresses hash equally and like their value; different ones differ.
-    assert_eq!(hash_of(&PhysAddr::new(0x1000)), hash_of(&PhysAddr::new(0x1000)));
+    assert_eq!(
+        hash_of(&PhysAddr::new(0x1000)),
+        hash_of(&PhysAddr::new(0x1000))
+    );
     assert_eq!(hash_of(&PhysAddr::new(0x1000)), hash_of(&0x1000u64));
-    assert_ne!(hash_of(&PhysAddr::new(0x1000)), hash_of(&PhysAddr::new(0x2000)));
+    assert_ne!(
+        hash_of(&PhysAddr::new(0x1000)),
+        hash_of(&PhysAddr::new(0x2000))
+    );
     assert_eq!(PageSize::SIZE_4K.mask(), 0xfff);
 }
 
@@ -48,7 +54,11 @@ fn a_range_contains_its_first_and_last_byte_only() {
 #[test]
 fn views_at_address_zero_iterate_and_count_down() {
     // A range at address 0: the view's segments start below their length.
-    let list = [PhysRange::new(0, 0x10), PhysRange::new(0x20, 0x10), PhysRange::new(0x40, 8)];
+    let list = [
+        PhysRange::new(0, 0x10),
+        PhysRange::new(0x20, 0x10),
+        PhysRange::new(0x40, 8),
+    ];
     let v = RangeView::full(&list).unwrap();
     let mut it = v.iter();
     assert_eq!(it.size_hint(), (3, Some(3)));
@@ -64,7 +74,11 @@ fn views_at_address_zero_iterate_and_count_down() {
     let w = v.window(4, 0x20).unwrap();
     assert_eq!(
         w.iter().collect::<Vec<_>>(),
-        [PhysRange::new(4, 0xc), PhysRange::new(0x20, 0x10), PhysRange::new(0x40, 4)]
+        [
+            PhysRange::new(4, 0xc),
+            PhysRange::new(0x20, 0x10),
+            PhysRange::new(0x40, 4)
+        ]
     );
 }
 
@@ -85,13 +99,21 @@ fn views_are_equal_when_their_segments_are() {
 
 #[test]
 fn copy_into_copies_all_or_nothing() {
-    let list = [PhysRange::new(0x100, 8), PhysRange::new(0x200, 8), PhysRange::new(0x300, 8)];
+    let list = [
+        PhysRange::new(0x100, 8),
+        PhysRange::new(0x200, 8),
+        PhysRange::new(0x300, 8),
+    ];
     let v = RangeView::new(&list, 2, 20).unwrap();
     let mut out = PhysArray::<4>::new();
     v.copy_into(&mut out).unwrap();
     assert_eq!(
         out.as_slice(),
-        [PhysRange::new(0x102, 6), PhysRange::new(0x200, 8), PhysRange::new(0x300, 6)]
+        [
+            PhysRange::new(0x102, 6),
+            PhysRange::new(0x200, 8),
+            PhysRange::new(0x300, 6)
+        ]
     );
     let mut small = PhysArray::<2>::new();
     small.try_push(PhysRange::new(0x9000, 1)).unwrap();
@@ -121,7 +143,10 @@ fn lists_print_half_open_ranges() {
     let mut a = PhysArray::<4>::new();
     a.try_push(PhysRange::new(0x1000, 0x10)).unwrap();
     a.try_push(PhysRange::new(0x3000, 0x200)).unwrap();
-    assert_eq!(a.to_string(), "2 segments, 528 B: 0x1000..0x1010, 0x3000..0x3200");
+    assert_eq!(
+        a.to_string(),
+        "2 segments, 528 B: 0x1000..0x1010, 0x3000..0x3200"
+    );
 }
 
 #[test]
@@ -136,10 +161,16 @@ fn error_text_kinds_and_statuses() {
         MemoryError::at(DmaAddr::new(0x2000), 16).to_string(),
         "16 bytes at 0x2000 are not backed by memory"
     );
-    let t = TotalLenOverflow { total: u64::MAX, len: 1 };
+    let t = TotalLenOverflow {
+        total: u64::MAX,
+        len: 1,
+    };
     assert_eq!(t.kind(), "length_overflow");
     let cases = [
-        (ConstraintsError::ZeroMaxSegmentSize, "max_segment_size is zero"),
+        (
+            ConstraintsError::ZeroMaxSegmentSize,
+            "max_segment_size is zero",
+        ),
         (ConstraintsError::ZeroMaxSegments, "max_segments is zero"),
         (
             ConstraintsError::BoundaryMaskNotContiguous { mask: 0x1001 },
@@ -150,11 +181,17 @@ fn error_text_kinds_and_statuses() {
             "alignment 0x3 is not a power of two",
         ),
         (
-            ConstraintsError::MaxSegmentBelowAlignment { max_segment_size: 0x800, alignment: 0x1000 },
+            ConstraintsError::MaxSegmentBelowAlignment {
+                max_segment_size: 0x800,
+                alignment: 0x1000,
+            },
             "max_segment_size 0x800 is below the alignment 0x1000",
         ),
         (
-            ConstraintsError::BoundaryBelowAlignment { mask: 0x7ff, alignment: 0x1000 },
+            ConstraintsError::BoundaryBelowAlignment {
+                mask: 0x7ff,
+                alignment: 0x1000,
+            },
             "segment boundary 0x800 is below the alignment 0x1000",
         ),
     ];
@@ -162,8 +199,80 @@ fn error_text_kinds_and_statuses() {
         assert_eq!(e.to_string(), text);
     }
     // The flow error keeps the wrapped error's NVMe status.
-    let d = DecodeError::PrpOffsetInvalid { entry: DmaAddr::new(0x30200), at: None };
+    let d = DecodeError::PrpOffsetInvalid {
+        entry: DmaAddr::new(0x30200),
+        at: None,
+    };
     let e = Error::from(d);
     assert_eq!(e.nvme_status(), Some(NvmeStatus::PRP_OFFSET_INVALID));
     assert_eq!(Error::from(t).nvme_status(), None);
+}
+
+#[test]
+fn clones_raw_ranges_and_page_alignment() {
+    let a = PhysAddr::new(0x1234);
+    #[allow(clippy::clone_on_copy)]
+    let b = a.clone();
+    assert_eq!(b, PhysAddr::new(0x1234));
+    let r = PhysRange::new(0x1000, 0x200);
+    let raw = RawRange::from(r);
+    assert_eq!(raw, RawRange::from(PhysRange::new(0x1000, 0x200)));
+    assert_ne!(raw, RawRange::from(PhysRange::new(0x1000, 0x201)));
+    assert_ne!(raw, RawRange::from(PhysRange::new(0x1001, 0x200)));
+    assert!(PhysRange::new(0x2000, 0x3000).is_page_aligned(PageSize::SIZE_4K));
+    assert!(!PhysRange::new(0x2000, 0x3001).is_page_aligned(PageSize::SIZE_4K));
+    assert!(!PhysRange::new(0x2800, 0x1000).is_page_aligned(PageSize::SIZE_4K));
+}
+
+#[test]
+fn positions_capacity_and_mask_errors_print() {
+    assert_eq!(Position::index(3).to_string(), "index 3");
+    assert_eq!(Position::Address(0x1000).to_string(), "0x1000");
+    let mut a = PhysArray::<1>::new();
+    a.try_push(PhysRange::new(0, 1)).unwrap();
+    let e = a.try_push(PhysRange::new(0x10, 1)).unwrap_err();
+    assert_eq!(e.to_string(), "container is full");
+    assert_eq!(
+        DmaMask::bits(99).unwrap_err().kind(),
+        "invalid_dma_mask_width"
+    );
+    assert_eq!(DmaMask::from_mask(0x1001).unwrap_err().kind(), "invalid_dma_mask");
+}
+
+#[test]
+fn sparse_memory_lists_its_regions_in_order() {
+    let mut m = SparseMemory::<physvec::Phys>::default();
+    m.add_zeroed(PhysAddr::new(0x3000), 8);
+    m.add_zeroed(PhysAddr::new(0x1000), 16);
+    let regions: Vec<_> = m.regions().map(|(a, b)| (a.as_u64(), b.len())).collect();
+    assert_eq!(regions, [(0x1000, 16), (0x3000, 8)]);
+}
+
+#[test]
+fn pushing_through_a_reference_and_list_windows() {
+    fn push<K: RangeSink<physvec::Phys>>(mut k: K, r: PhysRange) {
+        k.push_range(r).unwrap();
+    }
+    let mut a = PhysArray::<4>::new();
+    push(&mut a, PhysRange::new(0x1000, 0x100));
+    push(&mut a, PhysRange::new(0x3000, 0x100));
+    assert_eq!(
+        a.as_slice(),
+        [PhysRange::new(0x1000, 0x100), PhysRange::new(0x3000, 0x100)]
+    );
+    let v = a.window(0xf0, 0x20).unwrap();
+    assert_eq!(
+        v.iter().collect::<Vec<_>>(),
+        [PhysRange::new(0x10f0, 0x10), PhysRange::new(0x3000, 0x10)]
+    );
+    assert!(!v.is_empty());
+    assert_eq!(v.first(), Some(PhysRange::new(0x10f0, 0x10)));
+    assert!(a.window(0x1f0, 0x20).is_err());
+    let empty = a.window(0x10, 0).unwrap();
+    assert!(empty.is_empty());
+    assert_eq!(empty.first(), None);
+    let by_ref: Vec<PhysRange> = (&a).into_iter().copied().collect();
+    assert_eq!(by_ref, a.as_slice());
+    let v = RangeVec::<physvec::Phys, 4>::new();
+    assert_eq!(v.capacity(), 4);
 }
