@@ -8,10 +8,11 @@ use std::hash::{Hash, Hasher};
 use physvec::error::{ErrorInfo, Position};
 use physvec::fmt::Hex;
 use physvec::mem::{MemoryError, SparseMemory};
-use physvec::nvme::{DecodeError, NvmeStatus};
+use physvec::nvme::{DecodeError, NvmeStatus, PrpError};
 use physvec::{
-    ConstraintsError, DmaAddr, DmaMask, Error, PageSize, PhysAddr, PhysArray, PhysRange, RangeSink,
-    RangeVec, RangeView, RawRange, TotalLenOverflow, VirtAddr,
+    AddrError, BuildError, ConstraintsError, DmaAddr, DmaMask, DmaMaskError, Error, PageSize,
+    PhysAddr, PhysArray, PhysRange, RangeError, RangeSink, RangeVec, RangeView, RawRange,
+    TotalLenOverflow, ViewError, VirtAddr,
 };
 
 fn hash_of<T: Hash>(v: &T) -> u64 {
@@ -236,7 +237,10 @@ fn positions_capacity_and_mask_errors_print() {
         DmaMask::bits(99).unwrap_err().kind(),
         "invalid_dma_mask_width"
     );
-    assert_eq!(DmaMask::from_mask(0x1001).unwrap_err().kind(), "invalid_dma_mask");
+    assert_eq!(
+        DmaMask::from_mask(0x1001).unwrap_err().kind(),
+        "invalid_dma_mask"
+    );
 }
 
 #[test]
@@ -275,4 +279,256 @@ fn pushing_through_a_reference_and_list_windows() {
     assert_eq!(by_ref, a.as_slice());
     let v = RangeVec::<physvec::Phys, 4>::new();
     assert_eq!(v.capacity(), 4);
+}
+
+/// Every core error: its text, its kind (inherent and through `ErrorInfo`, also wrapped
+/// in the flow `Error`), its position and that it carries no NVMe status.
+#[test]
+fn every_core_error_says_what_and_where() {
+    fn check<E: ErrorInfo + std::fmt::Display + Into<Error> + Copy>(
+        e: E,
+        text: &str,
+        kind: &str,
+        position: Option<Position>,
+    ) {
+        assert_eq!(e.to_string(), text);
+        assert_eq!(ErrorInfo::kind(&e), kind, "{text}");
+        assert_eq!(e.position(), position, "{text}");
+        assert_eq!(e.nvme_status(), None, "{text}");
+        let wrapped: Error = e.into();
+        assert_eq!(wrapped.to_string(), text);
+        assert_eq!(wrapped.kind(), kind);
+        assert_eq!(wrapped.position(), position);
+    }
+    let addr = [
+        (
+            AddrError::Overflow {
+                addr: 0xff,
+                delta: 2,
+            },
+            "address overflow: 0xff + 0x2 exceeds 2^64 - 1",
+            "address_overflow",
+        ),
+        (
+            AddrError::Underflow { addr: 1, delta: 2 },
+            "address underflow: 0x1 - 0x2 is below zero",
+            "address_underflow",
+        ),
+        (
+            AddrError::PfnOverflow {
+                pfn: 0x10,
+                page_size: 0x1000,
+            },
+            "page frame 0x10 of 0x1000-byte pages lies beyond 2^64",
+            "address_overflow",
+        ),
+        (
+            AddrError::NotPowerOfTwo { value: 6 },
+            "0x6 is not a power of two",
+            "not_power_of_two",
+        ),
+    ];
+    for (e, text, kind) in addr {
+        assert_eq!(e.kind(), kind);
+        check(e, text, kind, None);
+    }
+    let range = [
+        (
+            RangeError::Empty { addr: 0x10 },
+            "empty range at 0x10",
+            "empty_segment",
+        ),
+        (
+            RangeError::Overflow {
+                addr: 0x10,
+                len: 0x20,
+            },
+            "range 0x10+0x20 ends beyond the 64-bit address space",
+            "address_overflow",
+        ),
+        (
+            RangeError::OffsetOutOfRange { offset: 8, len: 4 },
+            "offset 0x8 is not inside a range of 0x4 bytes",
+            "offset_out_of_range",
+        ),
+    ];
+    for (e, text, kind) in range {
+        assert_eq!(e.kind(), kind);
+        check(e, text, kind, None);
+    }
+    let view = [
+        (
+            ViewError::OutOfBounds {
+                offset: 1,
+                len: 2,
+                total: 3,
+            },
+            "window 0x1+0x2 is outside the 0x3 bytes of the list",
+            "out_of_bounds",
+            None,
+        ),
+        (
+            ViewError::TotalOverflow { index: 4 },
+            "total length overflows u64 at segment 4",
+            "length_overflow",
+            Some(Position::Index(4)),
+        ),
+    ];
+    for (e, text, kind, pos) in view {
+        assert_eq!(e.kind(), kind);
+        check(e, text, kind, pos);
+    }
+    let constraints = [
+        (
+            ConstraintsError::ZeroMaxSegmentSize,
+            "zero_max_segment_size",
+        ),
+        (ConstraintsError::ZeroMaxSegments, "zero_max_segments"),
+        (
+            ConstraintsError::BoundaryMaskNotContiguous { mask: 5 },
+            "invalid_boundary_mask",
+        ),
+        (
+            ConstraintsError::AlignmentNotPowerOfTwo { alignment: 3 },
+            "not_power_of_two",
+        ),
+        (
+            ConstraintsError::MaxSegmentBelowAlignment {
+                max_segment_size: 1,
+                alignment: 2,
+            },
+            "max_segment_below_alignment",
+        ),
+        (
+            ConstraintsError::BoundaryBelowAlignment {
+                mask: 1,
+                alignment: 4,
+            },
+            "boundary_below_alignment",
+        ),
+    ];
+    for (e, kind) in constraints {
+        assert_eq!(e.kind(), kind);
+        check(e, &e.to_string(), kind, None);
+    }
+    let build = [
+        (
+            BuildError::Unaligned {
+                index: 1,
+                addr: 0x1001,
+                alignment: 0x200,
+            },
+            "input 1: start 0x1001 is not aligned to 0x200",
+            "unaligned",
+        ),
+        (
+            BuildError::AboveDmaMask {
+                index: 2,
+                last: 0x1_0000_0000,
+                mask: 0xffff_ffff,
+            },
+            "input 2: byte 0x100000000 is above the DMA mask 0xffffffff",
+            "above_dma_mask",
+        ),
+        (
+            BuildError::TooManySegments {
+                index: 3,
+                max_segments: 4,
+            },
+            "input 3: would exceed the limit of 4 segments",
+            "too_many_segments",
+        ),
+        (
+            BuildError::CapacityExceeded {
+                index: 4,
+                needed: 2,
+                available: 1,
+            },
+            "input 4: needs 2 more segments, container has room for 1",
+            "capacity_exceeded",
+        ),
+        (
+            BuildError::TotalOverflow { index: 5 },
+            "input 5: total length exceeds u64::MAX bytes",
+            "length_overflow",
+        ),
+        (
+            BuildError::InvalidRange {
+                index: 6,
+                error: RangeError::Empty { addr: 0x10 },
+            },
+            "input 6: empty range at 0x10",
+            "empty_segment",
+        ),
+    ];
+    for (e, text, kind) in build {
+        assert_eq!(e.kind(), kind);
+        check(e, text, kind, Some(Position::Index(e.index() as u64)));
+    }
+    let t = TotalLenOverflow {
+        total: 0x10,
+        len: 0x20,
+    };
+    check(
+        t,
+        "total length 0x10 + 0x20 exceeds u64::MAX bytes",
+        "length_overflow",
+        None,
+    );
+    let masks = [
+        (
+            DmaMaskError::InvalidWidth { bits: 65 },
+            "a DMA mask of 65 bits: the width must be 1 to 64",
+            "invalid_dma_mask_width",
+        ),
+        (
+            DmaMaskError::NotLowBits { mask: 6 },
+            "0x6 is not a DMA mask (2^n - 1 for n = 1..64)",
+            "invalid_dma_mask",
+        ),
+    ];
+    for (e, text, kind) in masks {
+        assert_eq!(e.kind(), kind);
+        check(e, text, kind, None);
+    }
+    let m = MemoryError::at(DmaAddr::new(0x80), 8);
+    assert_eq!(ErrorInfo::kind(&m), "memory_unreadable");
+    let c = PhysArray::<0>::new()
+        .try_push(PhysRange::new(0, 1))
+        .unwrap_err();
+    assert_eq!(ErrorInfo::kind(&c), "capacity_exceeded");
+}
+
+#[test]
+fn addresses_page_sizes_and_masks_print_in_hex() {
+    assert_eq!(PhysAddr::new(0x1000).to_string(), "0x1000");
+    assert_eq!(format!("{:?}", PageSize::SIZE_4K), "PageSize(0x1000)");
+    assert_eq!(PageSize::SIZE_64K.get(), 0x1_0000);
+    assert_eq!(PageSize::SIZE_2M.get(), 0x20_0000);
+    assert_eq!(PageSize::SIZE_1G.get(), 0x4000_0000);
+    assert_eq!(
+        format!("{:?}", DmaMask::BITS_32),
+        "DmaMask(32 bits, 0xffffffff)"
+    );
+    assert_eq!(DmaMask::BITS_32.to_string(), "32-bit (0xffffffff)");
+}
+
+#[test]
+fn counted_words_agree_in_number() {
+    let one = PrpError::TooFewListPages {
+        needed: 1,
+        supplied: 1,
+    };
+    assert_eq!(
+        one.to_string(),
+        "the transfer needs 1 PRP list page, only 1 was supplied"
+    );
+    let many = PrpError::TooFewListPages {
+        needed: 3,
+        supplied: 2,
+    };
+    assert_eq!(
+        many.to_string(),
+        "the transfer needs 3 PRP list pages, only 2 were supplied"
+    );
 }
