@@ -9,6 +9,7 @@ use physvec::error::{ErrorInfo, Position};
 use physvec::fmt::Hex;
 use physvec::mem::{MemoryError, SparseMemory};
 use physvec::nvme::{DecodeError, NvmeStatus, PrpError};
+use physvec::sink::Coalescing;
 use physvec::{
     AddrError, BuildError, ConstraintsError, DmaAddr, DmaMask, DmaMaskError, Error, PageSize,
     PhysAddr, PhysArray, PhysRange, RangeError, RangeSink, RangeVec, RangeView, RawRange,
@@ -531,4 +532,173 @@ fn counted_words_agree_in_number() {
         many.to_string(),
         "the transfer needs 3 PRP list pages, only 2 were supplied"
     );
+}
+
+#[test]
+fn address_arithmetic_on_pages() {
+    let p4k = PageSize::SIZE_4K;
+    let a = DmaAddr::new(0x12345);
+    assert_eq!(a.align_down(p4k), DmaAddr::new(0x12000));
+    assert_eq!(a.align_up(p4k), Ok(DmaAddr::new(0x13000)));
+    assert_eq!(
+        DmaAddr::new(0x13000).align_up(p4k),
+        Ok(DmaAddr::new(0x13000))
+    );
+    assert_eq!(
+        DmaAddr::new(u64::MAX - 0xffe).align_up(p4k),
+        Err(AddrError::Overflow {
+            addr: u64::MAX - 0xffe,
+            delta: 0x1000
+        })
+    );
+    assert_eq!(
+        DmaAddr::new(u64::MAX - 0xfff).align_up(p4k),
+        Ok(DmaAddr::new(u64::MAX - 0xfff))
+    );
+    assert!(a.align_down(p4k).is_aligned(p4k));
+    assert!(!a.is_aligned(p4k));
+    assert!(DmaAddr::new(0x10_0000).is_aligned(PageSize::SIZE_64K));
+    assert!(!DmaAddr::new(0x1_8000).is_aligned(PageSize::SIZE_64K));
+    assert_eq!(a.page_offset(p4k), 0x345);
+    assert_eq!(a.page_number(p4k), 0x12);
+    assert_eq!(a.page_number(PageSize::SIZE_64K), 1);
+    assert_eq!(a.split_page(p4k), (DmaAddr::new(0x12000), 0x345));
+    assert_eq!(a.offset_from(DmaAddr::new(0x12000)), Some(0x345));
+    assert_eq!(a.offset_from(a), Some(0));
+    assert_eq!(DmaAddr::new(0x12000).offset_from(a), None);
+    assert_eq!(p4k.shift(), 12);
+    assert_eq!(PageSize::SIZE_2M.shift(), 21);
+    // Page frames: the highest frame that fits and the first that does not.
+    assert_eq!(PhysAddr::from_pfn(0x12, p4k), Ok(PhysAddr::new(0x12000)));
+    assert_eq!(
+        PhysAddr::from_pfn((1 << 52) - 1, p4k),
+        Ok(PhysAddr::new(u64::MAX - 0xfff))
+    );
+    assert_eq!(
+        PhysAddr::from_pfn(1 << 52, p4k),
+        Err(AddrError::PfnOverflow {
+            pfn: 1 << 52,
+            page_size: 0x1000
+        })
+    );
+    let one = PageSize::new(1).unwrap();
+    assert_eq!(
+        PhysAddr::from_pfn(u64::MAX, one),
+        Ok(PhysAddr::new(u64::MAX))
+    );
+}
+
+#[test]
+fn ranges_contain_ranges_and_span_pages() {
+    let r = PhysRange::new(0x1000, 0x2000);
+    assert!(r.contains_range(r));
+    assert!(r.contains_range(PhysRange::new(0x1800, 0x800)));
+    assert!(r.contains_range(PhysRange::new(0x2fff, 1)));
+    assert!(!r.contains_range(PhysRange::new(0xfff, 2)));
+    assert!(!r.contains_range(PhysRange::new(0x2fff, 2)));
+    assert!(!r.contains_range(PhysRange::new(0x4000, 0x10)));
+    let p4k = PageSize::SIZE_4K;
+    assert_eq!(PhysRange::new(0xfff, 2).pages_spanned(p4k), 2);
+    assert_eq!(PhysRange::new(0x1000, 0x1000).pages_spanned(p4k), 1);
+    assert_eq!(PhysRange::new(0x1001, 0x1000).pages_spanned(p4k), 2);
+    assert_eq!(PhysRange::new(0x1000, 0x3001).pages_spanned(p4k), 4);
+    assert_eq!(
+        PhysRange::new(u64::MAX - 0xfff, 0x1000).pages_spanned(p4k),
+        1
+    );
+    let buf = [0u8; 100];
+    let v = physvec::VirtRange::from_slice(&buf[10..]).unwrap();
+    assert_eq!((v.addr().as_u64(), v.len()), (buf.as_ptr() as u64 + 10, 90));
+    assert_eq!(
+        physvec::VirtRange::from_slice(&buf[..0]),
+        Err(RangeError::Empty {
+            addr: buf.as_ptr() as u64
+        })
+    );
+    // Equal ranges hash equally; a different length or start hashes differently.
+    assert_eq!(hash_of(&r), hash_of(&PhysRange::new(0x1000, 0x2000)));
+    assert_ne!(hash_of(&r), hash_of(&PhysRange::new(0x1000, 0x2001)));
+    assert_ne!(hash_of(&r), hash_of(&PhysRange::new(0x1001, 0x2000)));
+}
+
+#[test]
+fn masks_cover_up_to_their_highest_address() {
+    let m = DmaMask::bits(40).unwrap();
+    assert_eq!(m.width(), 40);
+    assert_eq!(m.highest(), DmaAddr::new((1 << 40) - 1));
+    assert!(m.covers(PhysRange::new((1 << 40) - 0x1000, 0x1000)));
+    assert!(!m.covers(PhysRange::new((1 << 40) - 0x1000, 0x1001)));
+    assert!(!m.covers(PhysRange::new(1 << 40, 1)));
+    assert_eq!(DmaMask::BITS_64.width(), 64);
+    assert!(DmaMask::BITS_64.covers(PhysRange::new(u64::MAX, 1)));
+    assert_eq!(DmaMask::bits(1).unwrap().width(), 1);
+}
+
+#[test]
+fn fixed_lists_fill_truncate_and_view() {
+    let mut a = PhysArray::<3>::new();
+    assert_eq!(a.capacity(), 3);
+    assert!(!a.is_full());
+    for i in 0..3 {
+        a.try_push(PhysRange::new(0x1000 * (2 * i + 1), 0x100))
+            .unwrap();
+    }
+    assert!(a.is_full());
+    assert_eq!(a.total_len(), 0x300);
+    let v = a.view();
+    assert_eq!(v.len(), 0x300);
+    assert_eq!(v.segment_count(), 3);
+    a.truncate(1);
+    assert_eq!((a.len(), a.total_len()), (1, 0x100));
+    assert!(!a.is_full());
+    a.truncate(5);
+    assert_eq!(a.len(), 1);
+    let mut h = RangeVec::<physvec::Phys, 2>::with_capacity(100);
+    assert!(h.capacity() >= 100);
+    h.push(PhysRange::new(0, 1));
+    assert_eq!(h.len(), 1);
+}
+
+#[test]
+fn views_know_their_underlying_ranges_and_print_them() {
+    let list = [
+        PhysRange::new(0, 8),
+        PhysRange::new(16, 8),
+        PhysRange::new(32, 8),
+    ];
+    let v = RangeView::new(&list, 3, 10).unwrap();
+    assert_eq!(v.underlying(), &list[..2]);
+    assert_eq!(v.head_offset(), 3);
+    assert_eq!(
+        v.iter().collect::<Vec<_>>(),
+        [PhysRange::new(3, 5), PhysRange::new(16, 5)]
+    );
+    let dbg = format!("{v:?}");
+    assert!(dbg.contains("2 segs") && dbg.contains("0xa bytes"), "{dbg}");
+}
+
+#[test]
+fn growable_sinks_and_the_coalescing_adaptor() {
+    let mut v: Vec<PhysRange> = Vec::new();
+    assert_eq!(RangeSink::remaining_capacity(&v), usize::MAX);
+    v.push(PhysRange::new(0x100, 1));
+    let mut c = Coalescing::new(&mut v);
+    assert_eq!(c.start().len(), 1);
+    c.push(PhysRange::new(0, 1)).unwrap();
+    c.push(PhysRange::new(1, 1)).unwrap();
+    c.push(PhysRange::new(0x10, 1)).unwrap();
+    assert_eq!(c.pushed(), 2);
+    assert_eq!(c.written(), [PhysRange::new(0, 2), PhysRange::new(0x10, 1)]);
+    c.rollback();
+    assert_eq!(v, [PhysRange::new(0x100, 1)]);
+    // Through a reference: truncate and remaining capacity reach the sink.
+    let mut a = PhysArray::<4>::new();
+    a.try_push(PhysRange::new(0, 1)).unwrap();
+    a.try_push(PhysRange::new(0x10, 1)).unwrap();
+    {
+        let mut r = &mut a;
+        RangeSink::truncate_ranges(&mut r, 1);
+        assert_eq!(RangeSink::remaining_capacity(&r), 3);
+    }
+    assert_eq!(a.as_slice(), [PhysRange::new(0, 1)]);
 }
