@@ -61,7 +61,11 @@ impl<S: AddrSpace> MemoryError<S> {
 
 impl<S: AddrSpace> fmt::Display for MemoryError<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let (unit, verb) = if self.len == 1 { ("byte", "is") } else { ("bytes", "are") };
+        let (unit, verb) = if self.len == 1 {
+            ("byte", "is")
+        } else {
+            ("bytes", "are")
+        };
         write!(
             f,
             "{} {unit} at {:#x} {verb} not backed by memory",
