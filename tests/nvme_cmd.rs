@@ -335,3 +335,114 @@ fn data_pointer_choice_follows_the_policy() {
     let no_sgl = DataPointerPolicy::new(SglCapabilities::NONE, MemoryPageSize::SIZE_4K);
     assert_eq!(choose_data_pointer(&big, &no_sgl), DataPointerChoice::Prp);
 }
+
+/// The submission queue entry's common fields sit at the byte offsets of the NVMe base
+/// specification (Figure "Common Command Format"), each field apart from its neighbours.
+#[test]
+fn sqe_fields_sit_at_their_byte_offsets() {
+    let mut s = SubmissionQueueEntry::new(0x81);
+    s.set_fuse(0b10);
+    s.set_psdt(nvme::Psdt::SglMetadataDescriptor);
+    s.set_cid(0xbeef);
+    s.set_nsid(0x1234_5678);
+    s.set_mptr(0x1122_3344_5566_7788);
+    let dptr: [u8; 16] = core::array::from_fn(|i| 0xa0 + i as u8);
+    s.set_dptr(dptr);
+    for (k, set) in [
+        SubmissionQueueEntry::set_cdw10 as fn(&mut SubmissionQueueEntry, u32),
+        SubmissionQueueEntry::set_cdw11,
+        SubmissionQueueEntry::set_cdw12,
+        SubmissionQueueEntry::set_cdw13,
+        SubmissionQueueEntry::set_cdw14,
+        SubmissionQueueEntry::set_cdw15,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        set(&mut s, 0xc0de_0000 + k as u32);
+    }
+    let b = s.as_bytes();
+    assert_eq!(b[0], 0x81);
+    assert_eq!(b[1], 0b1000_0010, "PSDT in bits 7:6, FUSE in bits 1:0");
+    assert_eq!(&b[2..4], &[0xef, 0xbe]);
+    assert_eq!(&b[4..8], &[0x78, 0x56, 0x34, 0x12]);
+    assert_eq!(&b[8..16], &[0; 8], "CDW2-3 untouched");
+    assert_eq!(&b[16..24], &0x1122_3344_5566_7788u64.to_le_bytes());
+    assert_eq!(&b[24..40], &dptr);
+    for k in 0..6 {
+        let o = 40 + 4 * k;
+        assert_eq!(&b[o..o + 4], &(0xc0de_0000 + k as u32).to_le_bytes());
+    }
+    // Reading back through the accessors and from the raw bytes.
+    let r = SubmissionQueueEntry::from_bytes(*b);
+    assert_eq!(r, s);
+    assert_eq!(
+        (r.opcode(), r.fuse(), r.psdt(), r.cid(), r.nsid()),
+        (
+            0x81,
+            2,
+            nvme::Psdt::SglMetadataDescriptor,
+            0xbeef,
+            0x1234_5678
+        )
+    );
+    assert_eq!((r.mptr(), r.dptr()), (0x1122_3344_5566_7788, dptr));
+    assert_eq!(
+        [
+            r.cdw10(),
+            r.cdw11(),
+            r.cdw12(),
+            r.cdw13(),
+            r.cdw14(),
+            r.cdw15()
+        ],
+        core::array::from_fn(|k| 0xc0de_0000 + k as u32)
+    );
+    assert_eq!(r.dword(0), 0xbeef_8281);
+    assert_eq!(r.dword(1), 0x1234_5678);
+    assert_eq!(r.dword(15), 0xc0de_0005);
+    // Indices are masked to 0..16: dword 17 is dword 1.
+    assert_eq!(r.dword(17), r.dword(1));
+    let mut w = r;
+    w.set_dword(16 + 2, 0xdead_beef);
+    assert_eq!(w.dword(2), 0xdead_beef);
+    assert_eq!(&w.as_bytes()[8..12], &0xdead_beefu32.to_le_bytes());
+    w.set_opcode(0x02);
+    assert_eq!(w.as_bytes()[0], 0x02);
+    assert_eq!(
+        w.as_bytes()[1],
+        0b1000_0010,
+        "the opcode leaves FUSE/PSDT alone"
+    );
+    // Changing FUSE keeps PSDT and the other way round.
+    w.set_fuse(0b01);
+    assert_eq!(w.psdt(), nvme::Psdt::SglMetadataDescriptor);
+    w.set_psdt(nvme::Psdt::Prp);
+    assert_eq!((w.fuse(), w.as_bytes()[1]), (1, 1));
+}
+
+#[test]
+fn psdt_values_and_named_admin_commands() {
+    use nvme::Psdt;
+    for (bits, p, sgl) in [
+        (0, Psdt::Prp, false),
+        (1, Psdt::SglContiguousMetadata, true),
+        (2, Psdt::SglMetadataDescriptor, true),
+        (3, Psdt::Reserved, false),
+    ] {
+        assert_eq!(Psdt::from_bits(bits), p);
+        assert_eq!(Psdt::from_bits(bits | 0xfc), p, "only bits 1:0 count");
+        assert_eq!(p.bits(), bits);
+        assert_eq!(p.is_sgl(), sgl, "{p:?}");
+    }
+    let ns = SubmissionQueueEntry::identify_namespace(NamespaceId::new(7)).with_cid(9);
+    assert_eq!(
+        (ns.opcode(), ns.nsid(), ns.cdw10(), ns.cid()),
+        (opcode::admin::IDENTIFY, 7, 0, 9)
+    );
+    assert_eq!(opcode::admin::name(0x06), Some("Identify"));
+    assert_eq!(opcode::admin::name(0x7f), None);
+    assert_eq!(opcode::io::name(0x01), Some("Write"));
+    assert_eq!(opcode::io::name(0x02), Some("Read"));
+    assert_eq!(opcode::io::name(0x7f), None);
+}
