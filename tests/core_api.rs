@@ -503,6 +503,11 @@ fn every_core_error_says_what_and_where() {
 #[test]
 fn addresses_page_sizes_and_masks_print_in_hex() {
     assert_eq!(PhysAddr::new(0x1000).to_string(), "0x1000");
+    assert_eq!(format!("{:x}", DmaAddr::new(0xabc)), "abc");
+    assert_eq!(format!("{:#010x}", DmaAddr::new(0xabc)), "0x00000abc");
+    assert_eq!(format!("{:X}", DmaAddr::new(0xabc)), "ABC");
+    assert_eq!(PageSize::SIZE_4K.to_string(), "4 KiB");
+    assert_eq!(PageSize::SIZE_2M.to_string(), "2 MiB");
     assert_eq!(format!("{:?}", PageSize::SIZE_4K), "PageSize(0x1000)");
     assert_eq!(PageSize::SIZE_64K.get(), 0x1_0000);
     assert_eq!(PageSize::SIZE_2M.get(), 0x20_0000);
