@@ -661,7 +661,13 @@ fn fixed_lists_fill_truncate_and_view() {
     let mut h = RangeVec::<physvec::Phys, 2>::with_capacity(100);
     assert!(h.capacity() >= 100);
     h.push(PhysRange::new(0, 1));
-    assert_eq!(h.len(), 1);
+    h.push(PhysRange::new(0x10, 2));
+    h.push(PhysRange::new(0x20, 4));
+    assert_eq!((h.len(), h.total_len()), (3, 7));
+    h.truncate(1);
+    assert_eq!((h.len(), h.total_len()), (1, 1));
+    assert_eq!(h.pop(), Some(PhysRange::new(0, 1)));
+    assert_eq!(h.pop(), None);
 }
 
 #[test]
