@@ -713,3 +713,27 @@ fn growable_sinks_and_the_coalescing_adaptor() {
     }
     assert_eq!(a.as_slice(), [PhysRange::new(0, 1)]);
 }
+
+#[test]
+fn ranges_lists_and_masks_print_and_convert() {
+    let r = PhysRange::new(0x1000, 0x1000);
+    assert_eq!(format!("{r:?}"), "phys:[0x1000+0x1000]");
+    let top = PhysRange::new(u64::MAX - 0xfff, 0x1000);
+    assert_eq!(
+        top.to_string(),
+        "0xfffffffffffff000..0x10000000000000000 (4 KiB)"
+    );
+    let mut a = PhysArray::<2>::new();
+    a.try_push(r).unwrap();
+    a.try_push(PhysRange::new(0x8000, 0x100)).unwrap();
+    assert_eq!(
+        format!("{a:?}"),
+        "[2 segs, 0x1100 bytes] [phys:[0x1000+0x1000], phys:[0x8000+0x100]]"
+    );
+    let m = DmaMask::BITS_32;
+    assert_eq!(u64::from(m), 0xffff_ffff);
+    assert!(m.reaches(DmaAddr::new(0xffff_ffff)));
+    assert!(!m.reaches(DmaAddr::new(0x1_0000_0000)));
+    let e = MemoryError::at(DmaAddr::new(0x80), 8);
+    assert_eq!(e.position(), Some(Position::Address(0x80)));
+}
