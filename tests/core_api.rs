@@ -737,3 +737,30 @@ fn ranges_lists_and_masks_print_and_convert() {
     let e = MemoryError::at(DmaAddr::new(0x80), 8);
     assert_eq!(e.position(), Some(Position::Address(0x80)));
 }
+
+#[test]
+fn addresses_order_and_ranges_overlap_and_slice() {
+    assert!(PhysAddr::new(1) < PhysAddr::new(2));
+    assert_eq!(
+        PhysAddr::new(3).partial_cmp(&PhysAddr::new(2)),
+        Some(std::cmp::Ordering::Greater)
+    );
+    assert_eq!(u64::from(PhysAddr::new(0x1234)), 0x1234);
+    let r = PhysRange::new(0x1000, 0x100);
+    assert!(r.overlaps(PhysRange::new(0x10ff, 0x10)));
+    assert!(r.overlaps(PhysRange::new(0xff0, 0x11)));
+    assert!(!r.overlaps(PhysRange::new(0x1100, 0x10)));
+    assert!(!r.overlaps(PhysRange::new(0xff0, 0x10)));
+    assert_eq!(r.slice(0x10, 0x20), Ok(PhysRange::new(0x1010, 0x20)));
+    assert_eq!(r.slice(0xf0, 0x10), Ok(PhysRange::new(0x10f0, 0x10)));
+    assert_eq!(
+        r.slice(0xf0, 0x20),
+        Err(RangeError::OffsetOutOfRange {
+            offset: 0xf0,
+            len: 0x100
+        })
+    );
+    assert_eq!(r.slice(0x10, 0), Err(RangeError::Empty { addr: 0x1010 }));
+    // A range at address 0 prints its end as the start plus the length.
+    assert_eq!(PhysRange::new(0, 0x10).to_string(), "0x0..0x10 (16 B)");
+}
