@@ -62,6 +62,10 @@ fn views_at_address_zero_iterate_and_count_down() {
         PhysRange::new(0x40, 8),
     ];
     let v = RangeView::full(&list).unwrap();
+    #[allow(clippy::clone_on_copy)]
+    let copy = v.clone();
+    assert_eq!(copy.len(), 0x28);
+    assert_eq!(copy, v);
     let mut it = v.iter();
     assert_eq!(it.size_hint(), (3, Some(3)));
     assert_eq!(it.next(), Some(PhysRange::new(0, 0x10)));
@@ -230,6 +234,8 @@ fn clones_raw_ranges_and_page_alignment() {
 fn positions_capacity_and_mask_errors_print() {
     assert_eq!(Position::index(3).to_string(), "index 3");
     assert_eq!(Position::Address(0x1000).to_string(), "0x1000");
+    assert_eq!(Position::Address(0x1000).raw(), 0x1000);
+    assert_eq!(Position::index(7).raw(), 7);
     let mut a = PhysArray::<1>::new();
     a.try_push(PhysRange::new(0, 1)).unwrap();
     let e = a.try_push(PhysRange::new(0x10, 1)).unwrap_err();
