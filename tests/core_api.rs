@@ -770,3 +770,19 @@ fn addresses_order_and_ranges_overlap_and_slice() {
     // A range at address 0 prints its end as the start plus the length.
     assert_eq!(PhysRange::new(0, 0x10).to_string(), "0x0..0x10 (16 B)");
 }
+
+#[test]
+fn masks_from_values_raw_ranges_print_and_view_ends() {
+    assert_eq!(DmaMask::try_from(0xffff_ffffu64), Ok(DmaMask::BITS_32));
+    assert_eq!(
+        DmaMask::try_from(6u64),
+        Err(DmaMaskError::NotLowBits { mask: 6 })
+    );
+    let raw = RawRange::from(PhysRange::new(0x1000, 0x200));
+    assert_eq!(format!("{raw:?}"), "raw phys:[0x1000+0x200]");
+    let list = [PhysRange::new(0x100, 8), PhysRange::new(0x200, 8)];
+    let v = RangeView::new(&list, 2, 10).unwrap();
+    assert_eq!(v.first(), Some(PhysRange::new(0x102, 6)));
+    assert_eq!(v.last(), Some(PhysRange::new(0x200, 4)));
+    assert_eq!(RangeView::<physvec::Phys>::empty().last(), None);
+}
