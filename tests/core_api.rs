@@ -786,3 +786,32 @@ fn masks_from_values_raw_ranges_print_and_view_ends() {
     assert_eq!(v.last(), Some(PhysRange::new(0x200, 4)));
     assert_eq!(RangeView::<physvec::Phys>::empty().last(), None);
 }
+
+#[test]
+fn ranges_order_lists_compare_and_slices_become_views() {
+    let a = PhysRange::new(0x1000, 0x10);
+    let b = PhysRange::new(0x1000, 0x20);
+    assert_eq!(a.partial_cmp(&b), Some(std::cmp::Ordering::Less));
+    assert!(PhysRange::new(0x2000, 1) > b);
+    let mut x = PhysArray::<2>::new();
+    let mut y = PhysArray::<2>::new();
+    x.try_push(a).unwrap();
+    y.try_push(a).unwrap();
+    assert_eq!(x, y);
+    y.try_push(b).unwrap();
+    assert_ne!(x, y);
+    // Through a reference, replacing the last range reaches the sink.
+    {
+        let mut r = &mut x;
+        RangeSink::replace_last(&mut r, PhysRange::new(0x1000, 0x30)).unwrap();
+    }
+    assert_eq!(x.as_slice(), [PhysRange::new(0x1000, 0x30)]);
+    let list = [a, PhysRange::new(0x3000, 0x10)];
+    let v = RangeView::try_from(&list[..]).unwrap();
+    assert_eq!((v.len(), v.segment_count()), (0x20, 2));
+    let huge = [PhysRange::new(0, u64::MAX), PhysRange::new(0, 2)];
+    assert_eq!(
+        RangeView::try_from(&huge[..]),
+        Err(ViewError::TotalOverflow { index: 1 })
+    );
+}
