@@ -446,3 +446,29 @@ fn psdt_values_and_named_admin_commands() {
     assert_eq!(opcode::io::name(0x02), Some("Read"));
     assert_eq!(opcode::io::name(0x7f), None);
 }
+
+/// Success is SCT 0 and SC 0 whatever DNR, More and CRD say; the entry answers for its
+/// status; its `Debug` is the one-line form.
+#[test]
+fn success_ignores_the_retry_bits() {
+    let ok = CompletionStatus::SUCCESS;
+    assert!(ok.is_success());
+    assert!(ok.with_dnr(true).with_more(true).with_crd(3).is_success());
+    assert!(!CompletionStatus::new(NvmeStatus::INVALID_FIELD).is_success());
+    assert!(!CompletionStatus::new(NvmeStatus::new(1, 0)).is_success());
+    let good = CompletionQueueEntry::new(5, 1, 2, ok, true);
+    let bad = CompletionQueueEntry::new(
+        5,
+        1,
+        2,
+        CompletionStatus::new(NvmeStatus::INVALID_FIELD),
+        true,
+    );
+    assert!(good.is_success());
+    assert!(!bad.is_success());
+    assert_eq!(
+        format!("{good:?}"),
+        format!("CompletionQueueEntry {{ {good} }}")
+    );
+    assert!(format!("{good:?}").contains("cid=0x0005"));
+}

@@ -134,3 +134,20 @@ fn queue_error_kinds() {
         "head_out_of_range"
     );
 }
+
+/// Rings report their depth, and the submission ring's head only moves to a slot
+/// inside it.
+#[test]
+fn rings_report_their_depth() {
+    use physvec::nvme::{CompletionRing, SubmissionRing};
+    let mut sq = SubmissionRing::new(8).unwrap();
+    assert_eq!(sq.depth(), 8);
+    assert_eq!(CompletionRing::new(4).unwrap().depth(), 4);
+    assert_eq!(sq.push(), Ok(0));
+    assert_eq!(sq.push(), Ok(1));
+    assert_eq!(sq.outstanding(), 2);
+    assert!(sq.set_head(8).is_err());
+    assert_eq!((sq.head(), sq.outstanding()), (0, 2));
+    sq.set_head(2).unwrap();
+    assert_eq!((sq.head(), sq.outstanding()), (2, 0));
+}
