@@ -472,3 +472,85 @@ fn success_ignores_the_retry_bits() {
     );
     assert!(format!("{good:?}").contains("cid=0x0005"));
 }
+
+/// The edges of namespace identifiers, LBA ranges and block sizes: 0 and FFFFFFFFh are
+/// not namespaces; 65,536 blocks is the most one command moves; the last block may be
+/// LBA 2^64 - 1; a block size is a power of two of at least 512 bytes.
+#[test]
+fn namespace_and_lba_edges() {
+    for bad in [0, u32::MAX] {
+        assert_eq!(
+            NamespaceId::try_new(bad),
+            Err(CommandError::InvalidNamespaceId { nsid: bad })
+        );
+    }
+    for good in [1, 0xffff_fffe] {
+        assert_eq!(NamespaceId::try_new(good).map(NamespaceId::get), Ok(good));
+    }
+    assert_eq!(NamespaceId::new(0x2a).to_string(), "0x2a");
+    assert_eq!(LbaRange::try_new(0, 65_536).map(|r| r.nlb()), Ok(0xffff));
+    assert_eq!(
+        LbaRange::try_new(0, 65_537),
+        Err(CommandError::TooManyBlocks { blocks: 65_537 })
+    );
+    assert_eq!(LbaRange::try_new(5, 0), Err(CommandError::ZeroBlocks));
+    assert_eq!(
+        LbaRange::try_new(u64::MAX, 1).map(|r| r.slba()),
+        Ok(u64::MAX)
+    );
+    assert_eq!(
+        LbaRange::try_new(u64::MAX - 7, 8).map(|r| r.blocks()),
+        Ok(8)
+    );
+    assert_eq!(
+        LbaRange::try_new(u64::MAX - 6, 8),
+        Err(CommandError::LbaOverflow {
+            slba: u64::MAX - 6,
+            blocks: 8
+        })
+    );
+    assert_eq!(
+        LbaRange::try_new(u64::MAX, 2),
+        Err(CommandError::LbaOverflow {
+            slba: u64::MAX,
+            blocks: 2
+        })
+    );
+    for bad in [0, 256, 511, 513, 768, 4095] {
+        assert_eq!(
+            LbaRange::from_bytes(0, 4096, bad),
+            Err(CommandError::InvalidBlockSize { block_size: bad })
+        );
+    }
+    for good in [512, 4096, 1 << 16] {
+        assert_eq!(
+            LbaRange::from_bytes(0, 1 << 16, good).map(|r| r.byte_len(good)),
+            Ok(1 << 16)
+        );
+    }
+}
+
+/// Every generic status code the module names, by the specification's name.
+#[test]
+fn generic_status_names() {
+    for (sc, name) in [
+        (0x00, "Successful Completion"),
+        (0x02, "Invalid Field in Command"),
+        (0x04, "Data Transfer Error"),
+        (0x06, "Internal Error"),
+        (0x0d, "Invalid SGL Segment Descriptor"),
+        (0x0e, "Invalid Number of SGL Descriptors"),
+        (0x0f, "Data SGL Length Invalid"),
+        (0x10, "Metadata SGL Length Invalid"),
+        (0x11, "SGL Descriptor Type Invalid"),
+        (0x12, "Invalid Use of Controller Memory Buffer"),
+        (0x13, "PRP Offset Invalid"),
+        (0x1d, "SGL Data Block Granularity Invalid"),
+    ] {
+        let s = NvmeStatus::new(0, sc);
+        assert_eq!((s.known_name(), s.name()), (Some(name), name));
+        // The same code in another status code type is not a generic status.
+        assert_eq!(NvmeStatus::new(1, sc).known_name(), None);
+    }
+    assert_eq!(NvmeStatus::new(0, 0x80).name(), "status");
+}
