@@ -522,6 +522,18 @@ fn namespace_and_lba_edges() {
             Err(CommandError::InvalidBlockSize { block_size: bad })
         );
     }
+    assert_eq!(
+        LbaRange::from_bytes(0, 65_536 * 512, 512).map(|r| r.nlb()),
+        Ok(0xffff)
+    );
+    assert_eq!(
+        LbaRange::try_new(0x10, 8).unwrap().to_string(),
+        "slba=0x10 nlb=0x7"
+    );
+    let f = SubmissionQueueEntry::flush(NamespaceId::new(3));
+    assert_eq!((f.opcode(), f.nsid()), (opcode::io::FLUSH, 3));
+    let all = SubmissionQueueEntry::flush(NamespaceId::BROADCAST);
+    assert_eq!(all.nsid(), 0xffff_ffff);
     for good in [512, 4096, 1 << 16] {
         assert_eq!(
             LbaRange::from_bytes(0, 1 << 16, good).map(|r| r.byte_len(good)),
