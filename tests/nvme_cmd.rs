@@ -566,3 +566,94 @@ fn generic_status_names() {
     }
     assert_eq!(NvmeStatus::new(0, 0x80).name(), "status");
 }
+
+/// The queue-creation and queue-count commands put every CDW11 field where the
+/// specification says: IV 31:16, IEN bit 1, PC bit 0 (Create I/O CQ); CQID 31:16, PC
+/// (Create I/O SQ); NCQR 31:16, NSQR 15:0, both 0's based (Number of Queues).
+#[test]
+fn queue_commands_fill_cdw11() {
+    let cq = SubmissionQueueEntry::create_io_cq(2, 64, DmaAddr::new(0x4000), Some(5)).unwrap();
+    assert_eq!(cq.cdw11(), 5 << 16 | 0b11);
+    assert_eq!(cq.cdw10(), 63 << 16 | 2);
+    let sq = SubmissionQueueEntry::create_io_sq(4, 32, DmaAddr::new(0x8000), 2).unwrap();
+    assert_eq!(sq.cdw11(), 2 << 16 | 1);
+    assert_eq!(sq.cdw10(), 31 << 16 | 4);
+    assert_eq!(
+        sq.data_pointer(),
+        Some(DataPointer::Prp {
+            prp1: DmaAddr::new(0x8000),
+            prp2: DmaAddr::ZERO
+        })
+    );
+    let q = SubmissionQueueEntry::set_features_number_of_queues(3, 7).unwrap();
+    assert_eq!(q.cdw11(), 6 << 16 | 2);
+    assert_eq!(q.opcode(), opcode::admin::SET_FEATURES);
+}
+
+/// Every opcode the module names, by the specification's name.
+#[test]
+fn opcode_names() {
+    use opcode::{admin, io};
+    for (op, name) in [
+        (admin::DELETE_IO_SQ, "Delete I/O Submission Queue"),
+        (admin::CREATE_IO_SQ, "Create I/O Submission Queue"),
+        (admin::GET_LOG_PAGE, "Get Log Page"),
+        (admin::DELETE_IO_CQ, "Delete I/O Completion Queue"),
+        (admin::CREATE_IO_CQ, "Create I/O Completion Queue"),
+        (admin::IDENTIFY, "Identify"),
+        (admin::ABORT, "Abort"),
+        (admin::SET_FEATURES, "Set Features"),
+        (admin::GET_FEATURES, "Get Features"),
+        (admin::ASYNC_EVENT_REQUEST, "Asynchronous Event Request"),
+        (admin::NAMESPACE_MANAGEMENT, "Namespace Management"),
+        (admin::FIRMWARE_COMMIT, "Firmware Commit"),
+        (admin::FIRMWARE_IMAGE_DOWNLOAD, "Firmware Image Download"),
+        (admin::NAMESPACE_ATTACHMENT, "Namespace Attachment"),
+        (admin::KEEP_ALIVE, "Keep Alive"),
+        (admin::FORMAT_NVM, "Format NVM"),
+    ] {
+        assert_eq!(admin::name(op), Some(name));
+    }
+    for (op, name) in [
+        (io::FLUSH, "Flush"),
+        (io::WRITE, "Write"),
+        (io::READ, "Read"),
+        (io::WRITE_UNCORRECTABLE, "Write Uncorrectable"),
+        (io::COMPARE, "Compare"),
+        (io::WRITE_ZEROES, "Write Zeroes"),
+        (io::DATASET_MANAGEMENT, "Dataset Management"),
+        (io::VERIFY, "Verify"),
+    ] {
+        assert_eq!(io::name(op), Some(name));
+    }
+    // The values themselves (NVMe base specification, Figure "Opcodes for Admin
+    // Commands"; NVM Command Set specification, "Opcodes for NVM Commands").
+    assert_eq!(
+        [
+            admin::DELETE_IO_SQ,
+            admin::CREATE_IO_SQ,
+            admin::GET_LOG_PAGE,
+            admin::DELETE_IO_CQ,
+            admin::CREATE_IO_CQ,
+            admin::IDENTIFY,
+            admin::ABORT,
+            admin::SET_FEATURES,
+            admin::GET_FEATURES,
+            admin::ASYNC_EVENT_REQUEST
+        ],
+        [0x00, 0x01, 0x02, 0x04, 0x05, 0x06, 0x08, 0x09, 0x0a, 0x0c]
+    );
+    assert_eq!(
+        [
+            io::FLUSH,
+            io::WRITE,
+            io::READ,
+            io::WRITE_UNCORRECTABLE,
+            io::COMPARE,
+            io::WRITE_ZEROES,
+            io::DATASET_MANAGEMENT,
+            io::VERIFY
+        ],
+        [0x00, 0x01, 0x02, 0x04, 0x05, 0x08, 0x09, 0x0c]
+    );
+}
