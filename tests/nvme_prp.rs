@@ -350,3 +350,46 @@ fn memory_page_size_follows_cc_mps() {
         );
     }
 }
+
+/// `prp_list_pages_needed` against a walk of the specification's rule: PRP1 takes the
+/// first entry; with more than two, PRP2 points at a list that fills each page up to its
+/// last slot, which links to the next page while entries remain.
+#[test]
+fn list_pages_needed_follows_the_chaining_rule() {
+    use physvec::nvme::{prp_list_pages_needed, MemoryPageSize};
+    for mps in [MemoryPageSize::SIZE_4K, MemoryPageSize::new(8192).unwrap()] {
+        let full = mps.get() / 8;
+        for off in [
+            0,
+            7,
+            8,
+            16,
+            mps.get() / 2,
+            mps.get() - 16,
+            mps.get() - 8,
+            mps.get() - 1,
+        ] {
+            for entries in (0..=3 * full + 5).chain([u64::from(u32::MAX)]) {
+                let model = if entries <= 2 {
+                    0
+                } else {
+                    let mut left = entries - 1;
+                    let mut cap = (mps.get() - (off & !7)) / 8;
+                    let mut pages = 1;
+                    while left > cap {
+                        left -= cap - 1;
+                        cap = full;
+                        pages += 1;
+                    }
+                    pages
+                };
+                assert_eq!(
+                    prp_list_pages_needed(entries, mps, off),
+                    model,
+                    "{entries} entries, list at offset {off}, MPS {}",
+                    mps.get()
+                );
+            }
+        }
+    }
+}
