@@ -510,3 +510,18 @@ fn descriptor_and_capability_fields_follow_the_spec() {
     assert!(!SglItem::BitBucket(1).is_empty());
     assert!(SglItem::BitBucket(0).is_empty());
 }
+
+/// A Keyed Data Block prints its 24-bit length and its key, in both forms.
+#[test]
+fn keyed_descriptors_print_length_and_key() {
+    let k =
+        physvec::nvme::SglDescriptor::keyed_data_block(physvec::DmaAddr::new(0x2000), 0x1000, 0xab)
+            .unwrap();
+    assert_eq!(
+        k.to_string(),
+        "Keyed Data Block addr=0x2000 len=0x1000 key=0xab"
+    );
+    assert_eq!(format!("{k:?}"), "KeyedDataBlock(0x2000+0x1000, key 0xab)");
+    let b = physvec::nvme::SglDescriptor::bit_bucket(0x200);
+    assert_eq!(format!("{b:?}"), "BitBucket(0x200)");
+}
