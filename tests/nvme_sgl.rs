@@ -524,4 +524,23 @@ fn keyed_descriptors_print_length_and_key() {
     assert_eq!(format!("{k:?}"), "KeyedDataBlock(0x2000+0x1000, key 0xab)");
     let b = physvec::nvme::SglDescriptor::bit_bucket(0x200);
     assert_eq!(format!("{b:?}"), "BitBucket(0x200)");
+    // SGLS bit by bit (Identify Controller bytes 539:536).
+    use physvec::nvme::SglCapabilities;
+    for (bit, name) in [
+        (2, "keyed"),
+        (16, "bit bucket"),
+        (18, "excess length"),
+        (19, "metadata SGL"),
+    ] {
+        let c = SglCapabilities::from_raw(1 | 1 << bit);
+        let got = [
+            c.keyed(),
+            c.bit_bucket(),
+            c.excess_length(),
+            c.metadata_sgl(),
+        ];
+        let want = [bit == 2, bit == 16, bit == 18, bit == 19];
+        assert_eq!(got, want, "{name}");
+    }
+    assert!(!SglCapabilities::ALL_TYPES.excess_length());
 }
