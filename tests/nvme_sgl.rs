@@ -543,4 +543,11 @@ fn keyed_descriptors_print_length_and_key() {
         assert_eq!(got, want, "{name}");
     }
     assert!(!SglCapabilities::ALL_TYPES.excess_length());
+    // Setting a bit that is already set keeps it; clearing twice keeps it clear.
+    let k = SglCapabilities::ALL_TYPES.with_bit(2, true);
+    assert!(k.keyed());
+    assert_eq!(k.raw(), SglCapabilities::ALL_TYPES.raw());
+    let n = k.with_bit(2, false).with_bit(2, false);
+    assert_eq!(n.raw(), SglCapabilities::ALL_TYPES.raw() & !(1 << 2));
+    assert_eq!(k.with_bit(32, true).raw(), k.raw());
 }
