@@ -180,6 +180,16 @@ fn require_beyond_the_pool_is_an_error_that_says_how_to_reserve() {
     let len = (want as usize) << 21;
     let e = DmaBuffer::with_huge_pages(len, HugePages::Require).unwrap_err();
     assert_eq!(e.kind(), "no_huge_pages");
+    // The OS error that refused the mapping is the error's source.
+    let source = std::error::Error::source(&e).expect("the mmap error is the source");
+    let io = source
+        .downcast_ref::<std::io::Error>()
+        .expect("an io::Error");
+    assert_eq!(
+        io.raw_os_error(),
+        Some(12),
+        "ENOMEM: the pool has too few free pages"
+    );
     let text = e.to_string();
     assert!(
         text.contains(&format!("echo {want} > /proc/sys/vm/nr_hugepages")),
