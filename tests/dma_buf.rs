@@ -246,6 +246,7 @@ fn never_means_base_pages_without_advice() {
             thp_advised: false
         }
     ));
+    assert!(!buf.backing().is_huge());
     assert_eq!(kernel_page_kib(buf.vaddr()), 4);
 }
 
@@ -289,4 +290,21 @@ fn lengths_windows_and_errors() {
     if let Some(phys) = translated(buf.phys_window(50, 50)) {
         check_against_kernel(&buf, 50, &phys, 50);
     }
+}
+
+/// Dropping a buffer unmaps it: its hugetlbfs page goes back to the pool.
+#[test]
+fn dropping_a_buffer_returns_its_hugepage() {
+    let _pool = pool();
+    let free = meminfo("HugePages_Free:");
+    let buf = match DmaBuffer::with_huge_pages(2 << 20, HugePages::Require) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("SKIPPED (no free hugepage: {e})");
+            return;
+        }
+    };
+    assert_eq!(meminfo("HugePages_Free:"), free - 1);
+    drop(buf);
+    assert_eq!(meminfo("HugePages_Free:"), free);
 }
