@@ -460,15 +460,9 @@ impl DmaBuffer {
             map_len,
             backing,
         };
-        // Write every page (MAP_POPULATE is best effort): private pages, not the zero page.
-        let page = buf.backing.page_size();
-        let mut off = 0usize;
-        while off < map_len {
-            // SAFETY: `off < map_len`: inside the mapping, which is writable and owned by
-            // `buf`; no reference to it exists yet.
-            unsafe { core::ptr::write_volatile(ptr.as_ptr().add(off), 0) };
-            off = off.saturating_add(page);
-        }
+        // `mlock` faults every page in, and for a private writable mapping it faults them
+        // for writing (the kernel breaks copy-on-write while populating): private pages,
+        // never the shared zero page, whatever MAP_POPULATE managed.
         // SAFETY: the range is exactly the mapping `buf` owns.
         unsafe { mm::mlock(ptr.as_ptr().cast::<c_void>(), map_len) }.map_err(|source| {
             DmaBufferError::Lock {
@@ -484,9 +478,9 @@ impl DmaBuffer {
         self.len
     }
 
-    /// Always `false`: a buffer holds at least one byte.
+    /// Always `false`: a buffer holds at least one byte (a zero length is refused).
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        false
     }
 
     /// Bytes actually mapped and locked: the length rounded up to the page size.

@@ -242,21 +242,26 @@ pub fn pfns(vaddr: u64, len: u64) -> Result<Vec<u64>, PagemapError> {
         .map(|(b, vpn)| {
             let mut le = [0u8; 8];
             le.copy_from_slice(b); // `chunks_exact(8)`: always 8 bytes.
-            let e = u64::from_le_bytes(le);
-            let page = vpn << shift;
-            if e & PRESENT == 0 {
-                return Err(if e & SWAPPED != 0 {
-                    PagemapError::Swapped { vaddr: page }
-                } else {
-                    PagemapError::NotPresent { vaddr: page }
-                });
-            }
-            match e & PFN_MASK {
-                0 => Err(PagemapError::PfnHidden { vaddr: page }),
-                pfn => Ok(pfn),
-            }
+            decode_entry(u64::from_le_bytes(le), vpn << shift)
         })
         .collect()
+}
+
+/// The page frame of one `/proc/self/pagemap` entry for the page at `page`
+/// (Documentation/admin-guide/mm/pagemap.rst: bit 63 present, bit 62 swapped, bits 54:0
+/// the PFN, which reads as 0 without `CAP_SYS_ADMIN`).
+fn decode_entry(e: u64, page: u64) -> Result<u64, PagemapError> {
+    if e & PRESENT == 0 {
+        return Err(if e & SWAPPED != 0 {
+            PagemapError::Swapped { vaddr: page }
+        } else {
+            PagemapError::NotPresent { vaddr: page }
+        });
+    }
+    match e & PFN_MASK {
+        0 => Err(PagemapError::PfnHidden { vaddr: page }),
+        pfn => Ok(pfn),
+    }
 }
 
 /// Translates the virtual range `[vaddr, vaddr + len)` of this process into physical
@@ -312,3 +317,85 @@ pub fn translate_buf(buf: &[u8]) -> Result<PhysVec, PagemapError> {
 }
 
 crate::error::error_info!(PagemapError);
+
+#[cfg(test)]
+#[allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::unreachable,
+    clippy::todo
+)]
+mod tests {
+    use super::*;
+
+    /// Entries as the kernel writes them: present with a PFN, present with the PFN
+    /// hidden, swapped out (a swap entry in the low bits), not present at all; the
+    /// soft-dirty (55), exclusive (56) and file/shared (61) flags never reach the PFN.
+    #[test]
+    fn entries_decode_by_their_flag_bits() {
+        let page = 0x7f00_0000_1000;
+        let flags = 1 << 55 | 1 << 56 | 1 << 61;
+        assert_eq!(
+            decode_entry(1 << 63 | flags | 0x12345, page).unwrap(),
+            0x12345
+        );
+        assert_eq!(
+            decode_entry(1 << 63 | ((1 << 55) - 1), page).unwrap(),
+            (1 << 55) - 1
+        );
+        assert!(matches!(
+            decode_entry(1 << 63 | flags, page),
+            Err(PagemapError::PfnHidden { vaddr }) if vaddr == page
+        ));
+        assert!(matches!(
+            decode_entry(1 << 62 | 0x1f << 5 | 3, page),
+            Err(PagemapError::Swapped { vaddr }) if vaddr == page
+        ));
+        assert!(matches!(
+            decode_entry(flags | 0x12345, page),
+            Err(PagemapError::NotPresent { vaddr }) if vaddr == page
+        ));
+        assert!(matches!(
+            decode_entry(0, page),
+            Err(PagemapError::NotPresent { .. })
+        ));
+    }
+
+    /// `Debug` prints addresses and lengths in hex, one variant per line shape.
+    #[test]
+    fn debug_prints_addresses_in_hex() {
+        let cases = [
+            (PagemapError::Empty, "Empty"),
+            (
+                PagemapError::AddressOverflow {
+                    vaddr: 0x10,
+                    len: 0x20,
+                },
+                "AddressOverflow { vaddr: 0x10, len: 0x20 }",
+            ),
+            (
+                PagemapError::NotPresent { vaddr: 0x1000 },
+                "NotPresent { vaddr: 0x1000 }",
+            ),
+            (
+                PagemapError::Swapped { vaddr: 0x2000 },
+                "Swapped { vaddr: 0x2000 }",
+            ),
+            (
+                PagemapError::PfnHidden { vaddr: 0x3000 },
+                "PfnHidden { vaddr: 0x3000 }",
+            ),
+        ];
+        for (e, text) in cases {
+            assert_eq!(format!("{e:?}"), text);
+        }
+        let io = PagemapError::Io {
+            vaddr: 0x4000,
+            source: std::io::Error::from_raw_os_error(1),
+        };
+        assert!(format!("{io:?}").starts_with("Io { vaddr: 0x4000, source: "));
+    }
+}

@@ -308,3 +308,33 @@ fn dropping_a_buffer_returns_its_hugepage() {
     drop(buf);
     assert_eq!(meminfo("HugePages_Free:"), free);
 }
+
+/// Every page of a new buffer is its own resident frame (not the shared zero page),
+/// and its `Debug` names the mapping and the backing.
+#[test]
+fn every_page_is_a_private_frame() {
+    let buf = DmaBuffer::with_huge_pages(8 << 12, HugePages::Never).unwrap();
+    let dbg = format!("{buf:?}");
+    assert!(
+        dbg.starts_with(&format!(
+            "DmaBuffer {{ vaddr: {:#x}, len: 0x8000, mapped_len: 0x8000, backing: ",
+            buf.vaddr()
+        )),
+        "{dbg}"
+    );
+    let Some(phys) = translated(buf.phys()) else {
+        return;
+    };
+    let mut frames: Vec<u64> = Vec::new();
+    for r in phys.iter() {
+        let mut a = r.addr().as_u64();
+        while a < r.addr().as_u64() + r.len() {
+            frames.push(a >> 12);
+            a += 4096;
+        }
+    }
+    let n = frames.len();
+    frames.sort_unstable();
+    frames.dedup();
+    assert_eq!((n, frames.len()), (8, 8), "{phys:?}");
+}
