@@ -8,7 +8,7 @@
 //! | step | how | if it fails |
 //! |---|---|---|
 //! | allocate | anonymous `mmap(2)`; with [`HugePages::Prefer`] (the default) and 1 MiB or more, first `MAP_HUGETLB \| MAP_HUGE_2MB`, then 4 KiB pages with `MADV_HUGEPAGE` (transparent hugepages) from 2 MiB on | [`DmaBufferError::Map`]; [`HugePages::Require`] gives [`DmaBufferError::NoHugePages`] and how to reserve some |
-//! | pre-fault | `MAP_POPULATE`, then one write per page | — |
+//! | pre-fault | `MAP_POPULATE`, then `mlock(2)`, which faults every page of the private writable mapping in for writing (no shared zero page) | — |
 //! | lock | `mlock(2)` | [`DmaBufferError::Lock`], with the fix (`ulimit -l`, `CAP_IPC_LOCK`) |
 //! | translate | [`DmaBuffer::phys`] / [`DmaBuffer::phys_window`] read pagemap | [`PagemapError`]; without `CAP_SYS_ADMIN` [`PagemapError::PfnHidden`] says so and how to fix it |
 //! | release | `Drop`: `munlock(2)`, `munmap(2)` | — |
