@@ -393,3 +393,57 @@ fn list_pages_needed_follows_the_chaining_rule() {
         }
     }
 }
+
+/// Every PRP encoder error: its text, its kind and the index it points at.
+#[test]
+fn prp_errors_say_what_and_where() {
+    use physvec::nvme::{PrpError, PrpIncompatibility};
+    let cases = [
+        (PrpError::Empty, "empty", None, "no ranges to encode".to_string()),
+        (
+            PrpError::NotPrpCompatible { index: 0, reason: PrpIncompatibility::Prp1NotDwordAligned },
+            "not_prp_compatible",
+            Some(0),
+            "segment 0 cannot be expressed with PRPs: its first byte is not dword aligned (PRP1 bits 1:0 must be 0)".to_string(),
+        ),
+        (
+            PrpError::NotPrpCompatible { index: 2, reason: PrpIncompatibility::StartNotPageAligned },
+            "not_prp_compatible",
+            Some(2),
+            "segment 2 cannot be expressed with PRPs: it starts inside a memory page but is not the first segment".to_string(),
+        ),
+        (
+            PrpError::NotPrpCompatible { index: 3, reason: PrpIncompatibility::EndNotPageAligned },
+            "not_prp_compatible",
+            Some(3),
+            "segment 3 cannot be expressed with PRPs: it ends inside a memory page but is not the last segment".to_string(),
+        ),
+        (
+            PrpError::TooFewListPages { needed: 2, supplied: 1 },
+            "too_few_list_pages",
+            None,
+            "the transfer needs 2 PRP list pages, only 1 was supplied".to_string(),
+        ),
+        (
+            PrpError::ListPageMisaligned { index: 4, bus: 0x1004 },
+            "list_page_misaligned",
+            Some(4),
+            "PRP list page 4 at 0x1004 is misaligned (first: 8 bytes, later: a memory page)".to_string(),
+        ),
+        (
+            PrpError::ListPageTooSmall { index: 5, slots: 2, needed: 3 },
+            "list_page_too_small",
+            Some(5),
+            "PRP list page 5 has 2 slots, 3 are needed".to_string(),
+        ),
+        (
+            PrpError::StreamLength { declared: 0x2000, streamed: 0x1000 },
+            "stream_length",
+            None,
+            "the PRP writer was created for 0x2000 bytes but 0x1000 were pushed".to_string(),
+        ),
+    ];
+    for (e, kind, index, text) in cases {
+        assert_eq!((e.kind(), e.index(), e.to_string()), (kind, index, text));
+    }
+}
