@@ -691,3 +691,26 @@ fn stream_reports_its_kind_and_progress() {
     drop(s);
     assert!(iommu.is_idle());
 }
+
+/// The fused direct loop with page runs that reach the first list page's chain slot
+/// with more entries after them (505 + 7 + 13 pages after PRP1: the run of 7 fits the
+/// page's slots but not before the chain slot): the same list as without the loop.
+#[test]
+fn linear_runs_across_the_chain_slot() {
+    let phys = [
+        PhysRange::new(0x10_0000, 0x1000),
+        PhysRange::new(0x200_0000, 505 * 0x1000),
+        PhysRange::new(0x800_0000, 7 * 0x1000),
+        PhysRange::new(0x900_0000, 13 * 0x1000),
+    ];
+    let d = DirectMapper::new(0x1000_0000, DmaMask::BITS_64);
+    let total = 526 * 0x1000;
+    let fast = fused_prp(&d, &phys, total, 0, 512, 3).unwrap();
+    assert_eq!(
+        fast,
+        fused_prp(&NoLinear(&d), &phys, total, 0, 512, 3).unwrap()
+    );
+    assert_eq!(fast.2[510], (0x1800_0000u64 + 5 * 0x1000).to_le());
+    assert_eq!(fast.2[511], 0x8_1000u64.to_le(), "chain pointer");
+    assert_eq!(fast.2[512], (0x1800_0000u64 + 6 * 0x1000).to_le());
+}
