@@ -551,3 +551,81 @@ fn keyed_descriptors_print_length_and_key() {
     assert_eq!(n.raw(), SglCapabilities::ALL_TYPES.raw() & !(1 << 2));
     assert_eq!(k.with_bit(32, true).raw(), k.raw());
 }
+
+/// Every SGL encoder error: its kind, the index it points at and its text.
+#[test]
+fn sgl_errors_say_what_and_where() {
+    use physvec::nvme::SglError;
+    let cases = [
+        (SglError::Empty, "empty", None, "no segments to encode"),
+        (
+            SglError::EmptyBitBucket { index: 1 },
+            "empty_bit_bucket",
+            Some(1),
+            "bit bucket 1 has length 0",
+        ),
+        (
+            SglError::NotSupported,
+            "sgl_not_supported",
+            None,
+            "the controller does not support SGLs",
+        ),
+        (
+            SglError::KeyedNotSupported,
+            "keyed_not_supported",
+            None,
+            "the controller does not support Keyed SGL Data Blocks",
+        ),
+        (
+            SglError::BitBucketNotSupported { index: 2 },
+            "bit_bucket_not_supported",
+            Some(2),
+            "segment 2 is a bit bucket, which the controller does not support",
+        ),
+        (
+            SglError::NotDwordAligned { index: 3 },
+            "not_dword_aligned",
+            Some(3),
+            "segment 3: the controller requires dword-aligned addresses and lengths",
+        ),
+        (
+            SglError::TooFewSegmentPages {
+                needed: 1,
+                supplied: 0,
+            },
+            "too_few_segment_pages",
+            None,
+            "the SGL needs 1 segment page, only 0 were supplied",
+        ),
+        (
+            SglError::SegmentPageTooSmall { index: 4, slots: 1 },
+            "segment_page_too_small",
+            Some(4),
+            "segment page 4 holds 1 descriptors, too few to link onward",
+        ),
+        (
+            SglError::SegmentPageMisaligned {
+                index: 5,
+                bus: 0x1004,
+            },
+            "segment_page_misaligned",
+            Some(5),
+            "segment page 5 at 0x1004 is not qword aligned",
+        ),
+        (
+            SglError::StreamLength {
+                declared: 3,
+                streamed: 2,
+            },
+            "stream_length",
+            None,
+            "the SGL writer was created for 3 data descriptors but 2 were produced",
+        ),
+    ];
+    for (e, kind, index, text) in cases {
+        assert_eq!(
+            (e.kind(), e.index(), e.to_string().as_str()),
+            (kind, index, text)
+        );
+    }
+}
