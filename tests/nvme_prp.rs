@@ -447,3 +447,26 @@ fn prp_errors_say_what_and_where() {
         assert_eq!((e.kind(), e.index(), e.to_string()), (kind, index, text));
     }
 }
+
+/// PRP1 plus exactly one full list page: the last slot holds data, no chain and no
+/// second page (1 + 512 scattered pages at MPS 4 KiB); one more page chains.
+#[test]
+fn a_list_that_fills_its_page_exactly_does_not_chain() {
+    let mps = MemoryPageSize::SIZE_4K;
+    let rs: Vec<DmaRange> = (0..513u64)
+        .map(|i| DmaRange::new(0x100_0000 + i * 0x2000, 0x1000))
+        .collect();
+    let e = encode(&rs, mps, 1).unwrap();
+    assert_eq!(e.used, 1);
+    let two: Vec<DmaRange> = (0..514u64)
+        .map(|i| DmaRange::new(0x100_0000 + i * 0x2000, 0x1000))
+        .collect();
+    assert_eq!(
+        encode(&two, mps, 1).map(|_| ()),
+        Err(PrpError::TooFewListPages {
+            needed: 2,
+            supplied: 1
+        })
+    );
+    assert_eq!(encode(&two, mps, 2).unwrap().used, 2);
+}
